@@ -1,0 +1,5 @@
+import sys
+
+from rpcframe.cli import main
+
+sys.exit(main())

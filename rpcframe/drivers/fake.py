@@ -1,0 +1,370 @@
+"""The ``fake://`` driver: an in-memory broker for one process.
+
+It behaves like RabbitMQ with oslo.messaging's queue layout, so code tested
+on it meets the same rules in production: a request queue per topic shared
+round-robin by its servers, a queue per server, a fanout queue per listener,
+notification queues that exist from the first send and keep messages until a
+listener takes them, pools sharing one queue, requeue, expiry, ``mandatory``
+routing, and private reply inboxes. Bodies are the same encoded bytes the
+real drivers carry.
+
+Every transport opened on the same ``fake://[host]/[virtual_host]`` URL in a
+process shares one broker, so a service's client and server may build their
+own transports as they would in production. The broker lives while any of
+those transports is open: closing them all (``transport.cleanup()``, which
+``ConfFixture`` and the test fixtures do) forgets every queue, so tests do not
+leak messages into each other.
+
+Nothing here polls or sleeps: a poll blocks on the listener's own queue and
+wakes when a message is pushed or the listener is closed.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from rpcframe import exceptions
+from rpcframe.drivers import base
+
+__all__ = ["FakeDriver"]
+
+LOG = logging.getLogger(__name__)
+
+_CLOSED = object()  # wakes a poll blocked on a closing listener
+
+
+class _Delivery(base.IncomingMessage):
+    __slots__ = ("queue", "listener", "expires_at")
+
+    def __init__(self, body: bytes, queue_: _Queue, expires_at: float | None) -> None:
+        super().__init__(body)
+        self.queue = queue_
+        self.listener: _Listener | None = None
+        self.expires_at = expires_at
+
+    def _ack(self) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener.unacked.discard(self)
+
+    def _requeue(self) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener.unacked.discard(self)
+        self.queue.broker.redeliver(self)
+
+
+class _Queue:
+    """A named queue: pushes to its consumers round-robin, or keeps a backlog."""
+
+    __slots__ = ("broker", "name", "consumers", "backlog", "turn", "exclusive")
+
+    def __init__(self, broker: _Broker, name: str, exclusive: bool) -> None:
+        self.broker = broker
+        self.name = name
+        self.consumers: list[_Listener] = []
+        self.backlog: collections.deque[_Delivery] = collections.deque()
+        self.turn = 0
+        self.exclusive = exclusive
+
+    def push(self, delivery: _Delivery, front: bool = False) -> None:
+        """Hand a delivery to the next consumer. Called with the broker lock held."""
+        consumers = self.consumers
+        if consumers:
+            self.turn = (self.turn + 1) % len(consumers)
+            consumers[self.turn].hand(delivery)
+        elif front:
+            self.backlog.appendleft(delivery)
+        else:
+            self.backlog.append(delivery)
+
+
+class _Broker:
+    """Queues and bindings of one virtual host, shared by its transports."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.queues: dict[str, _Queue] = {}
+        self.bindings: dict[tuple[str, str], list[_Queue]] = {}
+        self.users = 0
+
+    def declare(
+        self, name: str, keys: Sequence[tuple[str, str]], exclusive: bool = False
+    ) -> _Queue:
+        """Create (or find) a queue and bind it. Called with the lock held."""
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = _Queue(self, name, exclusive)
+        for key in keys:
+            bound = self.bindings.setdefault(key, [])
+            if q not in bound:
+                bound.append(q)
+        return q
+
+    def delete(self, q: _Queue) -> None:
+        """Remove a queue, its bindings and its messages. Lock held."""
+        self.queues.pop(q.name, None)
+        for key, bound in list(self.bindings.items()):
+            if q in bound:
+                bound.remove(q)
+                if not bound:
+                    del self.bindings[key]
+        q.backlog.clear()
+
+    def publish(
+        self,
+        key: tuple[str, str],
+        body: bytes,
+        expires_at: float | None,
+        mandatory: bool,
+        declare: str | None,
+    ) -> None:
+        with self.lock:
+            if declare is not None:
+                self.declare(declare, [key])
+            bound = self.bindings.get(key)
+            if not bound:
+                if mandatory:
+                    raise exceptions.MessageUndeliverable(None, key[0], key[1], body)
+                LOG.debug("fake: no queue bound to %s/%s, message dropped", *key)
+                return
+            for q in bound:
+                q.push(_Delivery(body, q, expires_at))
+
+    def redeliver(self, delivery: _Delivery) -> None:
+        """Put a message back at the front of its queue, as a new delivery."""
+        with self.lock:
+            q = delivery.queue
+            if self.queues.get(q.name) is not q:
+                LOG.debug("fake: queue %s is gone, requeued message dropped", q.name)
+                return
+            q.push(_Delivery(delivery.body, q, delivery.expires_at), front=True)
+
+
+class _Registry:
+    """Brokers by URL, alive while a transport uses them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._brokers: dict[tuple[Any, ...], _Broker] = {}
+
+    def acquire(self, key: tuple[Any, ...]) -> _Broker:
+        with self._lock:
+            broker = self._brokers.get(key)
+            if broker is None:
+                broker = self._brokers[key] = _Broker()
+            broker.users += 1
+            return broker
+
+    def release(self, key: tuple[Any, ...], broker: _Broker) -> None:
+        with self._lock:
+            broker.users -= 1
+            if broker.users <= 0 and self._brokers.get(key) is broker:
+                del self._brokers[key]
+
+
+_registry = _Registry()
+
+
+class _Listener(base.Inbox):
+    def __init__(self, driver: FakeDriver) -> None:
+        self._driver = driver
+        self._buffer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.queues: list[_Queue] = []
+        self.unacked: set[_Delivery] = set()
+
+    def hand(self, delivery: _Delivery) -> None:
+        self._buffer.put(delivery)
+
+    def subscribe(self, q: _Queue) -> None:
+        """Start consuming ``q``, taking over its backlog. Broker lock held."""
+        self.queues.append(q)
+        q.consumers.append(self)
+        while q.backlog:
+            self._buffer.put(q.backlog.popleft())
+
+    def poll(self, timeout: float | None = None) -> base.IncomingMessage | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buffer = self._buffer
+        while True:
+            if self._closed:
+                return None
+            try:
+                if deadline is None:
+                    item = buffer.get()
+                else:
+                    left = deadline - time.monotonic()
+                    item = buffer.get(timeout=left) if left > 0 else buffer.get_nowait()
+            except queue.Empty:
+                return None
+            if item is _CLOSED:
+                return None
+            if item.expires_at is not None and item.expires_at < time.monotonic():
+                LOG.debug("fake: message on %s expired before delivery", item.queue.name)
+                continue
+            with self._lock:
+                if self._closed:
+                    self._driver.broker.redeliver(item)
+                    return None
+                item.listener = self
+                self.unacked.add(item)
+            return item
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        broker = self._driver.broker
+        with broker.lock:
+            for q in self.queues:
+                if self in q.consumers:
+                    q.consumers.remove(self)
+                if q.exclusive:
+                    broker.delete(q)
+        # Messages pushed but never polled go back to their queues; messages
+        # already polled stay with their holder, who still acks or requeues them.
+        pending = []
+        while True:
+            try:
+                item = self._buffer.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _CLOSED:
+                pending.append(item)
+        self._buffer.put(_CLOSED)
+        for delivery in pending:
+            broker.redeliver(delivery)
+
+    def release_unsettled(self) -> None:
+        """Requeue what was polled but never settled (the transport is closing)."""
+        for delivery in list(self.unacked):
+            if not delivery.settled:
+                delivery._settle("requeued (transport closed)")
+                self._driver.broker.redeliver(delivery)
+        self.unacked.clear()
+
+
+class FakeDriver(base.Driver):
+    """In-memory transport; see the module documentation."""
+
+    capabilities = base.Capabilities()
+
+    def __init__(self, conf: Any, url: Any) -> None:
+        super().__init__(conf, url)
+        if url.query:
+            raise exceptions.ConfigurationError(
+                f"the fake driver takes no URL parameters, got {', '.join(sorted(url.query))}"
+            )
+        key = (tuple(h.hostname for h in url.hosts), url.virtual_host or "")
+        self.broker = _registry.acquire(key)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._listeners: weakref.WeakSet[_Listener] = weakref.WeakSet()
+        self._release = weakref.finalize(self, _registry.release, key, self.broker)
+
+    # -- sending ------------------------------------------------------------
+
+    def send(
+        self,
+        address: base.Address,
+        body: bytes,
+        *,
+        expiry: float | None = None,
+        mandatory: bool = False,
+        retry: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if self._closed:
+            raise exceptions.TransportDriverError("the fake transport is closed")
+        if not isinstance(body, bytes):
+            raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
+        expires_at = None if expiry is None else time.monotonic() + expiry
+        declare = None
+        if address.kind == base.REPLY:
+            key = ("", address.topic)
+        elif address.kind == base.NOTIFY:
+            key = (address.exchange, address.topic)
+            declare = f"{address.exchange}:{address.topic}"
+        elif address.fanout:
+            key = (f"{address.topic}_fanout", address.topic)
+        elif address.server:
+            key = (address.exchange, f"{address.topic}.{address.server}")
+        else:
+            key = (address.exchange, address.topic)
+        self.broker.publish(key, body, expires_at, mandatory, declare)
+
+    # -- receiving ----------------------------------------------------------
+
+    def listen(
+        self, addresses: Sequence[base.Address], *, pool: str | None = None
+    ) -> base.Listener:
+        listener = self._new_listener()
+        broker = self.broker
+        with broker.lock:
+            pool_keys = []
+            for address in addresses:
+                if address.kind == base.NOTIFY:
+                    key = (address.exchange, address.topic)
+                    if pool:
+                        pool_keys.append(key)
+                    else:
+                        listener.subscribe(
+                            broker.declare(f"{address.exchange}:{address.topic}", [key])
+                        )
+                elif address.kind == base.REPLY:
+                    raise ValueError("reply addresses come from open_inbox(), not listen()")
+                elif address.fanout:
+                    name = f"{address.topic}_fanout_{uuid.uuid4().hex}"
+                    fkey = (f"{address.topic}_fanout", address.topic)
+                    listener.subscribe(broker.declare(name, [fkey], exclusive=True))
+                elif address.server:
+                    routing = f"{address.topic}.{address.server}"
+                    listener.subscribe(
+                        broker.declare(
+                            f"{address.exchange}:{routing}", [(address.exchange, routing)]
+                        )
+                    )
+                else:
+                    key = (address.exchange, address.topic)
+                    listener.subscribe(broker.declare(f"{address.exchange}:{address.topic}", [key]))
+            if pool_keys:
+                listener.subscribe(broker.declare(f"pool:{pool}", pool_keys))
+        return listener
+
+    def open_inbox(self) -> base.Inbox:
+        listener = self._new_listener()
+        name = f"reply_{uuid.uuid4().hex}"
+        listener.address = base.Address("", name, kind=base.REPLY)
+        with self.broker.lock:
+            listener.subscribe(self.broker.declare(f"reply:{name}", [("", name)], exclusive=True))
+        return listener
+
+    def _new_listener(self) -> _Listener:
+        with self._lock:
+            if self._closed:
+                raise exceptions.TransportDriverError("the fake transport is closed")
+            listener = _Listener(self)
+            self._listeners.add(listener)
+        return listener
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.close()
+            listener.release_unsettled()
+        self._release()

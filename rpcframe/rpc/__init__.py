@@ -1,0 +1,44 @@
+"""RPC: clients that call and cast, servers that dispatch to endpoints."""
+
+from rpcframe.rpc.client import (
+    ClientSendError,
+    RemoteError,
+    RPCClient,
+    RPCVersionCapError,
+    get_rpc_client,
+)
+from rpcframe.rpc.dispatcher import (
+    DefaultRPCAccessPolicy,
+    ExpectedException,
+    ExplicitRPCAccessPolicy,
+    LegacyRPCAccessPolicy,
+    NoSuchMethod,
+    RPCAccessPolicyBase,
+    RPCDispatcher,
+    RPCDispatcherError,
+    UnsupportedVersion,
+)
+from rpcframe.rpc.server import RPCServer, expected_exceptions, expose, get_rpc_server
+from rpcframe.transport import get_rpc_transport
+
+__all__ = [
+    "ClientSendError",
+    "DefaultRPCAccessPolicy",
+    "ExpectedException",
+    "ExplicitRPCAccessPolicy",
+    "LegacyRPCAccessPolicy",
+    "NoSuchMethod",
+    "RPCAccessPolicyBase",
+    "RPCClient",
+    "RPCDispatcher",
+    "RPCDispatcherError",
+    "RPCServer",
+    "RPCVersionCapError",
+    "RemoteError",
+    "UnsupportedVersion",
+    "expected_exceptions",
+    "expose",
+    "get_rpc_client",
+    "get_rpc_server",
+    "get_rpc_transport",
+]

@@ -1,0 +1,185 @@
+"""The reply waiter: one inbox per transport, replies routed to callers by id.
+
+Every call registers its ``_msg_id`` here before the request is sent, then
+waits for the reply carrying that id. There is no reader thread: the waiting
+callers take turns reading the inbox (leader/follower). One caller, the
+leader, blocks in ``inbox.poll``; every reply it reads goes to the caller it
+belongs to, and when the leader's own reply arrives (or its deadline passes)
+it wakes one follower to take over. A lone caller therefore reads its own
+reply straight from the transport, with no thread hand-off in between, and
+many concurrent callers share one inbox.
+
+Every wait has a deadline: the call's timeout, and the call-monitor
+interval when the caller asked for heartbeats (a heartbeat from the server
+pushes that one back). Replies for callers that stopped waiting are dropped
+with a debug log line.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from rpcframe import exceptions, wire
+from rpcframe.drivers import base
+
+__all__ = ["ReplyWaiter"]
+
+LOG = logging.getLogger(__name__)
+
+
+class _Slot:
+    """One pending call: its replies, and the condition its caller waits on.
+
+    The condition is made only when the caller has to wait behind a leader;
+    a lone caller leads and never needs one.
+    """
+
+    __slots__ = ("cond", "replies", "waiting")
+
+    def __init__(self) -> None:
+        self.cond: threading.Condition | None = None
+        self.replies: collections.deque[wire.Reply] = collections.deque()
+        self.waiting = False
+
+
+class ReplyWaiter:
+    """Routes replies from the transport's inbox to the calls waiting for them.
+
+    Thread-safe. ``address`` opens the inbox on first use; ``close`` wakes
+    every waiter, which then fails with TransportDriverError.
+    """
+
+    def __init__(self, driver: base.Driver, allowed_remote_exmods: Iterable[str]) -> None:
+        self._driver = driver
+        self.allowed_remote_exmods = list(allowed_remote_exmods)
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._inbox: base.Inbox | None = None
+        self._leading = False
+        self._closed = False
+
+    @property
+    def address(self) -> base.Address:
+        """The inbox address callers put in ``_reply_q``."""
+        inbox = self._inbox
+        if inbox is None:
+            with self._lock:
+                if self._closed:
+                    raise exceptions.TransportDriverError("the transport was cleaned up")
+                if self._inbox is None:
+                    self._inbox = self._driver.open_inbox()
+                inbox = self._inbox
+        return inbox.address
+
+    def register(self, msg_id: str) -> None:
+        """Start collecting replies for ``msg_id``; call before sending the request."""
+        with self._lock:
+            self._slots[msg_id] = _Slot()
+
+    def unregister(self, msg_id: str) -> None:
+        """Stop collecting replies for ``msg_id``; later ones are dropped."""
+        with self._lock:
+            self._slots.pop(msg_id, None)
+
+    def wait(self, msg_id: str, timeout: float, monitor_timeout: float | None = None) -> wire.Reply:
+        """Return the final reply for ``msg_id``.
+
+        Raises MessagingTimeout when ``timeout`` seconds pass, or when
+        ``monitor_timeout`` seconds pass without a heartbeat or reply.
+        """
+        now = time.monotonic()
+        deadline = now + timeout
+        monitor_deadline = now + monitor_timeout if monitor_timeout else None
+        lock = self._lock
+        slot = self._slots[msg_id]
+        lock.acquire()
+        try:
+            while True:
+                while slot.replies:
+                    reply = slot.replies.popleft()
+                    if not reply.is_heartbeat:
+                        return reply
+                    if monitor_timeout:
+                        monitor_deadline = time.monotonic() + monitor_timeout
+                now = time.monotonic()
+                if now >= deadline:
+                    raise exceptions.MessagingTimeout(
+                        f"Timed out waiting for a reply to message ID {msg_id}", timeout=timeout
+                    )
+                if monitor_deadline is not None and now >= monitor_deadline:
+                    raise exceptions.MessagingTimeout(
+                        f"Timed out waiting for a reply to message ID {msg_id}: no call-monitor "
+                        f"heartbeat in {monitor_timeout} s",
+                        timeout=monitor_timeout,
+                    )
+                if self._closed:
+                    raise exceptions.TransportDriverError(
+                        "the transport was cleaned up while a call was waiting"
+                    )
+                left = min(deadline, monitor_deadline or deadline) - now
+                if self._leading:
+                    if slot.cond is None:
+                        slot.cond = threading.Condition(lock)
+                    slot.waiting = True
+                    slot.cond.wait(left)
+                    slot.waiting = False
+                    continue
+                self._leading = True
+                lock.release()
+                try:
+                    self._read_one(left)
+                finally:
+                    lock.acquire()
+                    self._leading = False
+        finally:
+            # Whoever leaves without a leader in place passes the inbox on.
+            if not self._leading:
+                self._hand_over()
+            lock.release()
+
+    def _hand_over(self) -> None:
+        """Wake one waiting follower to become the leader. Lock held."""
+        for other in self._slots.values():
+            if other.waiting and other.cond is not None:
+                other.cond.notify()
+                return
+
+    def _read_one(self, timeout: float) -> None:
+        """Read at most one message from the inbox and route it. Lock not held."""
+        inbox = self._inbox
+        if inbox is None:
+            raise exceptions.TransportDriverError("the reply inbox is not open")
+        incoming = inbox.poll(timeout)
+        if incoming is None:
+            return
+        incoming.ack()
+        try:
+            reply = wire.parse_reply(incoming.body)
+        except exceptions.MalformedMessage as exc:
+            LOG.warning("Dropping malformed reply: %s", exc.reason)
+            return
+        with self._lock:
+            slot = self._slots.get(reply.msg_id)
+            if slot is None:
+                LOG.debug("Dropping reply to message %s: no caller waits for it", reply.msg_id)
+                return
+            slot.replies.append(reply)
+            if slot.waiting and slot.cond is not None:
+                slot.cond.notify()
+
+    def close(self) -> None:
+        """Close the inbox and wake every waiting caller. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            inbox, self._inbox = self._inbox, None
+            for slot in self._slots.values():
+                if slot.cond is not None:
+                    slot.cond.notify_all()
+        if inbox is not None:
+            inbox.close()
