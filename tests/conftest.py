@@ -1,0 +1,34 @@
+"""Shared test configuration: broker availability and the CI rule.
+
+Tests that need a real service ask for it through :func:`require_service`.
+On a developer's machine a missing service skips the test with the reason;
+with ``RPCFRAME_REQUIRE_BROKERS=1`` (set by ``.ci/run``) it fails instead,
+so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REQUIRE_BROKERS = os.environ.get("RPCFRAME_REQUIRE_BROKERS", "") not in ("", "0", "false", "no")
+
+
+def service_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or, in CI, fail) unless ``host:port`` accepts connections."""
+    if service_reachable(host, port):
+        return
+    reason = f"{name} is not reachable at {host}:{port}"
+    if REQUIRE_BROKERS:
+        pytest.fail(f"{reason} and RPCFRAME_REQUIRE_BROKERS is set", pytrace=False)
+    pytest.skip(reason)
