@@ -266,12 +266,11 @@ class Transport:
     built from.
     """
 
-    def __init__(
-        self, driver: base.Driver, allowed_remote_exmods: Iterable[str] | None = None
-    ) -> None:
+    def __init__(self, driver: base.Driver) -> None:
         self.conf = driver.conf
         self._driver = driver
-        self.allowed_remote_exmods = list(allowed_remote_exmods or [])
+        #: Modules whose exceptions callers may rebuild (set by the factories).
+        self.allowed_remote_exmods: list[str] = []
         self._lock = threading.Lock()
         self._waiter: ReplyWaiter | None = None
         self._cleaned = False
@@ -377,7 +376,9 @@ def _get_transport(
         url = TransportURL.parse(conf, url)
     driver = _load_driver(conf, url)
     LOG.debug("Loaded %s driver for %s", url.transport, url.masked())
-    return transport_cls(driver, allowed_remote_exmods)
+    transport = transport_cls(driver)
+    transport.allowed_remote_exmods = list(allowed_remote_exmods or [])
+    return transport
 
 
 def get_rpc_transport(

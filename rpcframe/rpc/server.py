@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rpcframe import exceptions, wire
+from rpcframe import exceptions as msg_exceptions
 from rpcframe import serializer as msg_serializer
 from rpcframe import server as msg_server
+from rpcframe import wire
 from rpcframe.drivers import base
 from rpcframe.rpc import dispatcher as rpc_dispatcher
 from rpcframe.target import Target
@@ -47,9 +48,9 @@ LOG = logging.getLogger(__name__)
 
 _DEDUP_SIZE = 1024
 _CLIENT_ERRORS = (
-    exceptions.NoSuchMethod,
-    exceptions.UnsupportedVersion,
-    exceptions.MalformedMessage,
+    msg_exceptions.NoSuchMethod,
+    msg_exceptions.UnsupportedVersion,
+    msg_exceptions.MalformedMessage,
 )
 
 
@@ -69,7 +70,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         if not isinstance(target, Target):
             raise TypeError(f"target must be a rpcframe Target, got {type(target).__name__}")
         if not (target.topic and target.server):
-            raise exceptions.InvalidTarget(
+            raise msg_exceptions.InvalidTarget(
                 "A server's target must have topic and server names specified", target
             )
         super().__init__(transport, dispatcher, executor)
@@ -110,7 +111,7 @@ class RPCServer(msg_server.MessageHandlingServer):
     def _process_incoming(self, incoming: base.IncomingMessage) -> None:
         try:
             request = wire.parse_request(incoming.body)
-        except exceptions.MalformedMessage as exc:
+        except msg_exceptions.MalformedMessage as exc:
             LOG.warning("%s: dropping malformed request: %s", self._name, exc.reason)
             if exc.msg_id and exc.reply_q:
                 self._reply(exc.reply_q, exc.msg_id, None, _failure_of(exc), None)
@@ -132,7 +133,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         result = failure = None
         try:
             result = self.dispatcher.dispatch(request)
-        except exceptions.ExpectedException as exc:
+        except msg_exceptions.ExpectedException as exc:
             LOG.debug("Expected exception during message handling (%s)", exc.exc_info[1])
             failure = wire.serialize_remote_exception(exc.exc_info)
         except _CLIENT_ERRORS as exc:
@@ -180,13 +181,13 @@ class RPCServer(msg_server.MessageHandlingServer):
             self.transport._driver.send(
                 base.Address("", reply_q, kind=base.REPLY), body, mandatory=True, timeout=timeout
             )
-        except exceptions.MessageUndeliverable:
+        except msg_exceptions.MessageUndeliverable:
             LOG.info(
                 "%s: the caller of %s is gone (its reply queue no longer exists)",
                 self._name,
                 msg_id,
             )
-        except exceptions.MessagingException as exc:
+        except msg_exceptions.MessagingException as exc:
             LOG.warning("%s: could not send the reply to %s: %s", self._name, msg_id, exc)
 
 
@@ -266,7 +267,7 @@ class _CallMonitor:
         body = wire.encode_reply(watch.msg_id, None, None, ending=False)
         try:
             self._driver.send(watch.address, body, mandatory=True, timeout=watch.interval)
-        except exceptions.MessagingException as exc:
+        except msg_exceptions.MessagingException as exc:
             LOG.debug("Call-monitor heartbeat for %s failed: %s", watch.msg_id, exc)
             watch.cancel()
 
@@ -294,7 +295,7 @@ def get_rpc_server(
     return server_cls(transport, target, dispatcher, executor)
 
 
-def expected_exceptions(*exceptions_: type[BaseException]) -> Callable[[Callable], Callable]:
+def expected_exceptions(*exceptions: type[BaseException]) -> Callable[[Callable], Callable]:
     """Mark exceptions an endpoint method raises as expected.
 
     They still go back to the caller, but the server logs them at debug
@@ -306,7 +307,7 @@ def expected_exceptions(*exceptions_: type[BaseException]) -> Callable[[Callable
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return func(*args, **kwargs)
-            except exceptions_:
+            except exceptions:
                 raise rpc_dispatcher.ExpectedException() from None
 
         return inner

@@ -1,0 +1,274 @@
+"""Server lifecycle, executors, and how servers treat bad or stale requests."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import rpcframe
+from rpcframe import executors, opts, wire
+from rpcframe.drivers import base
+
+
+class Gate:
+    """An endpoint whose calls block until released, counting how many run at once."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.entered = threading.Semaphore(0)
+
+    def hold(self, ctxt, n):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        self.entered.release()
+        self.release.wait(10)
+        with self.lock:
+            self.running -= 1
+        return n
+
+    def echo(self, ctxt, value):
+        return value
+
+
+def test_a_server_target_needs_topic_and_server(transport):
+    with pytest.raises(rpcframe.InvalidTarget, match="topic and server"):
+        rpcframe.get_rpc_server(transport, rpcframe.Target(topic="t"), [Gate()])
+
+
+def test_an_unknown_executor_is_an_executor_load_failure(transport, topic):
+    with pytest.raises(rpcframe.ExecutorLoadFailure, match="threading"):
+        rpcframe.get_rpc_server(
+            transport, rpcframe.Target(topic=topic, server="s"), [Gate()], executor="fibres"
+        )
+
+
+def test_start_twice_warns_and_keeps_serving(serve, client, caplog):
+    server = serve(Gate())
+    with caplog.at_level(logging.WARNING, logger="rpcframe"):
+        server.start()
+    assert "already been started" in caplog.text
+    assert client.call({}, "echo", value=1) == 1
+
+
+def test_stop_and_wait_before_start_return_at_once(transport, topic):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.stop()
+    server.wait()
+
+
+def test_wait_blocks_until_another_thread_stops_the_server(transport, topic):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    waited = threading.Event()
+    waiter = threading.Thread(target=lambda: (server.wait(), waited.set()))
+    waiter.start()
+    assert not waited.wait(0.1)
+    server.stop()
+    assert waited.wait(10)
+    waiter.join(10)
+
+
+def test_a_stopped_server_takes_no_new_requests(transport, topic, client):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    assert client.call({}, "echo", value=1) == 1
+    server.stop()
+    server.wait()
+    with pytest.raises(rpcframe.MessagingTimeout):
+        client.prepare(timeout=0.2).call({}, "echo", value=2)
+
+
+def test_a_waited_server_can_start_again(transport, topic, client):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    server.stop()
+    server.wait()
+    server.start()
+    try:
+        assert client.call({}, "echo", value="again") == "again"
+    finally:
+        server.stop()
+        server.wait()
+
+
+def test_requests_queued_while_stopped_are_served_after_a_restart(transport, topic, client):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    server.stop()
+    server.wait()
+    gate = Gate()
+    gate.release.set()
+    results = []
+    caller = threading.Thread(target=lambda: results.append(client.call({}, "echo", value="q")))
+    caller.start()
+    server.start()
+    caller.join(10)
+    server.stop()
+    server.wait()
+    assert results == ["q"]
+
+
+def test_the_pool_size_bounds_concurrent_work(conf, transport, topic, serve, client):
+    conf.set_override("executor_thread_pool_size", 2)
+    gate = Gate()
+    serve(gate)
+    callers = [
+        threading.Thread(target=client.call, args=({}, "hold"), kwargs={"n": i}) for i in range(5)
+    ]
+    for caller in callers:
+        caller.start()
+    assert gate.entered.acquire(timeout=10) and gate.entered.acquire(timeout=10)
+    assert not gate.entered.acquire(timeout=0.2), "a third call ran with a pool of 2"
+    gate.release.set()
+    for caller in callers:
+        caller.join(10)
+    assert gate.peak == 2
+
+
+def test_override_pool_size_wins_over_the_option(transport, topic, client):
+    gate = Gate()
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [gate])
+    server.start(override_pool_size=1)
+    try:
+        callers = [
+            threading.Thread(target=client.call, args=({}, "hold"), kwargs={"n": i})
+            for i in range(2)
+        ]
+        for caller in callers:
+            caller.start()
+        assert gate.entered.acquire(timeout=10)
+        assert not gate.entered.acquire(timeout=0.2)
+        gate.release.set()
+        for caller in callers:
+            caller.join(10)
+        assert gate.peak == 1
+    finally:
+        gate.release.set()
+        server.stop()
+        server.wait()
+
+
+def test_wait_gives_up_on_stuck_work_after_the_stop_timeout(conf, transport, topic, caplog):
+    opts.register_core(conf)
+    conf.set_override("server_stop_timeout", 0.2, group="rpcframe")
+    gate = Gate()
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [gate])
+    server.start()
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=10)
+    client.cast({}, "hold", n=1)
+    assert gate.entered.acquire(timeout=10)
+    server.stop()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="rpcframe"):
+        server.wait()
+    assert time.monotonic() - started < 5
+    assert "still being handled" in caplog.text
+    gate.release.set()
+
+
+def test_stop_and_wait_from_inside_an_endpoint_do_not_deadlock(transport, topic, client):
+    done = threading.Event()
+
+    class SelfStopping:
+        def shutdown(self, ctxt):
+            server.stop()
+            server.wait()
+            done.set()
+
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="s"), [SelfStopping()]
+    )
+    server.start()
+    client.cast({}, "shutdown")
+    assert done.wait(10)
+
+
+def test_a_malformed_cast_is_logged_and_the_server_keeps_serving(
+    transport, topic, serve, client, caplog
+):
+    serve(Gate())
+    address = base.Address(transport.conf.control_exchange, topic)
+    with caplog.at_level(logging.WARNING, logger="rpcframe"):
+        transport._driver.send(address, b"\x00garbage")
+        assert client.call({}, "echo", value="alive") == "alive"
+    assert "dropping malformed request" in caplog.text
+
+
+def test_a_duplicate_request_runs_once(transport, topic, serve, client):
+    class Counter:
+        def __init__(self):
+            self.seen = []
+            self.event = threading.Event()
+
+        def record(self, ctxt, value):
+            self.seen.append(value)
+            self.event.set()
+
+    counter = Counter()
+    serve(counter)
+    body = wire.encode_request("record", {"value": 1}, {})
+    address = base.Address(transport.conf.control_exchange, topic)
+    transport._driver.send(address, body)
+    transport._driver.send(address, body)
+    assert client.call({}, "record", value=2) is None
+    assert counter.seen == [1, 2]
+
+
+def test_the_threading_executor_runs_work_on_named_threads():
+    executor = executors.ThreadingExecutor(2, "unit")
+    names = []
+    done = threading.Event()
+    assert executor.acquire()
+    executor.submit(lambda: (names.append(threading.current_thread().name), done.set()))
+    assert done.wait(5)
+    assert executor.shutdown(5)
+    assert names == ["unit-worker-1"]
+
+
+def test_release_waiters_wakes_a_blocked_acquire():
+    executor = executors.ThreadingExecutor(1)
+    assert executor.acquire()
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(executor.acquire()))
+    waiter.start()
+    executor.release_waiters()
+    waiter.join(5)
+    assert result == [False]
+
+
+def test_a_failing_task_does_not_kill_its_worker(caplog):
+    executor = executors.ThreadingExecutor(1, "unit")
+    done = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="rpcframe"):
+        assert executor.acquire()
+        executor.submit(lambda: 1 / 0)
+        assert executor.acquire()
+        executor.submit(done.set)
+        assert done.wait(5)
+    assert executor.shutdown(5)
+    assert "Unhandled error" in caplog.text
+
+
+def test_an_executor_needs_at_least_one_worker():
+    with pytest.raises(ValueError, match="at least 1"):
+        executors.ThreadingExecutor(0)
+
+
+def test_importing_rpcframe_and_serving_never_imports_eventlet():
+    code = (
+        "import sys, rpcframe; from oslo_config import cfg; c = cfg.ConfigOpts(); c([]);"
+        "t = rpcframe.get_rpc_transport(c, 'fake://');"
+        "s = rpcframe.get_rpc_server(t, rpcframe.Target(topic='t', server='s'), []);"
+        "s.start(); s.stop(); s.wait(); t.cleanup();"
+        "assert 'eventlet' not in sys.modules, 'eventlet was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
