@@ -7,6 +7,7 @@ whatever this test checks, oslo.messaging does too.
 
 from __future__ import annotations
 
+import types
 import warnings
 
 import pytest
@@ -41,7 +42,9 @@ def service(messaging):
     transport = messaging.get_rpc_transport(conf, allowed_remote_exmods=[sample_service.__name__])
     api_cls, context_cls, start_server = sample_service.make_service(messaging)
     servers = [start_server(transport, "host-a"), start_server(transport, "host-b")]
-    yield messaging, transport, api_cls, context_cls, servers
+    yield types.SimpleNamespace(
+        messaging=messaging, transport=transport, api=api_cls, context=context_cls, servers=servers
+    )
     for server, _ in servers:
         server.stop()
         server.wait()
@@ -50,29 +53,26 @@ def service(messaging):
 
 
 def test_a_direct_call_carries_the_context_through_the_serializer(service):
-    messaging, transport, api_cls, context_cls, servers = service
-    ctxt = context_cls("alice", "proj", is_admin=True)
-    result = api_cls(transport).get_instance(ctxt, "host-b", "vm-1")
+    ctxt = service.context("alice", "proj", is_admin=True)
+    result = service.api(service.transport).get_instance(ctxt, "host-b", "vm-1")
     assert result == {"id": "vm-1", "host": "host-b", "admin": True}
-    assert servers[1][1].seen_users == ["alice"]
+    assert service.servers[1][1].seen_users == ["alice"]
 
 
 def test_an_expected_application_exception_comes_back_as_itself(service):
-    messaging, transport, api_cls, context_cls, _ = service
     with pytest.raises(sample_service.InstanceNotFound) as info:
-        api_cls(transport).get_instance(context_cls("u", "p"), "host-a", "missing")
+        service.api(service.transport).get_instance(service.context("u", "p"), "host-a", "missing")
     assert info.value.instance_id == "missing"
 
 
 def test_the_version_cap_decides_what_the_client_sends(service):
-    messaging, transport, api_cls, context_cls, _ = service
-    ctxt = context_cls("u", "p")
-    assert api_cls(transport, version_cap="5.2").resize(ctxt, "host-a", "vm", "m1") == [
+    ctxt = service.context("u", "p")
+    assert service.api(service.transport, version_cap="5.2").resize(ctxt, "host-a", "vm", "m1") == [
         "vm",
         "m1",
         True,
     ]
-    assert api_cls(transport, version_cap="5.1").resize(ctxt, "host-a", "vm", "m1") == [
+    assert service.api(service.transport, version_cap="5.1").resize(ctxt, "host-a", "vm", "m1") == [
         "vm",
         "m1",
         False,
@@ -80,21 +80,18 @@ def test_the_version_cap_decides_what_the_client_sends(service):
 
 
 def test_a_version_above_the_cap_is_refused(service):
-    messaging, transport, api_cls, context_cls, _ = service
-    api = api_cls(transport, version_cap="5.1")
-    with pytest.raises(messaging.RPCVersionCapError):
-        api.client.prepare(version="5.2").call(context_cls("u", "p"), "resize")
+    api = service.api(service.transport, version_cap="5.1")
+    with pytest.raises(service.messaging.RPCVersionCapError):
+        api.client.prepare(version="5.2").call(service.context("u", "p"), "resize")
 
 
 def test_a_namespaced_endpoint_answers_in_its_namespace(service):
-    messaging, transport, api_cls, context_cls, _ = service
-    cctxt = api_cls(transport).client.prepare(
+    cctxt = service.api(service.transport).client.prepare(
         namespace="baseapi", version="1.0", version_cap=None, server="host-a"
     )
-    assert cctxt.call(context_cls("u", "p"), "ping", arg=3) == {"pong": 3}
+    assert cctxt.call(service.context("u", "p"), "ping", arg=3) == {"pong": 3}
 
 
 def test_a_fanout_cast_reaches_every_server(service):
-    messaging, transport, api_cls, context_cls, servers = service
-    api_cls(transport).refresh_all(context_cls("u", "p"))
-    assert all(manager.refreshed.wait(20) for _, manager in servers)
+    service.api(service.transport).refresh_all(service.context("u", "p"))
+    assert all(manager.refreshed.wait(20) for _, manager in service.servers)
