@@ -22,7 +22,6 @@ on)::
     ├── ClientSendError                   a client could not hand a request over
     ├── RPCVersionCapError                version above the client's version_cap
     ├── RemoteError                       an endpoint raised a non-allowed exception
-    ├── Cancelled                         the caller cancelled a pending call
     └── MessagingServerError
         ├── ExecutorLoadFailure
         ├── ServerListenError
@@ -44,7 +43,6 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
-    "Cancelled",
     "ClientSendError",
     "ConfigurationError",
     "DriverLoadFailure",
@@ -210,10 +208,6 @@ class RemoteError(MessagingException):
         self.value = value
         self.traceback = traceback
         super().__init__(f"Remote error: {exc_type} {value}\n{traceback}.")
-
-
-class Cancelled(MessagingException):
-    """The caller cancelled the call before its reply arrived."""
 
 
 class MessagingServerError(MessagingException):

@@ -52,6 +52,10 @@ class Executor(abc.ABC):
         """Wake every ``acquire`` that is waiting, making it return False."""
 
     @abc.abstractmethod
+    def release(self) -> None:
+        """Give back a worker obtained by ``acquire`` without submitting work."""
+
+    @abc.abstractmethod
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the worker obtained by the last ``acquire``."""
 
@@ -83,6 +87,9 @@ class ThreadingExecutor(Executor):
 
     def release_waiters(self) -> None:
         self._free.put(False)
+
+    def release(self) -> None:
+        self._free.put(True)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         with self._lock:
@@ -161,6 +168,9 @@ class EventletExecutor(Executor):
 
     def release_waiters(self) -> None:
         self._stopping = True
+
+    def release(self) -> None:
+        """Nothing to give back: acquire() reserves no green thread."""
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._pool.spawn_n(fn, *args)

@@ -69,6 +69,10 @@ class MessageHandlingServer(abc.ABC):
     :param executor: ``"threading"`` (default) or ``"eventlet"`` (deprecated).
     """
 
+    #: Seconds before the first attempt to listen again after a transport
+    #: failure; it doubles up to 30 s while the attempts fail.
+    relisten_delay = 0.5
+
     def __init__(self, transport: Any, dispatcher: Any, executor: str | None = None) -> None:
         self.conf = transport.conf
         opts.register_core(self.conf)
@@ -82,6 +86,7 @@ class MessageHandlingServer(abc.ABC):
         self._executor: Executor | None = None
         self.listener: base.Listener | None = None
         self._poll_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # -- subclass hooks -----------------------------------------------------
 
@@ -120,9 +125,10 @@ class MessageHandlingServer(abc.ABC):
                 self.listener = self._create_listener()
             except exceptions.TransportDriverError as exc:
                 raise ServerListenError(getattr(self, "target", None), exc) from exc
+            self._stopping = threading.Event()
             self._poll_thread = threading.Thread(
                 target=self._poll_loop,
-                args=(self.listener, self._executor),
+                args=(self.listener, self._executor, self._stopping),
                 name=f"{self._name}-poll",
                 daemon=True,
             )
@@ -136,10 +142,12 @@ class MessageHandlingServer(abc.ABC):
             if self._state != _RUNNING:
                 return
             self._state = _STOPPED
+            self._stopping.set()
             listener, executor, thread = self.listener, self._executor, self._poll_thread
             self._state_changed.notify_all()
-        assert listener is not None and executor is not None and thread is not None
-        listener.close()
+        assert executor is not None and thread is not None
+        if listener is not None:
+            listener.close()
         executor.release_waiters()
         thread.join()
 
@@ -172,17 +180,46 @@ class MessageHandlingServer(abc.ABC):
 
     # -- the polling thread -----------------------------------------------------
 
-    def _poll_loop(self, listener: base.Listener, executor: Executor) -> None:
-        while executor.acquire():
+    def _poll_loop(
+        self, listener: base.Listener | None, executor: Executor, stopping: threading.Event
+    ) -> None:
+        while listener is not None and executor.acquire():
             try:
                 work = self._receive(listener)
             except exceptions.TransportDriverError:
-                LOG.exception(
-                    "%s: the transport failed; no more messages will be taken", self._name
-                )
-                work = None
+                LOG.exception("%s: the transport failed while receiving", self._name)
+                executor.release()
+                listener = self._listen_again(listener, stopping)
+                continue
             if work is None:
+                if not stopping.is_set():
+                    LOG.warning(
+                        "%s: the transport closed the listener; no more messages", self._name
+                    )
                 executor.release_waiters()
                 return
             self._on_received(work)
             executor.submit(self._process_incoming, work)
+
+    def _listen_again(
+        self, broken: base.Listener, stopping: threading.Event
+    ) -> base.Listener | None:
+        """Subscribe again after a transport failure, backing off; None once stopping."""
+        broken.close()
+        delay = self.relisten_delay
+        while not stopping.wait(delay):
+            try:
+                listener = self._create_listener()
+            except exceptions.MessagingException as exc:
+                LOG.warning(
+                    "%s: cannot listen again yet (%s); retrying in %.0f s", self._name, exc, delay
+                )
+                delay = min(delay * 2, 30.0)
+                continue
+            with self._lock:
+                if not stopping.is_set():
+                    self.listener = listener
+                    LOG.info("%s: listening again", self._name)
+                    return listener
+            listener.close()
+        return None

@@ -272,3 +272,46 @@ def test_importing_rpcframe_and_serving_never_imports_eventlet():
         "assert 'eventlet' not in sys.modules, 'eventlet was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class _BreaksOnce:
+    """Wraps a listener so that its first poll fails like a broken transport."""
+
+    def __init__(self, listener):
+        self._listener = listener
+        self.broke = False
+
+    def poll(self, timeout=None):
+        if not self.broke:
+            self.broke = True
+            raise rpcframe.exceptions.TransportDriverError("connection reset")
+        return self._listener.poll(timeout)
+
+    def close(self):
+        self._listener.close()
+
+
+def test_a_server_listens_again_after_the_transport_fails(
+    transport, topic, client, monkeypatch, caplog
+):
+    real_listen = transport._driver.listen
+    wrapped = []
+
+    def listen(addresses, **kwargs):
+        listener = real_listen(addresses, **kwargs)
+        if not wrapped:
+            wrapped.append(_BreaksOnce(listener))
+            return wrapped[0]
+        return listener
+
+    monkeypatch.setattr(transport._driver, "listen", listen)
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.relisten_delay = 0.01
+    server.start()
+    try:
+        assert client.call({}, "echo", value="back") == "back"
+        assert wrapped[0].broke
+        assert "the transport failed while receiving" in caplog.text
+    finally:
+        server.stop()
+        server.wait()
