@@ -22,6 +22,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from rpcframe import exceptions
+
 __all__ = ["EventletExecutor", "Executor", "ThreadingExecutor"]
 
 LOG = logging.getLogger(__name__)
@@ -145,11 +147,16 @@ class EventletExecutor(Executor):
     def __init__(self, max_workers: int, name: str = "rpcframe") -> None:
         super().__init__(max_workers, name)
         try:
-            import eventlet
+            import eventlet  # optional: imported only when this executor is asked for
         except ImportError as exc:
-            raise ImportError(
-                "the eventlet executor needs eventlet: pip install 'rpcframe[eventlet]'"
+            raise exceptions.ExecutorLoadFailure(
+                "eventlet", "eventlet is not installed: pip install 'rpcframe[eventlet]'"
             ) from exc
+        if not eventlet.patcher.is_monkey_patched("thread"):
+            # Green threads spawned from an unpatched thread would never run.
+            raise exceptions.ExecutorLoadFailure(
+                "eventlet", "the process is not monkey-patched (call eventlet.monkey_patch() first)"
+            )
         warnings.warn(
             "the eventlet executor is deprecated, as eventlet is; use 'threading'",
             DeprecationWarning,
