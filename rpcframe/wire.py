@@ -141,9 +141,14 @@ new_id = _Ids()
 
 
 def new_uuid() -> str:
-    """A fresh id in UUID form (8-4-4-4-12), as oslo.messaging's ``message_id``."""
+    """A fresh random-UUID-shaped id, as oslo.messaging's ``message_id`` (uuid4).
+
+    Built from :data:`new_id` with the version and variant digits a UUID
+    parser expects; the counter keeps it unique.
+    """
     h = new_id()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 # -- envelope ---------------------------------------------------------------
