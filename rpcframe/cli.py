@@ -2,7 +2,9 @@
 
 ``rpcframe demo`` starts a server and a client and shows calls, a cast, a
 remote error and a round-trip rate, on the embedded ``fake://`` transport by
-default (no broker needed) or on any ``--url``.
+default (no broker needed) or on any ``--url``. ``rpcframe notify`` sends one
+notification and ``rpcframe listen`` prints notifications as they arrive
+(:mod:`rpcframe.notify.commands`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, TextIO
 from oslo_config import cfg
 
 import rpcframe
+from rpcframe.notify import commands as notify_commands
 
 __all__ = ["main"]
 
@@ -113,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--calls", type=int, default=5000, help="calls for the rate (default 5000)")
     demo.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
     demo.set_defaults(run=_demo)
+    notify_commands.add_commands(commands)
     return parser
 
 

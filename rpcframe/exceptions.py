@@ -22,6 +22,8 @@ on)::
     ├── ClientSendError                   a client could not hand a request over
     ├── RPCVersionCapError                version above the client's version_cap
     ├── RemoteError                       an endpoint raised a non-allowed exception
+    ├── InvalidNotification (ValueError)  a notification that cannot be sent as asked
+    │   └── ValidationError               its payload does not match the event's schema
     └── MessagingServerError
         ├── ExecutorLoadFailure
         ├── ServerListenError
@@ -30,7 +32,14 @@ on)::
             └── UnsupportedVersion
 
 :class:`ExpectedException` is not part of the tree: as in oslo.messaging it is
-a plain ``Exception`` that endpoints raise to mark an error as expected.
+a plain ``Exception`` that endpoints raise to mark an error as expected. The
+notification endpoint controls are not errors either; an endpoint raises them
+to tell its listener what to do with the message::
+
+    NotificationControl
+    ├── Requeue                           put the message back for redelivery
+    ├── Drop                              acknowledge it; no further endpoint sees it
+    └── HaltListener                      settle it, then stop this listener
 
 Errors carry fields (``target``, ``method``, ``version``, ``url``), not only
 text; their messages never contain credentials.
@@ -47,7 +56,10 @@ __all__ = [
     "ConfigurationError",
     "DriverLoadFailure",
     "ExecutorLoadFailure",
+    "Drop",
     "ExpectedException",
+    "HaltListener",
+    "InvalidNotification",
     "InvalidTarget",
     "InvalidTransportURL",
     "MalformedMessage",
@@ -58,12 +70,15 @@ __all__ = [
     "MessagingServerError",
     "MessagingTimeout",
     "NoSuchMethod",
+    "NotificationControl",
     "RPCDispatcherError",
     "RPCVersionCapError",
     "RemoteError",
+    "Requeue",
     "ServerListenError",
     "TransportDriverError",
     "UnsupportedVersion",
+    "ValidationError",
 ]
 
 
@@ -210,6 +225,36 @@ class RemoteError(MessagingException):
         super().__init__(f"Remote error: {exc_type} {value}\n{traceback}.")
 
 
+class InvalidNotification(MessagingException, ValueError):
+    """A notification the notifier refuses to send: nothing was sent.
+
+    ``event_type`` is the event it was for (when known); the message says
+    what was wrong (an empty event type, an unknown priority, a payload JSON
+    cannot hold).
+    """
+
+    def __init__(self, msg: str, event_type: Any = None) -> None:
+        super().__init__(msg)
+        self.event_type = event_type
+
+
+class ValidationError(InvalidNotification):
+    """A payload does not match the JSON Schema registered for its event type.
+
+    ``path`` is where in the payload the first failure is (a tuple of keys
+    and indexes; empty for the payload itself), ``reason`` what the schema
+    required there.
+    """
+
+    def __init__(self, event_type: str, path: tuple[Any, ...], reason: str) -> None:
+        where = "payload" + "".join(f"[{p!r}]" for p in path)
+        super().__init__(
+            f"{event_type!r} notification is not valid at {where}: {reason}", event_type
+        )
+        self.path = path
+        self.reason = reason
+
+
 class MessagingServerError(MessagingException):
     """Base class of the errors a MessageHandlingServer raises."""
 
@@ -266,3 +311,30 @@ class ExpectedException(Exception):
     def __init__(self) -> None:
         super().__init__()
         self.exc_info = sys.exc_info()
+
+
+class NotificationControl(Exception):
+    """Base class of what a notification endpoint raises to settle its message."""
+
+
+class Requeue(NotificationControl):
+    """Put the message back for redelivery (acknowledged instead when the
+    listener was built without ``allow_requeue``)."""
+
+
+class Drop(NotificationControl):
+    """Acknowledge the message now; endpoints after this one do not see it."""
+
+
+class HaltListener(NotificationControl):
+    """Stop the listener that is handling this message, cleanly.
+
+    The message is acknowledged, or requeued with ``requeue=True`` (when the
+    listener allows requeueing), before the listener stops taking messages.
+    Messages other workers are handling finish as they would on ``stop()``.
+    """
+
+    def __init__(self, reason: str = "", requeue: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.requeue = requeue

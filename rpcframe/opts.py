@@ -100,6 +100,12 @@ notifier_opts: list[cfg.Opt] = [
         help="How many times to retry sending a notification that failed for a "
         "recoverable reason: 0 never, -1 without limit.",
     ),
+    cfg.StrOpt(
+        "routing_config",
+        default="",
+        help="The YAML file the 'routing' notification driver reads: which "
+        "drivers get which event types and priorities.",
+    ),
 ]
 
 CORE_GROUP = "rpcframe"

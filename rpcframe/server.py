@@ -158,12 +158,20 @@ class MessageHandlingServer(abc.ABC):
                 return
             while self._state == _RUNNING:
                 self._state_changed.wait()
-            self._drain()
+            executor = self._take_executor()
+        # Drained without the lock, so start() and stop() elsewhere are not held up.
+        self._shutdown(executor)
 
-    def _drain(self) -> None:
+    def _take_executor(self) -> Executor | None:
         executor, self._executor = self._executor, None
         self.listener = None
         self._poll_thread = None
+        return executor
+
+    def _drain(self) -> None:
+        self._shutdown(self._take_executor())
+
+    def _shutdown(self, executor: Executor | None) -> None:
         if executor is None:
             return
         timeout = self.conf.rpcframe.server_stop_timeout
@@ -186,8 +194,8 @@ class MessageHandlingServer(abc.ABC):
         while listener is not None and executor.acquire():
             try:
                 work = self._receive(listener)
-            except exceptions.TransportDriverError:
-                LOG.exception("%s: the transport failed while receiving", self._name)
+            except Exception:  # the polling thread must not die
+                LOG.exception("%s: receiving failed; subscribing again", self._name)
                 executor.release()
                 listener = self._listen_again(listener, stopping)
                 continue
@@ -198,7 +206,12 @@ class MessageHandlingServer(abc.ABC):
                     )
                 executor.release_waiters()
                 return
-            self._on_received(work)
+            try:
+                self._on_received(work)
+            except Exception:  # one bad message must not stop the server
+                LOG.exception("%s: dropping a message that could not be accepted", self._name)
+                executor.release()
+                continue
             executor.submit(self._process_incoming, work)
 
     def _listen_again(

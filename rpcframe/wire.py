@@ -17,6 +17,14 @@ exception), ``ending`` (true on the last message of a reply), ``_msg_id`` and
 ``_unique_id``. A reply with ``ending`` false and neither result nor failure
 is a call-monitor heartbeat.
 
+A notification holds ``message_id``, ``publisher_id``, ``event_type``,
+``priority`` (upper case), ``payload``, ``timestamp``, ``_unique_id`` and the
+context as ``_context_<key>``; the ``messagingv2`` driver wraps it in the
+envelope, the older ``messaging`` driver sends it bare, and both are read.
+
+Requests and notifications sent by rpcframe also carry ``_sender``: who sent
+them (``name``, ``host``, ``pid``). oslo.messaging ignores it.
+
 Everything here is pure: no I/O, no threads. Parsing never trusts its input:
 a body that is not a well-formed message raises
 :class:`~rpcframe.exceptions.MalformedMessage` saying what was wrong.
@@ -38,14 +46,21 @@ from rpcframe.serializer import to_primitive
 
 __all__ = [
     "ENVELOPE_VERSION",
+    "PRIORITIES",
+    "SENDER_KEY",
+    "Notification",
     "Reply",
     "Request",
     "decode",
     "deserialize_remote_exception",
+    "dumps",
     "encode",
+    "encode_notification",
     "encode_reply",
     "encode_request",
+    "new_uuid",
     "pack_context",
+    "parse_notification",
     "parse_reply",
     "parse_request",
     "serialize_remote_exception",
@@ -59,6 +74,9 @@ VERSION_KEY = "oslo.version"
 MESSAGE_KEY = "oslo.message"
 CONTEXT_PREFIX = "_context_"
 REMOTE_POSTFIX = "_Remote"
+SENDER_KEY = "_sender"
+#: Notification priorities, lower case, in oslo.messaging's order.
+PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
 _BUILTIN_MODULES = ("exceptions", "builtins")
 
 
@@ -120,6 +138,17 @@ class _Ids:
 
 #: Return a fresh 32-hex-digit id (the form oslo.messaging uses for ids).
 new_id = _Ids()
+
+
+def new_uuid() -> str:
+    """A fresh random-UUID-shaped id, as oslo.messaging's ``message_id`` (uuid4).
+
+    Built from :data:`new_id` with the version and variant digits a UUID
+    parser expects; the counter keeps it unique.
+    """
+    h = new_id()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 # -- envelope ---------------------------------------------------------------
@@ -424,6 +453,132 @@ def parse_reply(body: bytes | str) -> Reply:
     # Replies from before 'ending' existed carried the result alone.
     ending = bool(message.get("ending", True))
     return Reply(msg_id, message.get("result"), failure, ending, message)
+
+
+# -- notifications ----------------------------------------------------------
+
+
+class Notification:
+    """A parsed notification. ``priority`` is lower case, as endpoints name it.
+
+    ``sender`` is the raw ``_sender`` value (None from peers that do not
+    send one); ``message`` is everything that was received.
+    """
+
+    __slots__ = (
+        "priority",
+        "publisher_id",
+        "event_type",
+        "payload",
+        "message_id",
+        "timestamp",
+        "context",
+        "sender",
+        "unique_id",
+        "message",
+    )
+
+    def __init__(
+        self,
+        priority: str,
+        publisher_id: str | None,
+        event_type: str,
+        payload: Any,
+        message_id: Any,
+        timestamp: Any,
+        context: dict[str, Any],
+        sender: Any,
+        unique_id: str | None,
+        message: dict[str, Any],
+    ) -> None:
+        self.priority = priority
+        self.publisher_id = publisher_id
+        self.event_type = event_type
+        self.payload = payload
+        self.message_id = message_id
+        self.timestamp = timestamp
+        self.context = context
+        self.sender = sender
+        self.unique_id = unique_id
+        self.message = message
+
+    def __repr__(self) -> str:
+        return (
+            f"<Notification {self.priority} {self.event_type!r} from {self.publisher_id!r} "
+            f"id={self.message_id}>"
+        )
+
+
+def encode_notification(
+    message: Mapping[str, Any],
+    context: Any,
+    *,
+    envelope: bool = True,
+    sender: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Build a notification body from a notifier's message dict.
+
+    ``message`` holds ``message_id``, ``publisher_id``, ``event_type``,
+    ``priority``, ``payload`` and ``timestamp``. With ``envelope`` false the
+    body is the bare message (oslo.messaging's 1.0 ``messaging`` driver).
+    Raises TypeError or ValueError for a value JSON cannot hold.
+    """
+    body = dict(message)
+    body["_unique_id"] = new_id()
+    if sender is not None:
+        body[SENDER_KEY] = sender
+    pack_context(body, context)
+    if envelope:
+        return encode(body)
+    return _dumps(body).encode()
+
+
+def parse_notification(body: bytes | str) -> Notification:
+    """Parse an enveloped (2.0) or bare (1.0) notification body.
+
+    Raises MalformedMessage when the body is not a notification: no known
+    ``priority``, an ``event_type`` that is not a string, a ``publisher_id``
+    that is neither a string nor null.
+    """
+    message = decode(body)
+    priority = message.get("priority")
+    if not isinstance(priority, str):
+        raise exceptions.MalformedMessage(
+            "notification has no 'priority'"
+            if priority is None
+            else f"'priority' must be a string, got {type(priority).__name__}"
+        )
+    level = priority.lower()
+    if level not in PRIORITIES:
+        raise exceptions.MalformedMessage(f"unknown notification priority {priority!r}")
+    event_type = message.get("event_type")
+    if not isinstance(event_type, str):
+        raise exceptions.MalformedMessage(
+            "notification has no 'event_type'"
+            if event_type is None
+            else f"'event_type' must be a string, got {type(event_type).__name__}"
+        )
+    publisher_id = _optional(message, "publisher_id", str)
+    return Notification(
+        level,
+        publisher_id,
+        event_type,
+        message.get("payload"),
+        message.get("message_id"),
+        message.get("timestamp"),
+        unpack_context(message),
+        message.get(SENDER_KEY),
+        message.get("_unique_id"),
+        message,
+    )
+
+
+def dumps(value: Any) -> str:
+    """``value`` as the JSON text the wire would carry.
+
+    Raises TypeError (a type JSON cannot hold) or ValueError (a cycle).
+    """
+    return _dumps(value)
 
 
 # -- remote errors ----------------------------------------------------------

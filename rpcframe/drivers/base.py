@@ -94,8 +94,8 @@ class IncomingMessage(abc.ABC):
 
     The state machine is here so that every driver refuses a second
     settlement the same way (:class:`~rpcframe.exceptions.MessageStateError`).
-    A message never settled is requeued by the driver when its listener
-    closes, so nothing is lost silently.
+    A message may be settled after its listener closed; one never settled is
+    requeued when the driver closes, so nothing is lost silently.
     """
 
     __slots__ = ("body", "_settled")
@@ -160,8 +160,11 @@ class Listener(abc.ABC):
     def close(self) -> None:
         """Stop receiving; wake a ``poll`` blocked in another thread.
 
-        Messages received but never settled are requeued. Safe to call
-        twice and from any thread; never raises for a broken transport.
+        Messages delivered to this listener that ``poll`` has not returned go
+        back to their queues. Messages ``poll`` already returned can still be
+        acked or requeued (the driver requeues any left unsettled when it
+        closes). Safe to call twice and from any thread; never raises for a
+        broken transport.
         """
 
 

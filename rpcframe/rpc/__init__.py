@@ -1,5 +1,6 @@
 """RPC: clients that call and cast, servers that dispatch to endpoints."""
 
+from rpcframe.identity import Sender, current_sender
 from rpcframe.rpc.client import (
     ClientSendError,
     RemoteError,
@@ -35,7 +36,9 @@ __all__ = [
     "RPCServer",
     "RPCVersionCapError",
     "RemoteError",
+    "Sender",
     "UnsupportedVersion",
+    "current_sender",
     "expected_exceptions",
     "expose",
     "get_rpc_client",

@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from rpcframe import exceptions, versions, wire
+from rpcframe import exceptions, identity, versions, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
 from rpcframe.drivers import base
@@ -179,6 +179,7 @@ class _CallContext:
                 context,
                 namespace=self.target.namespace,
                 version=self.target.version,
+                extra={wire.SENDER_KEY: identity.local_wire()},
                 **fields,
             )
         except (TypeError, ValueError) as exc:

@@ -19,7 +19,9 @@ at most once, as in oslo.messaging). A request whose caller has already
 given up (its ``_deadline`` passed) is not run. Calls that asked for
 call-monitor heartbeats get one every half interval while they run. Every
 failure goes back to the caller as a remote error, or into the log for
-casts; a malformed request never stops the server.
+casts; a malformed request never stops the server. While an endpoint runs,
+:func:`rpcframe.rpc.current_sender` says who sent the request (the context
+the endpoint receives is exactly what the caller sent).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rpcframe import exceptions as msg_exceptions
+from rpcframe import identity, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import server as msg_server
-from rpcframe import wire
 from rpcframe.drivers import base
 from rpcframe.rpc import dispatcher as rpc_dispatcher
 from rpcframe.target import Target
@@ -131,8 +133,10 @@ class RPCServer(msg_server.MessageHandlingServer):
         if request.wants_reply and request.monitor_timeout:
             heartbeat = self._monitor.watch(request)
         result = failure = None
+        sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
         try:
-            result = self.dispatcher.dispatch(request)
+            with identity.serving(sender):
+                result = self.dispatcher.dispatch(request)
         except msg_exceptions.ExpectedException as exc:
             LOG.debug("Expected exception during message handling (%s)", exc.exc_info[1])
             failure = wire.serialize_remote_exception(exc.exc_info)

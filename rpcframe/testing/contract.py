@@ -10,9 +10,10 @@ passes under pytest::
 
 The suite checks the raw driver interface of :mod:`rpcframe.drivers.base`
 (addresses, round-robin, fanout, inboxes, ack/requeue, close, expiry,
-``mandatory``) and then RPC through the whole stack (call, cast, direct,
+``mandatory``), then RPC through the whole stack (call, cast, direct,
 fanout, timeouts, remote errors, large and unicode payloads, malformed
-bodies, heartbeats, stop). Tests that need a capability the driver does not
+bodies, heartbeats, stop), and notifications through the whole stack
+(:mod:`rpcframe.testing.contract_notify`). Tests that need a capability the driver does not
 declare are skipped by capability, never by driver name. Every topic is
 unique per test, so the suite can run against a shared broker.
 
@@ -34,6 +35,7 @@ from oslo_config import cfg
 import rpcframe
 from rpcframe import exceptions, wire
 from rpcframe.drivers import base
+from rpcframe.testing.contract_notify import NotificationContract
 
 __all__ = ["DriverContract", "RemoteErrorForTests"]
 
@@ -98,7 +100,7 @@ class _Endpoint:
         return "secret"
 
 
-class DriverContract:
+class DriverContract(NotificationContract):
     """Subclass with ``url = "scheme://..."`` to run the suite on a driver."""
 
     url: str = "fake://"

@@ -311,7 +311,32 @@ def test_a_server_listens_again_after_the_transport_fails(
     try:
         assert client.call({}, "echo", value="back") == "back"
         assert wrapped[0].broke
-        assert "the transport failed while receiving" in caplog.text
+        assert "receiving failed; subscribing again" in caplog.text
+    finally:
+        server.stop()
+        server.wait()
+
+
+def test_a_message_that_cannot_be_accepted_is_dropped_and_serving_goes_on(
+    transport, topic, client, caplog
+):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    accept = server._on_received
+    failures = []
+
+    def ack_fails_once(incoming):
+        if not failures:
+            failures.append(incoming)
+            raise rpcframe.exceptions.TransportDriverError("ack lost with the connection")
+        accept(incoming)
+
+    server._on_received = ack_fails_once
+    server.start()
+    try:
+        client.cast({}, "echo", value="lost")
+        assert client.call({}, "echo", value="kept") == "kept"
+        assert len(failures) == 1
+        assert "could not be accepted" in caplog.text
     finally:
         server.stop()
         server.wait()

@@ -1,0 +1,67 @@
+"""The ``messaging`` and ``messagingv2`` notifier drivers: notifications over a transport.
+
+Each notification goes to ``<topic>.<priority>`` (priority lower case) for
+every topic of the Notifier, in ``control_exchange``, where notification
+listeners (rpcframe's or oslo.messaging's) receive it. ``send`` returns
+once the transport owns the message (broker-confirmed on RabbitMQ); there is
+no promise that a listener will ever read it.
+
+``messagingv2`` sends the oslo.messaging 2.0 envelope, which every current
+consumer expects. ``messaging`` sends the bare 1.0 message, for old
+consumers only. Both add ``_sender`` (see :mod:`rpcframe.identity`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from rpcframe import exceptions, identity, wire
+from rpcframe.drivers import base
+from rpcframe.notify import drivers
+
+__all__ = ["MessagingDriver", "MessagingV2Driver"]
+
+LOG = logging.getLogger(__name__)
+
+
+class MessagingDriver(drivers.Driver):
+    """Sends notifications without the envelope (message format 1.0)."""
+
+    envelope = False
+
+    def __init__(self, conf: Any, topics: Any, transport: Any, version: float = 1.0) -> None:
+        super().__init__(conf, topics, transport)
+        self.version = version
+        if version == 2.0:
+            self.envelope = True
+
+    def notify(
+        self, ctxt: dict[str, Any], message: Mapping[str, Any], priority: str, retry: Any
+    ) -> None:
+        """Send to every topic; raise the first failure after trying them all."""
+        sender = identity.local_wire(message.get("publisher_id"))
+        body = wire.encode_notification(message, ctxt, envelope=self.envelope, sender=sender)
+        exchange = self.conf.control_exchange
+        level = priority.lower()
+        send = self.transport._driver.send
+        failure: BaseException | None = None
+        for topic in self.topics:
+            address = base.Address(exchange, f"{topic}.{level}", kind=base.NOTIFY)
+            try:
+                send(address, body, retry=retry)
+            except exceptions.MessagingException as exc:
+                LOG.error(
+                    "Could not send %r notification to %s: %s", message["event_type"], topic, exc
+                )
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
+class MessagingV2Driver(MessagingDriver):
+    """Sends notifications in the 2.0 envelope (the format to use)."""
+
+    def __init__(self, conf: Any, **kwargs: Any) -> None:
+        super().__init__(conf, version=2.0, **kwargs)

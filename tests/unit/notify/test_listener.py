@@ -1,0 +1,192 @@
+"""Building listeners: what is refused, and oslo.messaging's module paths."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import rpcframe
+from rpcframe import exceptions
+from rpcframe import transport as msg_transport
+from rpcframe.drivers import base, fake
+from rpcframe.notify import dispatcher, listener
+
+
+class InfoEndpoint:
+    def __init__(self) -> None:
+        self.got = threading.Event()
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.got.set()
+
+
+class _FakeWithoutRequeueOrPools(fake.FakeDriver):
+    capabilities = base.Capabilities(requeue=False, pools=False)
+
+
+@pytest.fixture
+def limited_transport(conf):
+    url = msg_transport.TransportURL.parse(conf, "fake://")
+    transport = msg_transport.NotificationTransport(_FakeWithoutRequeueOrPools(conf, url))
+    yield transport
+    transport.cleanup()
+
+
+def targets(topic="notifications"):
+    return [rpcframe.Target(topic=topic)]
+
+
+def test_requeue_on_a_driver_that_cannot_requeue_fails_when_the_listener_is_built(
+    limited_transport,
+):
+    with pytest.raises(exceptions.ConfigurationError, match="cannot requeue"):
+        rpcframe.get_notification_listener(
+            limited_transport, targets(), [InfoEndpoint()], allow_requeue=True
+        )
+
+
+def test_a_pool_on_a_driver_without_pools_fails_when_the_listener_is_built(limited_transport):
+    with pytest.raises(exceptions.ConfigurationError, match="listener pools"):
+        rpcframe.get_batch_notification_listener(
+            limited_transport, targets(), [InfoEndpoint()], pool="p", batch_size=10
+        )
+
+
+def test_without_requeue_the_limited_driver_still_listens(limited_transport):
+    endpoint = InfoEndpoint()
+    server = rpcframe.get_notification_listener(limited_transport, targets(), [endpoint])
+    server.start()
+    try:
+        rpcframe.Notifier(limited_transport, driver="messagingv2").info({}, "a.b", {})
+        assert endpoint.got.wait(5)
+    finally:
+        server.stop()
+        server.wait()
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "batch_timeout", "complaint"),
+    [
+        (0, None, "batch_size must be a positive integer"),
+        (-3, 1.0, "batch_size must be a positive integer"),
+        ("10", 1.0, "batch_size must be a positive integer"),
+        (True, 1.0, "batch_size must be a positive integer"),
+        (10, 0, "batch_timeout must be a positive number"),
+        (10, "1", "batch_timeout must be a positive number"),
+        (None, None, "needs batch_size, batch_timeout or both"),
+    ],
+)
+def test_bad_batch_settings_are_refused(transport, batch_size, batch_timeout, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        rpcframe.get_batch_notification_listener(
+            transport,
+            targets(),
+            [InfoEndpoint()],
+            batch_size=batch_size,
+            batch_timeout=batch_timeout,
+        )
+
+
+def test_a_target_without_a_topic_is_refused(transport):
+    with pytest.raises(rpcframe.InvalidTarget, match="topic"):
+        rpcframe.get_notification_listener(transport, [rpcframe.Target()], [InfoEndpoint()])
+
+
+@pytest.mark.parametrize("bad", [rpcframe.Target(topic="t"), "notifications", []])
+def test_targets_must_be_a_non_empty_list_of_targets(transport, bad):
+    with pytest.raises((TypeError, ValueError)):
+        rpcframe.get_notification_listener(transport, bad, [InfoEndpoint()])
+
+
+def test_endpoints_without_any_priority_method_are_refused(transport):
+    class Nothing:
+        def created(self, *args):
+            pass
+
+    with pytest.raises(ValueError, match="no endpoint has a method for any notification priority"):
+        rpcframe.get_notification_listener(transport, targets(), [Nothing()])
+
+
+def test_an_empty_pool_name_is_refused(transport):
+    with pytest.raises(ValueError, match="pool must be"):
+        rpcframe.get_notification_listener(transport, targets(), [InfoEndpoint()], pool="")
+
+
+def test_an_unknown_executor_is_refused(transport):
+    with pytest.raises(rpcframe.ExecutorLoadFailure):
+        rpcframe.get_notification_listener(
+            transport, targets(), [InfoEndpoint()], executor="nosuch"
+        )
+
+
+def test_the_dispatcher_subscribes_only_to_priorities_endpoints_handle():
+    class Mixed:
+        def error(self, *a):
+            pass
+
+        def audit(self, *a):
+            pass
+
+        warn = "not a method"
+
+    assert dispatcher.NotificationDispatcher([Mixed()]).supported_priorities == ["audit", "error"]
+
+
+def test_oslo_messagings_module_paths_exist():
+    assert listener.NotificationServer.__name__ == "NotificationServer"
+    assert issubclass(listener.BatchNotificationServer, rpcframe.MessageHandlingServer)
+    assert dispatcher.NotificationResult.HANDLED == "handled"
+    assert dispatcher.NotificationResult.REQUEUE == "requeue"
+    assert dispatcher.PRIORITIES == [
+        "audit",
+        "debug",
+        "info",
+        "warn",
+        "error",
+        "critical",
+        "sample",
+    ]
+    assert rpcframe.NotificationResult is dispatcher.NotificationResult
+
+
+def test_a_listener_thread_is_named_after_its_topic(transport):
+    server = rpcframe.get_notification_listener(transport, targets("billing"), [InfoEndpoint()])
+    server.start()
+    try:
+        names = {thread.name for thread in threading.enumerate()}
+        assert "rpcframe-notify-billing-poll" in names
+    finally:
+        server.stop()
+        server.wait()
+    assert "rpcframe-notify-billing-poll" not in {t.name for t in threading.enumerate()}
+
+
+class _BrokenContextSerializer(rpcframe.NoOpSerializer):
+    def deserialize_context(self, ctxt):
+        if ctxt.get("broken"):
+            raise RuntimeError("cannot rebuild this context")
+        return ctxt
+
+
+def test_a_notification_that_cannot_be_dispatched_is_dropped_and_the_listener_goes_on(
+    transport, topic, caplog
+):
+    endpoint = InfoEndpoint()
+    server = rpcframe.get_notification_listener(
+        transport,
+        targets(topic),
+        [endpoint],
+        serializer=_BrokenContextSerializer(),
+        allow_requeue=True,
+    )
+    server.start()
+    try:
+        notifier = rpcframe.Notifier(transport, "test.host", driver="messagingv2", topics=[topic])
+        notifier.info({"broken": True}, "compute.broken", {})
+        notifier.info({}, "compute.fine", {})
+        assert endpoint.got.wait(5)
+    finally:
+        server.stop()
+        server.wait()
+    assert "could not be dispatched" in caplog.text
