@@ -4,7 +4,8 @@ Each notification goes to ``<topic>.<priority>`` (priority lower case) for
 every topic of the Notifier, in ``control_exchange``, where notification
 listeners (rpcframe's or oslo.messaging's) receive it. ``send`` returns
 once the transport owns the message (broker-confirmed on RabbitMQ); there is
-no promise that a listener will ever read it.
+no promise that a listener will ever read it. Like a cast, a send waits at
+most ``rpc_response_timeout`` seconds for the transport to take the message.
 
 ``messagingv2`` sends the oslo.messaging 2.0 envelope, which every current
 consumer expects. ``messaging`` sends the bare 1.0 message, for old
@@ -46,11 +47,12 @@ class MessagingDriver(drivers.Driver):
         exchange = self.conf.control_exchange
         level = priority.lower()
         send = self.transport._driver.send
+        timeout = float(self.conf.rpc_response_timeout)
         failure: BaseException | None = None
         for topic in self.topics:
             address = base.Address(exchange, f"{topic}.{level}", kind=base.NOTIFY)
             try:
-                send(address, body, retry=retry)
+                send(address, body, retry=retry, timeout=timeout)
             except exceptions.MessagingException as exc:
                 LOG.error(
                     "Could not send %r notification to %s: %s", message["event_type"], topic, exc
