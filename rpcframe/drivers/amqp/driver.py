@@ -38,6 +38,9 @@ LOG = logging.getLogger(__name__)
 DEFAULT_PORT = 5672
 DEFAULT_CREDENTIALS = "guest"
 
+#: Routes remembered per address (reply addresses come and go with callers).
+_ROUTE_CACHE_SIZE = 4096
+
 _TLS_VERSIONS = {
     "tlsv1": "TLSv1",
     "tlsv1_1": "TLSv1_1",
@@ -61,6 +64,7 @@ class RabbitDriver(base.Driver):
         self._closed = False
         self._publisher: Publisher | None = None
         self._consumers: set[Consumer] = set()
+        self._routes: dict[base.Address, topology.Route] = {}
         self._listen_timeout = float(getattr(conf, "rpc_response_timeout", 60))
 
     def __repr__(self) -> str:
@@ -95,8 +99,13 @@ class RabbitDriver(base.Driver):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
         # A call request (it expires with its call) is proven by its reply.
         confirm = not (address.kind == base.RPC and expiry is not None)
+        route = self._routes.get(address)
+        if route is None:
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                self._routes.clear()
+            route = self._routes[address] = self.topology.route(address)
         self._sender().send(
-            self.topology.route(address),
+            route,
             body,
             expiry=expiry,
             mandatory=mandatory,

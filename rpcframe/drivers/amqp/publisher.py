@@ -27,26 +27,14 @@ from typing import Any
 
 import amqp
 import amqp.exceptions
-from amqp import spec
 
 from rpcframe import exceptions
-from rpcframe.drivers.amqp import topology
+from rpcframe.drivers.amqp import frames, topology
 from rpcframe.drivers.amqp.link import Link, LinkDown, LinkSettings
 
 __all__ = ["Publisher"]
 
 LOG = logging.getLogger(__name__)
-
-_PUBLISH = spec.Basic.Publish
-_PUBLISH_ARGS = "Bssbb"
-
-#: Message properties oslo.messaging (through kombu) puts on every message.
-BASE_PROPERTIES = {
-    "content_type": "application/json",
-    "content_encoding": "utf-8",
-    "delivery_mode": 2,
-    "priority": 0,
-}
 
 _ACKED, _NACKED, _RETURNED = "acked", "nacked", "returned"
 
@@ -145,11 +133,9 @@ class Publisher:
         MessagingTimeout (``deadline``), AuthenticationError,
         TransportDriverError (closed, or a declaration the broker refuses).
         """
-        properties: dict[str, Any] = dict(BASE_PROPERTIES)
-        if expiry is not None:
-            properties["expiration"] = str(max(1, int(expiry * 1000)))
+        expiration = None if expiry is None else str(max(1, int(expiry * 1000)))
         exchange = route.exchange.name if route.exchange is not None else topology.DEFAULT_EXCHANGE
-        args = (0, exchange, route.routing_key, mandatory, False)
+        arguments = frames.publish_arguments(exchange, route.routing_key, mandatory)
         wait = confirm or mandatory
         left = retry if retry is not None and retry >= 0 else None
         link = self.link
@@ -157,7 +143,9 @@ class Publisher:
             generation = link.ensure(deadline, left)
             try:
                 self._declare(route, generation, deadline)
-                outcome = self._send_once(generation, args, body, properties, wait, deadline)
+                outcome = self._send_once(
+                    generation, arguments, body, expiration, mandatory if wait else None, deadline
+                )
             except LinkDown:
                 outcome = None
             if outcome == _ACKED:
@@ -181,47 +169,55 @@ class Publisher:
     def _send_once(
         self,
         generation: int,
-        args: tuple[Any, ...],
+        arguments: bytes,
         body: bytes,
-        properties: dict[str, Any],
-        wait: bool,
+        expiration: str | None,
+        mandatory: bool | None,
         deadline: float | None,
     ) -> str | None:
-        """Publish on connection ``generation``; the broker's verdict, or None
+        """Publish on connection ``generation`` (``mandatory`` None: on the
+        plain channel, without waiting). Returns the broker's verdict, or None
         if the connection changed first. Raises LinkDown, MessagingTimeout."""
         link = self.link
-        if not wait:
-            message = amqp.Message(body, **properties)
-            link.write(generation, lambda _c: self._plain(args, message))
+        if mandatory is None:
+            message = frames.Outgoing(body, frames.encode_properties(expiration))
+            link.write(generation, lambda conn: self._plain(conn, arguments, message))
             return _ACKED
         pending = link.write(
-            generation, lambda _c: self._publish_confirmed(args, body, properties, generation)
+            generation,
+            lambda conn: self._publish_confirmed(
+                conn, arguments, body, expiration, mandatory, generation
+            ),
         )
         if not link.wait(
             lambda: pending.state is not None or link.generation != generation, deadline
         ):
-            raise exceptions.MessagingTimeout(
-                f"RabbitMQ did not confirm the message to {args[1]!r}/{args[2]!r} in time"
-            )
+            raise exceptions.MessagingTimeout("RabbitMQ did not confirm a message in time")
         return pending.state
 
-    def _plain(self, args: tuple[Any, ...], message: amqp.Message) -> None:
+    def _plain(self, conn: amqp.Connection, arguments: bytes, message: frames.Outgoing) -> None:
         channel = self._plain_ch
         assert channel is not None
-        channel.send_method(_PUBLISH, _PUBLISH_ARGS, args, message)
+        frames.publish(conn, channel.channel_id, arguments, message)
 
     def _publish_confirmed(
-        self, args: tuple[Any, ...], body: bytes, properties: dict[str, Any], generation: int
+        self,
+        conn: amqp.Connection,
+        arguments: bytes,
+        body: bytes,
+        expiration: str | None,
+        mandatory: bool,
+        generation: int,
     ) -> _Confirm:
         """Publish on the confirm channel. I/O lock held."""
         channel = self._confirm_ch
         assert channel is not None
         self._seq += 1
         pending = _Confirm(self._seq, generation)
-        if args[3]:  # mandatory: tag the message so a return finds its send
-            properties = {**properties, "message_id": str(pending.tag)}
+        # A mandatory message carries its tag, so that a return finds its send.
+        properties = frames.encode_properties(expiration, str(pending.tag) if mandatory else None)
         self._pending[pending.tag] = pending
-        channel.send_method(_PUBLISH, _PUBLISH_ARGS, args, amqp.Message(body, **properties))
+        frames.publish(conn, channel.channel_id, arguments, frames.Outgoing(body, properties))
         return pending
 
     def _declare(self, route: topology.Route, generation: int, deadline: float | None) -> None:
