@@ -361,7 +361,7 @@ class Link:
                 "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, _describe(error)
             )
         # Shut the socket first: that wakes a reader blocked in poll().
-        sock = getattr(conn.transport, "sock", None) if conn.transport else None
+        sock = _socket_of(conn)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -669,9 +669,16 @@ def _remaining(deadline: float | None, default: float | None = None) -> Any:
 
 def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
     left = IO_TIMEOUT if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
-    sock = conn.transport.sock if conn.transport else None
+    sock = _socket_of(conn)
     if sock is not None:
         sock.settimeout(left)
+
+
+def _socket_of(conn: amqp.Connection) -> socket.socket | None:
+    """The connection's socket, or None once py-amqp dropped its transport."""
+    # The private attribute: the public property warns once it is gone.
+    transport = getattr(conn, "_transport", None)
+    return getattr(transport, "sock", None) if transport is not None else None
 
 
 def _drain(sock: socket.socket) -> None:
