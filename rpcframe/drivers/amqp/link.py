@@ -42,6 +42,7 @@ import logging
 import random
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,8 +60,8 @@ LOG = logging.getLogger(__name__)
 
 #: Bound on one TCP connect plus AMQP handshake.
 CONNECT_TIMEOUT = 10.0
-#: Bound on one socket write and on the rest of a frame once its first
-#: bytes arrived; a peer slower than this is treated as dead.
+#: Kernel-side bound on one blocking socket write or read; a peer slower
+#: than this is treated as dead.
 IO_TIMEOUT = 30.0
 #: How often a link without AMQP heartbeats still checks on its connection.
 _IDLE_TICK = 5.0
@@ -334,8 +335,13 @@ class Link:
         quick_recv = transport._quick_recv
         transport._quick_recv = lambda n: quick_recv(max(n, _READ_AHEAD))
         sock = transport.sock
-        sock.settimeout(IO_TIMEOUT)
+        # A blocking socket with kernel-side time limits: Python's own
+        # timeouts would poll() before every send and recv.
+        sock.settimeout(None)
+        limit = struct.pack("ll", int(IO_TIMEOUT), 0)
         with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
@@ -668,7 +674,8 @@ def _remaining(deadline: float | None, default: float | None = None) -> Any:
 
 
 def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
-    left = IO_TIMEOUT if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
+    """Bound socket calls by ``deadline``; None: back to blocking (kernel limits only)."""
+    left = None if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
     sock = _socket_of(conn)
     if sock is not None:
         sock.settimeout(left)
