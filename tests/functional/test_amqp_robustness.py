@@ -194,3 +194,27 @@ def test_at_least_once_makes_an_unroutable_cast_fail(topic):
         assert info.value.routing_key == topic
     finally:
         transport.cleanup()
+
+
+def test_heartbeats_keep_idle_connections_alive_while_the_application_is_busy(topic):
+    # With a 2 s heartbeat RabbitMQ drops a silent connection after about 4 s.
+    url = brokers.RABBIT_URL + "?heartbeat_timeout_threshold=2"
+    transport = rpcframe.get_rpc_transport(_conf(), url)
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s1"), [Echo()])
+    server.start()
+    try:
+        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=10)
+        assert client.call({}, "echo", value=1) == 1
+        driver = transport._driver
+        links = [driver._publisher.link, *(c.link for c in driver._consumers)]
+        before = [link.generation for link in links]
+        # The application is busy: no call, no send, no poll of the reply inbox
+        # for three broker heartbeat timeouts. Time passing is what is tested.
+        time.sleep(6)
+        assert [link.generation for link in links] == before
+        assert all(link.connected for link in links)
+        assert client.call({}, "echo", value=2) == 2
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()

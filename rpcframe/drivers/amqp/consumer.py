@@ -39,7 +39,7 @@ import amqp
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
-from rpcframe.drivers.amqp import topology
+from rpcframe.drivers.amqp import frames, topology
 from rpcframe.drivers.amqp.link import IO_ERRORS, Link, LinkDown, LinkSettings
 
 __all__ = ["Consumer", "Delivery"]
@@ -221,7 +221,9 @@ class Consumer(base.Inbox):
                 self._buffer.appendleft(Delivery(delivery.body, self, 0, delivery._generation))
             return
         try:
-            self.link.write(delivery._generation, lambda _c: self._write_settle(delivery, requeue))
+            self.link.write(
+                delivery._generation, lambda conn: self._write_settle(conn, delivery, requeue)
+            )
         except LinkDown:
             LOG.debug(
                 "%s: not settling a message from a lost connection; RabbitMQ redelivers it",
@@ -236,13 +238,13 @@ class Consumer(base.Inbox):
             if release:
                 self._release()
 
-    def _write_settle(self, delivery: Delivery, requeue: bool) -> None:
+    def _write_settle(self, conn: amqp.Connection, delivery: Delivery, requeue: bool) -> None:
         channel = self._channel
         assert channel is not None
         if requeue:
             channel.basic_reject(delivery._tag, requeue=True)
         else:
-            channel.basic_ack(delivery._tag)
+            frames.ack(conn, channel.channel_id, delivery._tag)
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -16,9 +16,11 @@ import struct
 
 from amqp import serialization, spec
 
-__all__ = ["Outgoing", "encode_properties", "publish", "publish_arguments"]
+__all__ = ["Outgoing", "ack", "encode_properties", "publish", "publish_arguments"]
 
 _PUBLISH = spec.Basic.Publish
+_ACK = spec.Basic.Ack
+_ACK_ARGS = struct.Struct(">QB")  # delivery-tag, multiple
 
 # Property flag bits (AMQP 0-9-1 basic class), first property in the top bit.
 _CONTENT_TYPE = 1 << 15
@@ -72,6 +74,11 @@ class Outgoing:
 def publish_arguments(exchange: str, routing_key: str, mandatory: bool) -> bytes:
     """The encoded arguments of a ``basic.publish`` method."""
     return serialization.dumps("Bssbb", (0, exchange, routing_key, mandatory, False))
+
+
+def ack(connection: object, channel_id: int, delivery_tag: int) -> None:
+    """Write one ``basic.ack`` (not multiple). The caller holds the I/O lock."""
+    connection.frame_writer(1, channel_id, _ACK, _ACK_ARGS.pack(delivery_tag, 0), None)  # type: ignore[attr-defined]
 
 
 def publish(connection: object, channel_id: int, arguments: bytes, message: Outgoing) -> None:
