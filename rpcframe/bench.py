@@ -331,41 +331,58 @@ class ConfirmedCasts(Workload):
 
 
 class ServerMemory(Workload):
+    """Server RSS after 1,000 calls and after ``memory_calls``, all made by N threads.
+
+    The first reading comes after the same concurrency has run for a while,
+    so that the server's worker threads exist in both readings; a reading
+    half-way shows whether growth levels off.
+    """
+
     name = "server_memory"
     title = "server memory"
 
     def run(self, bench: Bench) -> dict[str, Any]:
-        total = max(bench.settings.memory_calls, 1000)
+        total = max(bench.settings.memory_calls, 2000)
         threads = bench.settings.threads
+        readings: dict[int, int] = {}
         with bench.progress(total, f"memory ({total:,} calls)") as advance:
-            bench.timed_calls(1000, advance)
-            first = bench.client.call({}, "rss")
-            rest = total - 1000
-            lock = threading.Lock()
-
-            def safe_advance(n: int) -> None:
-                with lock:
-                    advance(n)
-
-            workers = [
-                threading.Thread(
-                    target=bench.timed_calls,
-                    args=(rest // threads + (1 if i < rest % threads else 0), safe_advance),
-                    name=f"rpcframe-bench-memory-{i}",
-                )
-                for i in range(threads)
-            ]
-            for thread in workers:
-                thread.start()
-            for thread in workers:
-                thread.join(bench.settings.timeout * total)
-            last = bench.client.call({}, "rss")
+            done = 0
+            for mark in (1000, total // 2, total):
+                _calls_in_threads(bench, mark - done, threads, advance)
+                done = mark
+                readings[mark] = bench.client.call({}, "rss")
+        first, last = readings[1000], readings[total]
         return {
             "calls": total,
+            "threads": threads,
             "rss_after_1000_mb": round(first / 2**20, 1),
+            f"rss_after_{total // 2}_mb": round(readings[total // 2] / 2**20, 1),
             f"rss_after_{total}_mb": round(last / 2**20, 1),
             "ratio": round(last / first, 3),
         }
+
+
+def _calls_in_threads(
+    bench: Bench, count: int, threads: int, advance: Callable[[int], None]
+) -> None:
+    lock = threading.Lock()
+
+    def safe_advance(n: int) -> None:
+        with lock:
+            advance(n)
+
+    workers = [
+        threading.Thread(
+            target=bench.timed_calls,
+            args=(count // threads + (1 if i < count % threads else 0), safe_advance),
+            name=f"rpcframe-bench-memory-{i}",
+        )
+        for i in range(threads)
+    ]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(bench.settings.timeout * max(count, 1))
 
 
 #: The workloads ``rpcframe bench`` runs, in order.
