@@ -242,7 +242,7 @@ class Link:
                     )
                 self._pause(deadline)
                 attempts += 1
-                self._attempt()
+                self._attempt(deadline)
             self._start_keeper()
             return self._generation
         finally:
@@ -265,7 +265,7 @@ class Link:
         if self._stop.wait(wait):
             raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
 
-    def _attempt(self) -> None:
+    def _attempt(self, deadline: float | None) -> None:
         """One connection attempt to the next host; sets up and publishes it."""
         hosts = self.settings.hosts
         host = hosts[self._host_turn % len(hosts)]
@@ -274,7 +274,7 @@ class Link:
         )
         conn = None
         try:
-            conn = self._open(host)
+            conn = self._open(host, _remaining(deadline, CONNECT_TIMEOUT))
             generation = self._generation + 1
             self._setup(conn, generation)
         except amqp.exceptions.AccessRefused as exc:
@@ -304,7 +304,7 @@ class Link:
             self._notify_all()
         LOG.info("%s: connected to RabbitMQ at %s", self.name, host)
 
-    def _open(self, host: Host) -> amqp.Connection:
+    def _open(self, host: Host, timeout: float) -> amqp.Connection:
         s = self.settings
         tls: dict[str, Any] | bool = False
         if s.ssl is not None:
@@ -320,7 +320,7 @@ class Link:
             ssl=tls,
             heartbeat=s.heartbeat,
             login_method=s.login_method,
-            connect_timeout=CONNECT_TIMEOUT,
+            connect_timeout=max(0.05, min(timeout, CONNECT_TIMEOUT)),
             transport="pyamqp",
         )
         # One attempt, no retries of kombu's own: the link paces attempts.
