@@ -4,7 +4,8 @@
 remote error and a round-trip rate, on the embedded ``fake://`` transport by
 default (no broker needed) or on any ``--url``. ``rpcframe notify`` sends one
 notification and ``rpcframe listen`` prints notifications as they arrive
-(:mod:`rpcframe.notify.commands`).
+(:mod:`rpcframe.notify.commands`). ``rpcframe bench`` measures a transport
+(see :mod:`rpcframe.bench`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
     demo.set_defaults(run=_demo)
     notify_commands.add_commands(commands)
+    bench = commands.add_parser(
+        "bench",
+        help="measure call and cast rates, latency and server memory on a transport",
+        description="Measure a transport end to end; see rpcframe.bench for what is measured.",
+    )
+    bench.add_argument("--url", default=DEMO_URL, help=f"transport URL (default {DEMO_URL})")
+    bench.add_argument("--calls", type=int, default=5000, help="calls per call workload")
+    bench.add_argument("--threads", type=int, default=8, help="threads of the concurrent calls")
+    bench.add_argument("--casts", type=int, default=5000, help="casts in the cast workload")
+    bench.add_argument(
+        "--memory-calls",
+        type=int,
+        default=100_000,
+        help="calls before the second server memory reading (the first is after 1,000)",
+    )
+    bench.add_argument("--payload-size", type=int, default=100, help="bytes of payload per message")
+    bench.add_argument("--warmup", type=int, default=300, help="calls made before measuring")
+    bench.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run oslo.messaging (if installed) and the raw py-amqp limits; print ratios",
+    )
+    bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace, out: TextIO) -> int:
+    from rpcframe import bench
+
+    return bench.main(args, out)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -108,8 +108,146 @@ notifier_opts: list[cfg.Opt] = [
     ),
 ]
 
+rabbit_opts: list[cfg.Opt] = [
+    cfg.BoolOpt("ssl", default=False, help="Connect to RabbitMQ over TLS."),
+    cfg.StrOpt(
+        "ssl_version",
+        default="",
+        help="Pin the TLS protocol version (TLSv1_2, TLSv1_3; older names are "
+        "accepted where the local OpenSSL still offers them). Empty: the "
+        "highest version both sides support.",
+    ),
+    cfg.StrOpt("ssl_key_file", default="", help="Private key of the client certificate (TLS)."),
+    cfg.StrOpt("ssl_cert_file", default="", help="Client certificate file (TLS)."),
+    cfg.StrOpt(
+        "ssl_ca_file",
+        default="",
+        help="Certificate authority bundle the broker's certificate must chain "
+        "to. When set, the certificate is verified, and so is the broker's "
+        "host name unless ssl_enforce_hostname_verification is false. When "
+        "empty, the broker's certificate is not checked.",
+    ),
+    cfg.BoolOpt(
+        "ssl_enforce_hostname_verification",
+        default=True,
+        deprecated_for_removal=True,
+        deprecated_reason="Host name verification should always be on.",
+        help="Check that the broker's certificate names the host connected to "
+        "(only when ssl_ca_file is set).",
+    ),
+    cfg.FloatOpt(
+        "kombu_reconnect_delay",
+        default=1.0,
+        min=0.0,
+        max=4.5,
+        help="Seconds to wait before reconnecting after the broker cancelled a "
+        "consumer (its queue was deleted or moved).",
+    ),
+    cfg.FloatOpt(
+        "kombu_reconnect_splay",
+        default=0.0,
+        min=0.0,
+        help="Up to this many extra random seconds are added to every "
+        "reconnection wait, so that many clients do not reconnect at once.",
+    ),
+    cfg.StrOpt(
+        "kombu_failover_strategy",
+        choices=("round-robin", "shuffle"),
+        default="round-robin",
+        help="How the next broker is chosen when the transport URL lists "
+        "several and the current one fails.",
+    ),
+    cfg.StrOpt(
+        "rabbit_login_method",
+        choices=("PLAIN", "AMQPLAIN", "EXTERNAL", "RABBIT-CR-DEMO"),
+        default="AMQPLAIN",
+        help="SASL mechanism used to log in to RabbitMQ.",
+    ),
+    cfg.IntOpt(
+        "rabbit_retry_interval",
+        min=1,
+        default=1,
+        help="Seconds to wait before the second attempt to reconnect.",
+    ),
+    cfg.IntOpt(
+        "rabbit_retry_backoff",
+        default=2,
+        min=0,
+        help="Seconds added to the wait after every further failed attempt to reconnect.",
+    ),
+    cfg.IntOpt(
+        "rabbit_interval_max",
+        default=30,
+        min=1,
+        help="Longest wait, in seconds, between two attempts to reconnect.",
+    ),
+    cfg.BoolOpt(
+        "rabbit_quorum_queue",
+        default=False,
+        help="Declare RPC topic and notification queues as quorum queues "
+        "(x-queue-type: quorum; RabbitMQ 3.8 or later). Quorum queues are "
+        "always durable, so amqp_durable_queues is then ignored. Queues that "
+        "already exist with another type must be deleted first.",
+    ),
+    cfg.IntOpt(
+        "rabbit_quorum_delivery_limit",
+        default=0,
+        help="With quorum queues: drop (or dead-letter) a message after it was "
+        "redelivered this many times. 0: no limit.",
+    ),
+    cfg.IntOpt(
+        "rabbit_quorum_max_memory_length",
+        default=0,
+        help="With quorum queues: most messages a queue keeps in memory. 0: no limit.",
+    ),
+    cfg.IntOpt(
+        "rabbit_quorum_max_memory_bytes",
+        default=0,
+        help="With quorum queues: most bytes a queue keeps in memory. 0: no limit.",
+    ),
+    cfg.IntOpt(
+        "rabbit_transient_queues_ttl",
+        min=0,
+        default=1800,
+        help="Seconds an unused reply or fanout queue lives before the broker "
+        "deletes it (x-expires). 0 disables the expiry; then something else "
+        "(a broker policy) must delete the queues of processes that died.",
+    ),
+    cfg.IntOpt(
+        "rabbit_qos_prefetch_count",
+        default=0,
+        help="Most unacknowledged messages the broker pushes to one listener "
+        "ahead of time. 0: no limit.",
+    ),
+    cfg.IntOpt(
+        "heartbeat_timeout_threshold",
+        default=60,
+        help="Seconds without any traffic after which the broker (and the "
+        "client) consider the connection dead. 0 disables AMQP heartbeats.",
+    ),
+    cfg.IntOpt(
+        "heartbeat_rate",
+        default=3,
+        help="How many heartbeats are sent within heartbeat_timeout_threshold.",
+    ),
+    cfg.BoolOpt(
+        "amqp_durable_queues",
+        default=False,
+        help="Declare exchanges and RPC topic and notification queues durable, "
+        "so that they and their persistent messages survive a broker restart. "
+        "Ignored (always durable) with rabbit_quorum_queue.",
+    ),
+    cfg.BoolOpt(
+        "amqp_auto_delete",
+        default=False,
+        help="Let the broker delete RPC topic and notification queues (and "
+        "their exchanges) when their last consumer leaves.",
+    ),
+]
+
 CORE_GROUP = "rpcframe"
 NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
+RABBIT_GROUP = "oslo_messaging_rabbit"
 
 _default_opts = [*transport_opts, *client_opts, *pool_opts, *dispatcher_opts]
 
@@ -137,6 +275,7 @@ def _all_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
         (None, list(_default_opts)),
         (CORE_GROUP, list(core_opts)),
         (NOTIFICATIONS_GROUP, list(notifier_opts)),
+        (RABBIT_GROUP, list(rabbit_opts)),
     ]
 
 

@@ -241,6 +241,7 @@ class _CallContext:
             deadline=time.time() + timeout,
         )
         mandatory = bool(self.transport_options and self.transport_options.at_least_once)
+        started = time.monotonic()
         waiter.register(msg_id)
         try:
             try:
@@ -254,7 +255,10 @@ class _CallContext:
                 )
             except exceptions.TransportDriverError as exc:
                 raise ClientSendError(target, exc) from exc
-            reply = waiter.wait(msg_id, timeout, monitor)
+            # One deadline for the whole call: time spent sending (reconnecting
+            # to a broker, say) comes off the time left to wait for the reply.
+            left = max(0.0, timeout - (time.monotonic() - started))
+            reply = waiter.wait(msg_id, left, monitor)
         except exceptions.MessagingTimeout as exc:
             exc.method, exc.target = method, target
             raise

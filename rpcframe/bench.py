@@ -1,0 +1,753 @@
+"""``rpcframe bench``: how fast a transport carries RPC, measured end to end.
+
+It starts an RPC server (in a separate process for broker URLs; in this
+process for ``fake://``, whose broker lives in one process) and, after a
+warm-up, runs each registered workload against it with one client:
+
+* **sequential calls**: one thread, one call at a time: calls per second and
+  p50/p99 latency;
+* **concurrent calls**: N threads (default 8) sharing one client;
+* **confirmed casts**: one thread casting; the clock stops when the server
+  has received every cast (each cast returns once the broker confirmed it);
+* **server memory**: the server's RSS after 1,000 calls and after many more
+  (default 100,000), and their ratio.
+
+Every request carries a string payload of a stated size and the server
+echoes it. ``--compare`` runs the same workloads on oslo.messaging (when it
+is importable; client and server each in their own process) and measures the
+raw py-amqp limits with code of its own: a request/reply round trip without
+any framework and a publish that waits for its broker confirm. It then
+prints the ratios the project's performance targets are stated in.
+
+New workloads (a notification rate, say) subclass :class:`Workload` and
+are added to :data:`WORKLOADS`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+__all__ = ["WORKLOADS", "BenchSettings", "Workload", "main", "run"]
+
+CONTROL_TIMEOUT = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    url: str
+    calls: int = 5000
+    threads: int = 8
+    casts: int = 5000
+    memory_calls: int = 100_000
+    payload_size: int = 100
+    warmup: int = 300
+    timeout: float = 30.0
+    progress: bool = True
+
+
+# -- the server side: the same code serves rpcframe and oslo.messaging ----------------
+
+
+class BenchEndpoint:
+    """What the bench server offers: echo, a cast counter, its own memory."""
+
+    def __init__(self) -> None:
+        self._casts = 0
+        self._cond = threading.Condition()
+
+    def echo(self, ctxt: Any, value: Any) -> Any:
+        return value
+
+    def bump(self, ctxt: Any, value: Any) -> None:
+        with self._cond:
+            self._casts += 1
+            self._cond.notify_all()
+
+    def reset_casts(self, ctxt: Any) -> None:
+        with self._cond:
+            self._casts = 0
+
+    def casts_received(self, ctxt: Any, expected: int, timeout: float) -> int:
+        """Block until ``expected`` casts arrived (or ``timeout``); return the count."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._casts >= expected, timeout)
+            return self._casts
+
+    def rss(self, ctxt: Any) -> int:
+        return rss_bytes()
+
+
+def rss_bytes() -> int:
+    """This process's resident memory in bytes (peak RSS where /proc is absent)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _library(name: str) -> tuple[Any, Any]:
+    """The messaging library and the ConfigOpts to use with it."""
+    from oslo_config import cfg
+
+    if name == "oslo.messaging":
+        import oslo_messaging
+
+        # oslo.messaging registers some options on the global CONF only.
+        cfg.CONF([])
+        return oslo_messaging, cfg.CONF
+    import rpcframe
+
+    conf = cfg.ConfigOpts()
+    conf([])
+    return rpcframe, conf
+
+
+def _serve(library: str, url: str, topic: str, ready: Any, stop: Any) -> None:
+    lib, conf = _library(library)
+    transport = lib.get_rpc_transport(conf, url)
+    server = lib.get_rpc_server(
+        transport, lib.Target(topic=topic, server="bench-server"), [BenchEndpoint()]
+    )
+    server.start()
+    ready.set()
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+
+
+class _ServerProcess:
+    """The bench server in a child process (spawned: no inherited threads)."""
+
+    def __init__(self, library: str, url: str, topic: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._ready, self._stop = context.Event(), context.Event()
+        self._process = context.Process(
+            target=_serve,
+            args=(library, url, topic, self._ready, self._stop),
+            name="rpcframe-bench-server",
+            daemon=True,
+        )
+
+    def __enter__(self) -> _ServerProcess:
+        self._process.start()
+        if not self._ready.wait(CONTROL_TIMEOUT):
+            self._process.kill()
+            raise RuntimeError("the bench server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._process.join(30)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(10)
+
+
+class _ServerThread:
+    """The bench server in this process (``fake://`` only)."""
+
+    def __init__(self, library: str, url: str, topic: str) -> None:
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(
+            target=_serve,
+            args=(library, url, topic, self._ready, self._stop),
+            name="rpcframe-bench-server",
+            daemon=True,
+        )
+
+    def __enter__(self) -> _ServerThread:
+        self._thread.start()
+        if not self._ready.wait(CONTROL_TIMEOUT):
+            raise RuntimeError("the bench server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+# -- workloads ----------------------------------------------------------------------------
+
+
+class Bench:
+    """What a workload works with: a client, the settings, a progress bar."""
+
+    def __init__(self, lib: Any, client: Any, settings: BenchSettings, out: TextIO) -> None:
+        self.lib = lib
+        self.client = client
+        self.settings = settings
+        self.payload = "x" * settings.payload_size
+        self._out = out
+
+    @contextlib.contextmanager
+    def progress(self, total: int, what: str) -> Iterator[Callable[[int], None]]:
+        """Yield ``advance(n)``; shows a progress bar when asked for."""
+        if not self.settings.progress:
+            yield lambda n: None
+            return
+        from tqdm import tqdm
+
+        with tqdm(total=total, desc=what, unit="msg", leave=False, file=sys.stderr) as bar:
+            yield bar.update
+
+    def timed_calls(self, count: int, advance: Callable[[int], None]) -> list[float]:
+        """Make ``count`` echo calls; return their latencies in seconds."""
+        call, payload = self.client.call, self.payload
+        clock = time.perf_counter
+        latencies = []
+        for i in range(count):
+            started = clock()
+            call({}, "echo", value=payload)
+            latencies.append(clock() - started)
+            if i % 100 == 99:
+                advance(100)
+        advance(count % 100)
+        return latencies
+
+
+class Workload(abc.ABC):
+    """One measured workload. ``run`` returns figures named in ``unit`` terms."""
+
+    #: A short identifier, used as the key in the JSON report.
+    name: str
+    #: A heading for the human report.
+    title: str
+
+    @abc.abstractmethod
+    def run(self, bench: Bench) -> dict[str, Any]:
+        """Measure; return a flat dict of figures."""
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+def _latency_figures(latencies: list[float], elapsed: float) -> dict[str, Any]:
+    latencies.sort()
+    return {
+        "per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(_percentile(latencies, 0.50) * 1e3, 3),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1e3, 3),
+        "mean_ms": round(statistics.fmean(latencies) * 1e3, 3),
+    }
+
+
+class SequentialCalls(Workload):
+    name = "call_sequential"
+    title = "sequential calls (1 thread)"
+
+    def run(self, bench: Bench) -> dict[str, Any]:
+        count = bench.settings.calls
+        with bench.progress(count, self.title) as advance:
+            started = time.perf_counter()
+            latencies = bench.timed_calls(count, advance)
+            elapsed = time.perf_counter() - started
+        return {"calls": count, **_latency_figures(latencies, elapsed)}
+
+
+class ConcurrentCalls(Workload):
+    name = "call_concurrent"
+    title = "concurrent calls (one client, N threads)"
+
+    def run(self, bench: Bench) -> dict[str, Any]:
+        threads = bench.settings.threads
+        per_thread = max(1, bench.settings.calls // threads)
+        results: list[list[float]] = []
+        errors: list[BaseException] = []
+        with bench.progress(per_thread * threads, f"{threads}-thread calls") as advance:
+            lock = threading.Lock()
+
+            def safe_advance(n: int) -> None:
+                with lock:
+                    advance(n)
+
+            def worker() -> None:
+                try:
+                    results.append(bench.timed_calls(per_thread, safe_advance))
+                except Exception as exc:  # noqa: BLE001 - reported after the join
+                    errors.append(exc)
+
+            workers = [
+                threading.Thread(target=worker, name=f"rpcframe-bench-caller-{i}")
+                for i in range(threads)
+            ]
+            started = time.perf_counter()
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join(bench.settings.timeout * per_thread)
+            elapsed = time.perf_counter() - started
+        if errors:
+            raise errors[0]
+        latencies = [latency for chunk in results for latency in chunk]
+        return {"threads": threads, "calls": len(latencies), **_latency_figures(latencies, elapsed)}
+
+
+class ConfirmedCasts(Workload):
+    name = "cast_confirmed"
+    title = "confirmed casts, end to end"
+
+    def run(self, bench: Bench) -> dict[str, Any]:
+        count = bench.settings.casts
+        client, payload = bench.client, bench.payload
+        client.call({}, "reset_casts")
+        with bench.progress(count, self.title) as advance:
+            started = time.perf_counter()
+            for i in range(count):
+                client.cast({}, "bump", value=payload)
+                if i % 100 == 99:
+                    advance(100)
+            sent = time.perf_counter() - started
+            received = client.prepare(timeout=CONTROL_TIMEOUT + 10).call(
+                {}, "casts_received", expected=count, timeout=CONTROL_TIMEOUT
+            )
+            elapsed = time.perf_counter() - started
+            advance(count % 100)
+        if received < count:
+            raise RuntimeError(f"the server received {received} of {count} casts")
+        return {
+            "casts": count,
+            "per_s": round(count / elapsed, 1),
+            "send_per_s": round(count / sent, 1),
+        }
+
+
+class ServerMemory(Workload):
+    """Server RSS after 1,000 calls and after ``memory_calls``, all made by N threads.
+
+    The first reading comes after the same concurrency has run for a while,
+    so that the server's worker threads exist in both readings; a reading
+    half-way shows whether growth levels off.
+    """
+
+    name = "server_memory"
+    title = "server memory"
+
+    def run(self, bench: Bench) -> dict[str, Any]:
+        total = max(bench.settings.memory_calls, 2000)
+        threads = bench.settings.threads
+        readings: dict[int, int] = {}
+        with bench.progress(total, f"memory ({total:,} calls)") as advance:
+            done = 0
+            for mark in (1000, total // 2, total):
+                _calls_in_threads(bench, mark - done, threads, advance)
+                done = mark
+                readings[mark] = bench.client.call({}, "rss")
+        first, last = readings[1000], readings[total]
+        return {
+            "calls": total,
+            "threads": threads,
+            "rss_after_1000_mb": round(first / 2**20, 1),
+            f"rss_after_{total // 2}_mb": round(readings[total // 2] / 2**20, 1),
+            f"rss_after_{total}_mb": round(last / 2**20, 1),
+            "ratio": round(last / first, 3),
+        }
+
+
+def _calls_in_threads(
+    bench: Bench, count: int, threads: int, advance: Callable[[int], None]
+) -> None:
+    lock = threading.Lock()
+
+    def safe_advance(n: int) -> None:
+        with lock:
+            advance(n)
+
+    workers = [
+        threading.Thread(
+            target=bench.timed_calls,
+            args=(count // threads + (1 if i < count % threads else 0), safe_advance),
+            name=f"rpcframe-bench-memory-{i}",
+        )
+        for i in range(threads)
+    ]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(bench.settings.timeout * max(count, 1))
+
+
+#: The workloads ``rpcframe bench`` runs, in order.
+WORKLOADS: list[Workload] = [SequentialCalls(), ConcurrentCalls(), ConfirmedCasts(), ServerMemory()]
+
+
+def run_suite(
+    library: str, settings: BenchSettings, out: TextIO, workloads: Sequence[Workload]
+) -> dict[str, Any]:
+    """Start a server, warm up, run ``workloads``; return their figures by name."""
+    lib, conf = _library(library)
+    topic = f"bench_{uuid.uuid4().hex[:10]}"
+    in_process = settings.url.startswith("fake:")
+    server_cls = _ServerThread if in_process else _ServerProcess
+    transport = lib.get_rpc_transport(conf, settings.url)
+    try:
+        with server_cls(library, settings.url, topic):
+            client = lib.get_rpc_client(
+                transport, lib.Target(topic=topic), timeout=settings.timeout
+            )
+            bench = Bench(lib, client, settings, out)
+            with bench.progress(settings.warmup, "warm-up") as advance:
+                bench.timed_calls(settings.warmup, advance)
+            results: dict[str, Any] = {"server": "in process" if in_process else "own process"}
+            for workload in workloads:
+                results[workload.name] = workload.run(bench)
+            return results
+    finally:
+        transport.cleanup()
+        if not in_process:
+            _delete_queues(settings.url, [topic, f"{topic}.bench-server"])
+
+
+def _suite_in_child(library: str, settings: BenchSettings, pipe: Any) -> None:
+    try:
+        pipe.send(run_suite(library, settings, sys.stderr, WORKLOADS))
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
+        pipe.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _run_oslo(settings: BenchSettings) -> dict[str, Any]:
+    """The same workloads on oslo.messaging, its client in a process of its own."""
+    try:
+        import oslo_messaging  # noqa: F401
+    except ImportError:
+        return {"error": "oslo.messaging is not installed"}
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    # Not a daemon: it starts the oslo.messaging server as a child of its own.
+    process = context.Process(
+        target=_suite_in_child,
+        args=("oslo.messaging", settings, child),
+        name="rpcframe-bench-oslo",
+    )
+    process.start()
+    budget = 600 + settings.memory_calls * 0.01
+    result = parent.recv() if parent.poll(budget) else {"error": "no result in time"}
+    process.join(60)
+    if process.is_alive():
+        process.kill()
+        process.join(10)
+    return result
+
+
+# -- raw py-amqp references, measured here -------------------------------------------------
+
+
+def _amqp_params(url: str) -> dict[str, Any]:
+    from oslo_config import cfg
+
+    from rpcframe.transport import TransportURL
+
+    parsed = TransportURL.parse(cfg.ConfigOpts(), url)
+    host = parsed.hosts[0] if parsed.hosts else None
+    return {
+        "host": f"{(host and host.hostname) or 'localhost'}:{(host and host.port) or 5672}",
+        "userid": (host and host.username) or "guest",
+        "password": (host and host.password) or "guest",
+        "virtual_host": parsed.virtual_host or "/",
+    }
+
+
+def _raw_echo_server(params: dict[str, Any], queue: str, ready: Any, stop: Any) -> None:
+    import amqp
+
+    conn = amqp.Connection(**params)
+    conn.connect()
+    channel = conn.channel()
+    channel.queue_declare(queue, auto_delete=True)
+
+    def on_request(message: Any) -> None:
+        channel.basic_publish(
+            amqp.Message(message.body, correlation_id=message.properties.get("correlation_id")),
+            routing_key=message.properties["reply_to"],
+        )
+
+    channel.basic_consume(queue, callback=on_request, no_ack=True)
+    ready.set()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.5)
+    conn.close()
+
+
+def raw_round_trip(url: str, calls: int, payload_size: int, warmup: int) -> dict[str, Any]:
+    """Request/reply through RabbitMQ with bare py-amqp: the floor under any framework."""
+    import amqp
+
+    params = _amqp_params(url)
+    queue = f"bench_raw_{uuid.uuid4().hex[:10]}"
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    server = context.Process(
+        target=_raw_echo_server, args=(params, queue, ready, stop), daemon=True
+    )
+    server.start()
+    try:
+        if not ready.wait(CONTROL_TIMEOUT):
+            raise RuntimeError("the raw echo server did not start")
+        conn = amqp.Connection(**params)
+        conn.connect()
+        channel = conn.channel()
+        reply_queue, _, _ = channel.queue_declare("", exclusive=True)
+        replies: list[Any] = []
+        channel.basic_consume(reply_queue, callback=replies.append, no_ack=True)
+        body = json.dumps({"method": "echo", "args": {"value": "x" * payload_size}})
+        latencies = []
+        measuring = 0.0
+        for i in range(warmup + calls):
+            started = time.perf_counter()
+            if i == warmup:
+                measuring = started
+            channel.basic_publish(
+                amqp.Message(body, reply_to=reply_queue, correlation_id=str(i)), routing_key=queue
+            )
+            while not replies:
+                conn.drain_events(timeout=CONTROL_TIMEOUT)
+            replies.pop()
+            latencies.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - measuring
+        conn.close()
+    finally:
+        stop.set()
+        server.join(10)
+        if server.is_alive():
+            server.kill()
+    return {"calls": calls, **_latency_figures(latencies[warmup:], elapsed)}
+
+
+def raw_confirmed_publish(url: str, count: int, payload_size: int) -> dict[str, Any]:
+    """Publishes that each wait for the broker's confirm, with bare py-amqp."""
+    import amqp
+
+    conn = amqp.Connection(**_amqp_params(url), confirm_publish=True)
+    conn.connect()
+    channel = conn.channel()
+    queue = f"bench_rawcast_{uuid.uuid4().hex[:10]}"
+    channel.queue_declare(queue)
+    body = json.dumps({"method": "bump", "args": {"value": "x" * payload_size}})
+    try:
+        started = time.perf_counter()
+        for _ in range(count):
+            channel.basic_publish(amqp.Message(body), routing_key=queue)
+        elapsed = time.perf_counter() - started
+    finally:
+        channel.queue_delete(queue)
+        conn.close()
+    return {"publishes": count, "per_s": round(count / elapsed, 1)}
+
+
+def _delete_queues(url: str, names: Sequence[str]) -> None:
+    """Remove the bench's server queues (they outlive the server by design)."""
+    with contextlib.suppress(Exception):
+        import amqp
+
+        conn = amqp.Connection(**_amqp_params(url))
+        conn.connect()
+        try:
+            for name in names:
+                with contextlib.suppress(amqp.exceptions.AMQPError):
+                    conn.channel().queue_delete(name)
+        finally:
+            conn.close()
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def ratios(report: dict[str, Any]) -> dict[str, float]:
+    """The project's target ratios, for what the report has figures for."""
+    ours = report.get("rpcframe", {})
+    oslo = report.get("oslo.messaging", {})
+    raw = report.get("raw", {})
+    found: dict[str, float] = {}
+
+    def figure(section: dict[str, Any], workload: str, key: str = "per_s") -> float | None:
+        value = section.get(workload, {}).get(key) if isinstance(section, dict) else None
+        return float(value) if value else None
+
+    pairs = {
+        "call_sequential / raw round trip (target >= 0.85)": (
+            figure(ours, "call_sequential"),
+            figure(raw, "round_trip"),
+        ),
+        "call_concurrent / oslo.messaging call_concurrent (target >= 3)": (
+            figure(ours, "call_concurrent"),
+            figure(oslo, "call_concurrent"),
+        ),
+        "cast_confirmed / raw confirmed publish (target >= 0.8)": (
+            figure(ours, "cast_confirmed"),
+            figure(raw, "confirmed_publish"),
+        ),
+        "call_sequential / oslo.messaging call_sequential": (
+            figure(ours, "call_sequential"),
+            figure(oslo, "call_sequential"),
+        ),
+        "cast_confirmed / oslo.messaging cast_confirmed": (
+            figure(ours, "cast_confirmed"),
+            figure(oslo, "cast_confirmed"),
+        ),
+    }
+    for name, (top, bottom) in pairs.items():
+        if top and bottom:
+            found[name] = round(top / bottom, 3)
+    memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
+    if "ratio" in memory:
+        found["server memory growth (target <= 1.1)"] = memory["ratio"]
+    return found
+
+
+def _print_report(report: dict[str, Any], out: TextIO) -> None:
+    settings = report["settings"]
+    out.write(
+        f"rpcframe bench on {report['url']} (payload {settings['payload_size']} bytes, "
+        f"{settings['calls']} calls, {settings['casts']} casts, warm-up "
+        f"{settings['warmup']} calls)\n"
+    )
+    for system in ("rpcframe", "oslo.messaging"):
+        section = report.get(system)
+        if not section:
+            continue
+        if "error" in section:
+            out.write(f"\n{system}: not measured ({section['error']})\n")
+            continue
+        out.write(f"\n{system} (server {section.get('server', '?')}):\n")
+        for workload in WORKLOADS:
+            figures = section.get(workload.name)
+            if figures:
+                shown = ", ".join(f"{key} {value}" for key, value in figures.items())
+                out.write(f"  {workload.name:<17} {shown}\n")
+    raw = report.get("raw")
+    if raw:
+        out.write("\nraw py-amqp (no framework):\n")
+        for key, figures in raw.items():
+            shown = ", ".join(f"{k} {v}" for k, v in figures.items())
+            out.write(f"  {key:<17} {shown}\n")
+    found = report.get("ratios") or {}
+    if found:
+        out.write("\nratios:\n")
+        for name, value in found.items():
+            out.write(f"  {value:>7.3f}  {name}\n")
+
+
+def _plot(report: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = [s for s in ("rpcframe", "oslo.messaging") if "error" not in report.get(s, {"e": 1})]
+    workloads = ["call_sequential", "call_concurrent", "cast_confirmed"]
+    figure, (rates, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(1, len(systems) + 1)
+    for i, system in enumerate(systems):
+        values = [report[system].get(w, {}).get("per_s", 0) for w in workloads]
+        rates.bar([x + i * width for x in range(len(workloads))], values, width, label=system)
+    raw = report.get("raw", {})
+    if raw:
+        values = [
+            raw.get("round_trip", {}).get("per_s", 0),
+            0,
+            raw.get("confirmed_publish", {}).get("per_s", 0),
+        ]
+        offset = len(systems) * width
+        rates.bar([x + offset for x in range(len(workloads))], values, width, label="raw py-amqp")
+    rates.set_xticks([x + width * len(systems) / 2 for x in range(len(workloads))], workloads)
+    rates.set_ylabel("messages per second")
+    rates.legend()
+    for system in systems:
+        figures = report[system].get("call_sequential", {})
+        latency.bar(
+            [f"{system}\np50", f"{system}\np99"],
+            [figures.get("p50_ms", 0), figures.get("p99_ms", 0)],
+        )
+    latency.set_ylabel("sequential call latency (ms)")
+    figure.suptitle(
+        f"rpcframe bench, {report['url']}, payload {report['settings']['payload_size']} B"
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Run the benchmark; return the report (also what ``--json`` writes)."""
+    from rpcframe.transport import _mask_raw
+
+    report: dict[str, Any] = {
+        "url": _mask_raw(settings.url),
+        "settings": dataclasses.asdict(settings) | {"url": _mask_raw(settings.url)},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    report["rpcframe"] = run_suite("rpcframe", settings, out, WORKLOADS)
+    if compare:
+        if settings.url.startswith(("rabbit:", "amqp:")):
+            report["raw"] = {
+                "round_trip": raw_round_trip(
+                    settings.url, settings.calls, settings.payload_size, settings.warmup
+                ),
+                "confirmed_publish": raw_confirmed_publish(
+                    settings.url, settings.casts, settings.payload_size
+                ),
+            }
+        report["oslo.messaging"] = _run_oslo(settings)
+        report["ratios"] = ratios(report)
+    return report
+
+
+def main(args: Any, out: TextIO) -> int:
+    """``rpcframe bench``, given parsed arguments (see :mod:`rpcframe.cli`)."""
+    if not args.no_progress or args.plot:
+        missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
+        needed = [m for m in missing if m == "tqdm" or args.plot]
+        if needed:
+            print(
+                f"rpcframe bench: {', '.join(needed)} missing; install the bench extra: "
+                "pip install 'rpcframe[bench]' (or pass --no-progress)",
+                file=sys.stderr,
+            )
+            return 2
+    settings = BenchSettings(
+        url=args.url,
+        calls=args.calls,
+        threads=args.threads,
+        casts=args.casts,
+        memory_calls=args.memory_calls,
+        payload_size=args.payload_size,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        progress=not args.no_progress,
+    )
+    report = run(settings, compare=args.compare, out=out)
+    if args.json == "-":
+        out.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print_report(report, out)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2)
+    if args.plot:
+        _plot(report, args.plot)
+    return 0
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

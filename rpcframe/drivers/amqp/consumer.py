@@ -1,0 +1,304 @@
+"""Receiving: listeners and reply inboxes, each on a connection of its own.
+
+A :class:`Consumer` declares its queues and consumes them on its own
+:class:`~rpcframe.drivers.amqp.link.Link`; after a reconnect the link runs
+the setup again, so queues, bindings and consumers are restored (by the
+keeper thread at once, or by the next ``poll``).
+
+Deliveries are buffered by whichever thread reads the connection;
+``poll`` hands them out, reading the socket itself when nobody else does,
+so a server's polling thread (or a lone caller reading its reply) gets each
+message without a thread hand-off.
+
+Settling: ``ack`` and ``requeue`` may come from any thread (notification
+workers settle after their endpoint returns); each is one frame written
+under the link's I/O lock, never a wait. A delivery belongs to the
+connection it came on: after a reconnect the broker has already put it
+back in its queue, so settling it is a logged no-op and buffered
+deliveries from the old connection are dropped. Reply inboxes consume
+without acknowledgements (a reply is read once by the process that owns
+the queue), which saves a frame per call.
+
+Closing a listener cancels its consumers, gives back (requeues) what was
+received but not polled, deletes its private queue (fanout, reply) and
+wakes a blocked ``poll``. Messages already polled stay settle-able; the
+connection closes when the last of them is settled, or with the driver.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import amqp
+
+from rpcframe import exceptions
+from rpcframe.drivers import base
+from rpcframe.drivers.amqp import frames, topology
+from rpcframe.drivers.amqp.link import IO_ERRORS, Link, LinkDown, LinkSettings
+
+__all__ = ["Consumer", "Delivery"]
+
+LOG = logging.getLogger(__name__)
+
+#: Bound on the broker conversation when a listener closes.
+CLOSE_TIMEOUT = 5.0
+
+
+class Delivery(base.IncomingMessage):
+    """A message received on one connection generation of a consumer."""
+
+    __slots__ = ("_consumer", "_tag", "_generation")
+
+    def __init__(self, body: bytes, consumer: Consumer, tag: int, generation: int) -> None:
+        super().__init__(body)
+        self._consumer = consumer
+        self._tag = tag
+        self._generation = generation
+
+    def _ack(self) -> None:
+        self._consumer._settle(self, requeue=False)
+
+    def _requeue(self) -> None:
+        self._consumer._settle(self, requeue=True)
+
+
+class Consumer(base.Inbox):
+    """A listener (or, with ``address``, a reply inbox); see the module documentation.
+
+    :param settings: how to reach the broker.
+    :param queues: what to declare and consume.
+    :param name: names the connection's thread and log lines.
+    :param prefetch: the consumer's QoS prefetch count (0: unlimited).
+    :param no_ack: consume without acknowledgements (reply inboxes).
+    :param on_closed: told when the consumer no longer needs its connection.
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        queues: Sequence[topology.Queue],
+        name: str,
+        *,
+        prefetch: int = 0,
+        no_ack: bool = False,
+        reconnect_delay: float = 1.0,
+        address: base.Address | None = None,
+        on_closed: Callable[[Consumer], None] | None = None,
+    ) -> None:
+        self.queues = list(queues)
+        self.name = name
+        if address is not None:
+            self.address = address
+        self._prefetch = prefetch
+        self._no_ack = no_ack
+        self._reconnect_delay = reconnect_delay
+        self._on_closed = on_closed
+        self._buffer: collections.deque[Delivery] = collections.deque()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._released = False
+        self._outstanding: set[Delivery] = set()
+        self._channel: amqp.Channel | None = None
+        self._tags: list[str] = []
+        self.link = Link(settings, name, self._setup, keep_connected=True)
+
+    def start(self, deadline: float | None) -> None:
+        """Connect and subscribe; raises like :meth:`Link.ensure` or TransportDriverError."""
+        self.link.ensure(deadline)
+
+    # -- connection setup ------------------------------------------------------------
+
+    def _setup(self, conn: amqp.Connection, generation: int) -> None:
+        channel = conn.channel()
+        if self._prefetch:
+            channel.basic_qos(0, self._prefetch, False)
+        tags = []
+        for queue in self.queues:
+            try:
+                topology.declare(channel, queue)
+            except amqp.exceptions.PreconditionFailed as exc:
+                raise exceptions.TransportDriverError(
+                    f"RabbitMQ refused to declare queue {queue.name!r}: {exc.reply_text} "
+                    "(does it exist with other settings, e.g. durable or quorum? Delete it "
+                    "or align the options)"
+                ) from exc
+            on_message = self._receiver(generation)
+            tags.append(
+                channel.basic_consume(
+                    queue.name,
+                    callback=on_message,
+                    no_ack=self._no_ack,
+                    on_cancel=self._cancelled(generation),
+                )
+            )
+        self._channel = channel
+        self._tags = tags
+
+    def _receiver(self, generation: int) -> Callable[[Any], None]:
+        buffer = self._buffer
+        changed = self.link.changed
+
+        def on_message(message: Any) -> None:
+            tag = message.delivery_info["delivery_tag"]
+            if self._closed and not self._no_ack:
+                # Arrived after close: straight back to the queue.
+                message.channel.basic_reject(tag, requeue=True)
+                return
+            buffer.append(Delivery(message.body, self, tag, generation))
+            changed()
+
+        return on_message
+
+    def _cancelled(self, generation: int) -> Callable[[str], None]:
+        def on_cancel(consumer_tag: str) -> None:
+            LOG.warning(
+                "%s: RabbitMQ cancelled consumer %s (queue deleted or moved); subscribing again",
+                self.name,
+                consumer_tag,
+            )
+            self.link.broken(
+                generation,
+                amqp.exceptions.ConsumerCancelled(consumer_tag),
+                delay=self._reconnect_delay,
+            )
+
+        return on_cancel
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        return bool(self._buffer) or self._closed
+
+    def poll(self, timeout: float | None = None) -> base.IncomingMessage | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        link = self.link
+        buffer = self._buffer
+        while True:
+            while buffer:
+                try:
+                    delivery = buffer.popleft()
+                except IndexError:
+                    break
+                if self._closed:
+                    buffer.appendleft(delivery)
+                    return None
+                if self._no_ack:
+                    return delivery
+                if delivery._generation != link.generation:
+                    continue  # its connection is gone: the broker redelivers it
+                with self._lock:
+                    self._outstanding.add(delivery)
+                return delivery
+            if self._closed:
+                return None
+            try:
+                link.ensure(deadline)
+                if not link.wait(self._ready, deadline):
+                    return None
+            except LinkDown:
+                continue
+            except exceptions.MessagingTimeout:
+                return None
+            except exceptions.AuthenticationError:
+                self.close()
+                raise
+            except exceptions.TransportDriverError:
+                if self._closed:
+                    return None
+                raise
+
+    # -- settling -------------------------------------------------------------------------------
+
+    def _settle(self, delivery: Delivery, requeue: bool) -> None:
+        if self._no_ack:
+            if requeue:
+                self._buffer.appendleft(Delivery(delivery.body, self, 0, delivery._generation))
+            return
+        try:
+            self.link.write(
+                delivery._generation, lambda conn: self._write_settle(conn, delivery, requeue)
+            )
+        except LinkDown:
+            LOG.debug(
+                "%s: not settling a message from a lost connection; RabbitMQ redelivers it",
+                self.name,
+            )
+        finally:
+            with self._lock:
+                self._outstanding.discard(delivery)
+                release = self._closed and not self._outstanding and not self._released
+                if release:
+                    self._released = True
+            if release:
+                self._release()
+
+    def _write_settle(self, conn: amqp.Connection, delivery: Delivery, requeue: bool) -> None:
+        channel = self._channel
+        assert channel is not None
+        if requeue:
+            channel.basic_reject(delivery._tag, requeue=True)
+        else:
+            frames.ack(conn, channel.channel_id, delivery._tag)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.link.kick()
+        self._unsubscribe()
+        with self._lock:
+            release = not self._outstanding and not self._released
+            if release:
+                self._released = True
+        if release:
+            self._release()
+
+    def _unsubscribe(self) -> None:
+        """Cancel consumers, requeue unpolled deliveries, delete private queues."""
+        if not self.link.connected:
+            return
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        try:
+            with self.link.exclusive(deadline) as (_conn, generation):
+                channel = self._channel
+                if channel is None:
+                    return
+                for tag in self._tags:
+                    channel.basic_cancel(tag)
+                if not self._no_ack:
+                    while self._buffer:
+                        delivery = self._buffer.popleft()
+                        if delivery._generation == generation:
+                            channel.basic_reject(delivery._tag, requeue=True)
+                for queue in self.queues:
+                    if queue.private:
+                        channel.queue_delete(queue.name)
+        except (LinkDown, exceptions.MessagingException, *IO_ERRORS) as exc:  # type: ignore[misc]
+            LOG.debug("%s: could not unsubscribe cleanly: %s", self.name, exc)
+
+    def _release(self) -> None:
+        self.link.close()
+        if self._on_closed is not None:
+            with contextlib.suppress(Exception):
+                self._on_closed(self)
+
+    def shutdown(self) -> None:
+        """Close, and drop the connection even if polled messages are unsettled.
+
+        The broker then requeues them. Used when the driver closes.
+        """
+        self.close()
+        with self._lock:
+            release = not self._released
+            self._released = True
+        if release:
+            self._release()

@@ -1,0 +1,710 @@
+"""One AMQP connection shared by many threads: connect, read, write, heartbeat.
+
+A :class:`Link` owns one broker connection (kombu's py-amqp transport) and
+the rules that make it safe and fast to use from any thread:
+
+* **Writes** (publishes, acks, heartbeats) happen under the link's I/O lock,
+  from whichever thread wants to write; they never wait for the broker.
+* **Reads** are done by whichever thread needs something from the socket (a
+  publisher confirm, a delivery), one at a time: the *reader*. Other threads
+  that wait sleep on their own condition and are woken when what they wait
+  for has arrived, or when the reader leaves and one of them must take over.
+  A lone caller waiting for its reply therefore reads it straight from the
+  socket, with no thread hand-off. The reader waits in ``poll()`` without
+  any lock and takes the I/O lock only to read and dispatch one frame, so
+  writers are never held up by a waiting reader.
+* **Exclusive** sections (declare, bind, consume, cancel: anything that needs
+  a synchronous answer from the broker) take the reader role, waking a
+  blocked reader to hand it over, plus the I/O lock.
+* A **keeper thread** sends AMQP heartbeats, reads the socket while nobody
+  else does (so the broker's heartbeats and stray frames are consumed even
+  while the application is busy), notices a dead peer, and, for links that
+  carry consumers, reconnects at once and restores them.
+
+Every connection has a *generation*. Things learnt on one connection
+(delivery tags, declared exchanges, pending confirms) belong to its
+generation and are void after a reconnect.
+
+Reconnection follows oslo.messaging's options: attempts go round the hosts
+of the URL (or shuffle them); the first attempt after a failure is
+immediate, the next waits ``rabbit_retry_interval`` seconds, and each one
+after that ``rabbit_retry_backoff`` more, up to ``rabbit_interval_max``; each
+wait is scaled by a random factor in [0.8, 1] plus up to
+``kombu_reconnect_splay`` seconds, so that a fleet does not reconnect in
+lockstep. A refused login fails at once with AuthenticationError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import amqp
+import amqp.exceptions
+import kombu
+
+from rpcframe import exceptions
+
+__all__ = ["Host", "Link", "LinkDown", "LinkSettings"]
+
+LOG = logging.getLogger(__name__)
+
+#: Bound on one TCP connect plus AMQP handshake.
+CONNECT_TIMEOUT = 10.0
+#: Kernel-side bound on one blocking socket write or read; a peer slower
+#: than this is treated as dead.
+IO_TIMEOUT = 30.0
+#: How often a link without AMQP heartbeats still checks on its connection.
+_IDLE_TICK = 5.0
+
+#: Bytes asked of the socket per read.
+_READ_AHEAD = 65536
+#: Most frames the keeper reads in one go, so it gets back to heartbeats.
+_BEAT_BUDGET = 1000
+
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+#: Everything py-amqp or the socket layer raises when a connection fails.
+IO_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    amqp.exceptions.AMQPError,
+)
+
+
+class LinkDown(Exception):
+    """Internal: the connection of a link broke (or the link closed).
+
+    Never leaves the driver; callers reconnect or translate it.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """One broker address from the transport URL."""
+
+    hostname: str
+    port: int
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkSettings:
+    """How to reach the broker; shared by every link of a driver."""
+
+    hosts: tuple[Host, ...]
+    virtual_host: str
+    ssl: dict[str, Any] | None
+    heartbeat: int
+    heartbeat_rate: int
+    login_method: str
+    retry_interval: float
+    retry_backoff: float
+    interval_max: float
+    splay: float
+    shuffle: bool
+
+
+class _Channel(amqp.Channel):
+    """A py-amqp channel that stays closed when the broker closes it.
+
+    py-amqp reopens a channel the broker closed, silently dropping its
+    consumers and confirm mode. A link instead treats a closed channel as a
+    broken connection and rebuilds everything from scratch. Bodies stay
+    bytes: the driver never decodes them.
+    """
+
+    def __init__(self, connection: Any, channel_id: Any = None, **kwargs: Any) -> None:
+        kwargs["auto_decode"] = False
+        super().__init__(connection, channel_id, **kwargs)
+
+    def _do_revive(self) -> None:
+        self.is_open = False
+
+
+class _Waiter:
+    __slots__ = ("cond", "ready")
+
+    def __init__(self, cond: threading.Condition, ready: Callable[[], bool]) -> None:
+        self.cond = cond
+        self.ready = ready
+
+
+SetupFn = Callable[[amqp.Connection, int], None]
+
+
+class Link:
+    """A self-healing AMQP connection; see the module documentation.
+
+    :param settings: where and how to connect.
+    :param name: names the keeper thread and log lines.
+    :param setup: called with a fresh connection and its generation, before
+        any other thread may use it: open channels, declare, consume.
+    :param keep_connected: reconnect eagerly (links that carry consumers).
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        name: str,
+        setup: SetupFn,
+        keep_connected: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self._setup = setup
+        self.keep_connected = keep_connected
+        self._lock = threading.Lock()
+        self.io_lock = threading.RLock()
+        self._connect_lock = threading.Lock()
+        self._exclusive_turn = threading.Condition(self._lock)
+        self._conn: amqp.Connection | None = None
+        self._generation = 0
+        self._reader: int | None = None
+        self._exclusive_wanted = 0
+        self._waiters: list[_Waiter] = []
+        self._failures = 0
+        self._not_before = 0.0
+        self._host_turn = 0 if not settings.shuffle else random.randrange(len(settings.hosts))
+        self._error: BaseException | None = None
+        self._closed = False
+        self._stop = threading.Event()
+        self._nudge = threading.Event()
+        self._changed = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._keeper: threading.Thread | None = None
+        self._poller: tuple[int, Any] | None = None
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def changed(self) -> None:
+        """Tell the reader that a callback made some waiter ready.
+
+        Called from frame callbacks, which run in the reader; the reader
+        then wakes the waiters whose condition holds.
+        """
+        self._changed = True
+
+    # -- connecting ---------------------------------------------------------------
+
+    def ensure(self, deadline: float | None, retry: int | None = None) -> int:
+        """Return the current generation, connecting first if needed.
+
+        ``retry`` bounds the connection attempts this call makes (None or -1:
+        no bound, 0: none). Raises AuthenticationError for refused
+        credentials, MessageDeliveryFailure when the attempts are used up,
+        MessagingTimeout at ``deadline`` and TransportDriverError once the
+        link is closed.
+        """
+        if self._conn is not None:
+            return self._generation
+        if retry == 0:
+            raise exceptions.MessageDeliveryFailure(
+                f"not connected to RabbitMQ and retry=0 forbids reconnecting ({self._why()})"
+            )
+        if not self._connect_lock.acquire(timeout=_remaining(deadline, default=-1)):
+            raise exceptions.MessagingTimeout("timed out waiting for a RabbitMQ connection")
+        try:
+            attempts = 0
+            while self._conn is None:
+                if self._closed:
+                    raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+                if retry is not None and retry >= 0 and attempts >= retry:
+                    raise exceptions.MessageDeliveryFailure(
+                        f"could not reach RabbitMQ after {attempts} attempt(s): {self._why()}"
+                    )
+                self._pause(deadline)
+                attempts += 1
+                self._attempt(deadline)
+            self._start_keeper()
+            return self._generation
+        finally:
+            self._connect_lock.release()
+
+    def _pause(self, deadline: float | None) -> None:
+        """Wait before the next attempt, per the backoff rules."""
+        delay = 0.0
+        if self._failures:
+            s = self.settings
+            delay = min(s.interval_max, s.retry_interval + (self._failures - 1) * s.retry_backoff)
+            delay = delay * random.uniform(0.8, 1.0) + random.uniform(0.0, s.splay)
+        start = max(time.monotonic() + delay, self._not_before)
+        wait = start - time.monotonic()
+        if wait <= 0:
+            return
+        if deadline is not None and start > deadline:
+            self._stop.wait(max(0.0, deadline - time.monotonic()))
+            raise exceptions.MessagingTimeout(f"timed out reconnecting to RabbitMQ ({self._why()})")
+        if self._stop.wait(wait):
+            raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+
+    def _attempt(self, deadline: float | None) -> None:
+        """One connection attempt to the next host; sets up and publishes it."""
+        hosts = self.settings.hosts
+        host = hosts[self._host_turn % len(hosts)]
+        self._host_turn = (
+            random.randrange(len(hosts)) if self.settings.shuffle else self._host_turn + 1
+        )
+        conn = None
+        try:
+            conn = self._open(host, _remaining(deadline, CONNECT_TIMEOUT))
+            generation = self._generation + 1
+            self._setup(conn, generation)
+        except amqp.exceptions.AccessRefused as exc:
+            _discard(conn)
+            raise exceptions.AuthenticationError(
+                f"RabbitMQ at {host} refused the login of user {host.username!r} "
+                f"(virtual host {self.settings.virtual_host!r}): {exc.reply_text}"
+            ) from None
+        except exceptions.MessagingException:
+            _discard(conn)
+            raise
+        except IO_ERRORS as exc:
+            _discard(conn)
+            self._failures += 1
+            self._error = exc
+            log = LOG.warning if self._failures == 1 else LOG.info
+            log("%s: cannot connect to RabbitMQ at %s: %s", self.name, host, _describe(exc))
+            return
+        with self._lock:
+            if self._closed:
+                _discard(conn)
+                raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+            self._conn = conn
+            self._generation = generation
+            self._failures = 0
+            self._error = None
+            self._notify_all()
+        LOG.info("%s: connected to RabbitMQ at %s", self.name, host)
+
+    def _open(self, host: Host, timeout: float) -> amqp.Connection:
+        s = self.settings
+        tls: dict[str, Any] | bool = False
+        if s.ssl is not None:
+            tls = dict(s.ssl)
+            if "server_hostname" in tls:
+                tls["server_hostname"] = host.hostname
+        client = kombu.Connection(
+            hostname=host.hostname,
+            port=host.port,
+            userid=host.username,
+            password=host.password,
+            virtual_host=s.virtual_host,
+            ssl=tls,
+            heartbeat=s.heartbeat,
+            login_method=s.login_method,
+            connect_timeout=max(0.05, min(timeout, CONNECT_TIMEOUT)),
+            transport="pyamqp",
+        )
+        # One attempt, no retries of kombu's own: the link paces attempts.
+        conn: amqp.Connection = client.transport.establish_connection()
+        # kombu's own wrapper is not used past this point: the link drives
+        # the py-amqp connection directly (see the module documentation).
+        conn.Channel = _Channel
+        transport = conn.transport
+        # Read ahead: py-amqp asks the socket for exactly one frame part at
+        # a time; taking whatever is there saves a poll and two recv calls
+        # per frame. The surplus stays in py-amqp's own read buffer.
+        quick_recv = transport._quick_recv
+        transport._quick_recv = lambda n: quick_recv(max(n, _READ_AHEAD))
+        sock = transport.sock
+        # A blocking socket with kernel-side time limits: Python's own
+        # timeouts would poll() before every send and recv.
+        sock.settimeout(None)
+        limit = struct.pack("ll", int(IO_TIMEOUT), 0)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _why(self) -> str:
+        return _describe(self._error) if self._error is not None else "not connected"
+
+    def broken(self, generation: int, error: BaseException, delay: float = 0.0) -> None:
+        """Declare connection ``generation`` dead; the next user reconnects.
+
+        Safe to call from any thread, repeatedly; a stale generation is
+        ignored. ``delay`` postpones the next attempt (consumer cancelled).
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None or generation != self._generation:
+                return
+            self._conn = None
+            self._error = error
+            self._not_before = time.monotonic() + delay
+            self._notify_all()
+        if not self._closed:
+            LOG.warning(
+                "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, _describe(error)
+            )
+        # Shut the socket first: that wakes a reader blocked in poll().
+        sock = _socket_of(conn)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with self.io_lock:
+            _discard(conn)
+        self._nudge.set()
+
+    # -- writing ------------------------------------------------------------------
+
+    def write(self, generation: int, fn: Callable[[amqp.Connection], Any]) -> Any:
+        """Run ``fn(connection)`` under the I/O lock if ``generation`` is current.
+
+        Raises LinkDown if the connection changed or broke.
+        """
+        with self.io_lock:
+            conn = self._conn
+            if conn is None or generation != self._generation:
+                raise LinkDown(self._why())
+            try:
+                return fn(conn)
+            except IO_ERRORS as exc:
+                error = exc
+        self.broken(generation, error)
+        raise LinkDown(_describe(error)) from error
+
+    # -- reading -------------------------------------------------------------------
+
+    def wait(self, ready: Callable[[], bool], deadline: float | None) -> bool:
+        """Block until ``ready()`` holds (True) or ``deadline`` passes (False).
+
+        Reads the socket itself when no other thread does. ``ready`` is
+        called with the link's lock held and must only look at plain state.
+        Raises LinkDown if the connection breaks (or is already broken)
+        before ``ready()`` holds.
+        """
+        lock = self._lock
+        waiter: _Waiter | None = None
+        with lock:
+            try:
+                read_once = False
+                while True:
+                    if ready():
+                        return True
+                    if self._conn is None:
+                        raise LinkDown(self._why())
+                    if self._reader is None and not self._exclusive_wanted:
+                        if read_once and _remaining(deadline) == 0.0:
+                            return False
+                        self._reader = threading.get_ident()
+                        generation = self._generation
+                        lock.release()
+                        try:
+                            self._read(ready, deadline, generation)
+                        finally:
+                            lock.acquire()
+                            self._reader = None
+                            self._hand_over()
+                        read_once = True
+                        continue
+                    remaining = _remaining(deadline)
+                    if remaining == 0.0:
+                        return False
+                    if waiter is None:
+                        waiter = _Waiter(threading.Condition(lock), ready)
+                        self._waiters.append(waiter)
+                    waiter.cond.wait(remaining)
+            finally:
+                if waiter is not None:
+                    self._waiters.remove(waiter)
+
+    def _read(
+        self,
+        ready: Callable[[], bool],
+        deadline: float | None,
+        generation: int,
+        budget: int | None = None,
+    ) -> None:
+        """Read and dispatch frames until ready(), the deadline, or a wake-up.
+
+        Runs as the reader, without the link's lock. ``budget`` bounds the
+        number of frames read.
+        """
+        conn = self._conn
+        if conn is None or generation != self._generation:
+            return
+        transport = conn.transport
+        sock = transport.sock
+        pending = getattr(sock, "pending", None)  # TLS: bytes decrypted but unread
+        cached = self._poller
+        if cached is not None and cached[0] == generation:
+            poller = cached[1]
+        else:
+            poller = select.poll()
+            poller.register(sock.fileno(), _POLL_IN)
+            poller.register(self._wake_r.fileno(), select.POLLIN)
+            self._poller = (generation, poller)
+        wake_fd = self._wake_r.fileno()
+        try:
+            while True:
+                if self._changed:
+                    self._changed = False
+                    self._notify_ready()
+                if ready() or self._exclusive_wanted or self._closed:
+                    return
+                if not transport._read_buffer and not (pending and pending()):
+                    remaining = _remaining(deadline)
+                    events = poller.poll(None if remaining is None else remaining * 1000)
+                    if not events:
+                        return
+                    if any(fd == wake_fd for fd, _ in events):
+                        _drain(self._wake_r)
+                        if len(events) == 1:
+                            continue
+                with self.io_lock:
+                    if generation != self._generation or self._conn is None:
+                        raise LinkDown(self._why())
+                    try:
+                        conn.blocking_read(None)
+                    except TimeoutError:
+                        continue  # the rest of a frame is late; poll again
+                if budget is not None:
+                    budget -= 1
+                    if budget <= 0:
+                        return
+        except IO_ERRORS as exc:
+            self.broken(generation, exc)
+            raise LinkDown(_describe(exc)) from exc
+        finally:
+            if self._changed:
+                self._changed = False
+                self._notify_ready()
+
+    def _notify_ready(self) -> None:
+        with self._lock:
+            for waiter in self._waiters:
+                if waiter.ready():
+                    waiter.cond.notify()
+
+    def _hand_over(self) -> None:
+        """Pass the reader role on. Lock held."""
+        if self._exclusive_wanted:
+            self._exclusive_turn.notify()
+        elif self._waiters:
+            self._waiters[0].cond.notify()
+
+    def _notify_all(self) -> None:
+        """Wake every waiter (state changed for all). Lock held."""
+        for waiter in self._waiters:
+            waiter.cond.notify()
+        self._exclusive_turn.notify_all()
+
+    def kick(self) -> None:
+        """Wake every waiter and the reader, so they look at their state again."""
+        with self._lock:
+            self._notify_all()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    @contextlib.contextmanager
+    def exclusive(self, deadline: float | None) -> Iterator[tuple[amqp.Connection, int]]:
+        """Hold the connection alone: no reader, no writer. Yields (conn, generation).
+
+        For synchronous broker methods. Raises LinkDown if not connected
+        (or the connection breaks inside), MessagingTimeout at ``deadline``.
+        """
+        with self._lock:
+            self._exclusive_wanted += 1
+            try:
+                while self._reader is not None:
+                    with contextlib.suppress(OSError):
+                        self._wake_w.send(b"\0")
+                    remaining = _remaining(deadline)
+                    if remaining == 0.0:
+                        raise exceptions.MessagingTimeout("timed out waiting for the connection")
+                    self._exclusive_turn.wait(min(remaining or 1.0, 1.0))
+                self._reader = threading.get_ident()
+            finally:
+                self._exclusive_wanted -= 1
+        try:
+            with self.io_lock:
+                conn, generation = self._conn, self._generation
+                if conn is None:
+                    raise LinkDown(self._why())
+                try:
+                    _set_timeout(conn, deadline)
+                    yield conn, generation
+                except IO_ERRORS as exc:
+                    error: BaseException | None = exc
+                else:
+                    error = None
+                finally:
+                    if conn is not None and self._conn is conn:
+                        with contextlib.suppress(OSError):
+                            _set_timeout(conn, None)
+            if error is not None:
+                self.broken(generation, error)
+                raise LinkDown(_describe(error)) from error
+        finally:
+            with self._lock:
+                self._reader = None
+                self._hand_over()
+            if self._changed:
+                self._changed = False
+                self._notify_ready()
+
+    # -- the keeper thread -------------------------------------------------------------
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None and not self._closed:
+            self._keeper = threading.Thread(
+                target=self._keep, name=f"{self.name}-keeper", daemon=True
+            )
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        s = self.settings
+        tick = s.heartbeat / max(s.heartbeat_rate, 1) / 2.0 if s.heartbeat else _IDLE_TICK
+        while not self._stop.is_set():
+            self._nudge.wait(tick)
+            self._nudge.clear()
+            if self._stop.is_set():
+                return
+            if self._conn is None:
+                if self.keep_connected:
+                    try:
+                        self.ensure(None)
+                    except exceptions.AuthenticationError as exc:
+                        LOG.error("%s: %s; not reconnecting", self.name, exc)
+                        return
+                    except exceptions.MessagingException as exc:
+                        LOG.debug("%s: reconnect failed: %s", self.name, exc)
+                continue
+            self._beat()
+
+    def _beat(self) -> None:
+        # Consume whatever arrived while nobody was reading (heartbeats,
+        # confirms, deliveries), without blocking anyone who wants to read.
+        with self._lock:
+            idle = self._reader is None and not self._exclusive_wanted and self._conn is not None
+            if idle:
+                self._reader = threading.get_ident()
+            generation = self._generation
+        if idle:
+            try:
+                with contextlib.suppress(LinkDown):
+                    self._read(_never, time.monotonic(), generation, budget=_BEAT_BUDGET)
+            finally:
+                with self._lock:
+                    self._reader = None
+                    self._hand_over()
+        with self.io_lock:
+            conn = self._conn
+            if conn is None or generation != self._generation:
+                return
+            try:
+                conn.heartbeat_tick(rate=max(self.settings.heartbeat_rate, 1))
+                return
+            except IO_ERRORS as exc:
+                error = exc
+        self.broken(generation, error)
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the connection and stop the keeper thread. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conn, self._conn = self._conn, None
+            self._notify_all()
+        self._stop.set()
+        self._nudge.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+        if conn is not None:
+            deadline = time.monotonic() + timeout
+            if self.io_lock.acquire(timeout=timeout):
+                try:
+                    _set_timeout(conn, deadline)
+                    with contextlib.suppress(*IO_ERRORS):
+                        conn.close()
+                    _discard(conn)
+                finally:
+                    self.io_lock.release()
+            else:
+                _discard(conn)
+        keeper = self._keeper
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join(timeout)
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _never() -> bool:
+    return False
+
+
+def _remaining(deadline: float | None, default: float | None = None) -> Any:
+    """Seconds left until ``deadline`` (never negative), or ``default`` without one."""
+    if deadline is None:
+        return default
+    return max(0.0, deadline - time.monotonic())
+
+
+def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
+    """Bound socket calls by ``deadline``; None: back to blocking (kernel limits only)."""
+    left = None if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
+    sock = _socket_of(conn)
+    if sock is not None:
+        sock.settimeout(left)
+
+
+def _socket_of(conn: amqp.Connection) -> socket.socket | None:
+    """The connection's socket, or None once py-amqp dropped its transport."""
+    # The private attribute: the public property warns once it is gone.
+    transport = getattr(conn, "_transport", None)
+    return getattr(transport, "sock", None) if transport is not None else None
+
+
+def _drain(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while sock.recv(4096):
+            pass
+
+
+def _discard(conn: amqp.Connection | None) -> None:
+    """Drop a connection without talking to the broker."""
+    if conn is None:
+        return
+    with contextlib.suppress(*IO_ERRORS, AttributeError, TypeError):
+        conn.collect()
+
+
+def _describe(exc: BaseException) -> str:
+    """A short text for an I/O error, without credentials."""
+    if isinstance(exc, amqp.exceptions.AMQPError) and exc.reply_text:
+        return f"{type(exc).__name__}: {exc.reply_code} {exc.reply_text}"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text

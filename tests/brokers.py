@@ -1,0 +1,90 @@
+"""Helpers for tests that use the RabbitMQ broker on this machine.
+
+Every broker-backed test calls :func:`require_rabbitmq` (skips locally, fails
+in CI when the broker is down). Tests name their queues with a unique prefix
+and remove what they leave behind with :func:`delete_queues`, so the shared
+broker does not fill up with test queues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from tests.conftest import require_service
+
+__all__ = ["RABBIT_HOST", "RABBIT_PORT", "RABBIT_URL", "delete_queues", "require_rabbitmq"]
+
+RABBIT_HOST = "127.0.0.1"
+RABBIT_PORT = 5672
+RABBIT_URL = f"rabbit://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/"
+
+
+def require_rabbitmq() -> None:
+    require_service("RabbitMQ", RABBIT_HOST, RABBIT_PORT)
+
+
+def rabbitmqctl(*args: str, timeout: float = 120.0) -> str:
+    """Run rabbitmqctl; raise CalledProcessError on failure."""
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    ).stdout
+
+
+def list_queues() -> list[str]:
+    if shutil.which("rabbitmqctl") is None:
+        return []
+    out = rabbitmqctl("list_queues", "--no-table-headers", "name", timeout=60)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def _admin_channels() -> Iterator[Callable[[], Any]]:
+    """A raw py-amqp connection; yields a factory of fresh channels.
+
+    Each deletion gets its own channel, so one that the broker refuses (and
+    closes the channel for) does not stop the others.
+    """
+    import amqp
+
+    conn = amqp.Connection(
+        f"{RABBIT_HOST}:{RABBIT_PORT}", userid="guest", password="guest", connect_timeout=5
+    )
+    conn.connect()
+    try:
+        yield conn.channel
+    finally:
+        with contextlib.suppress(OSError, amqp.exceptions.AMQPError):
+            conn.close()
+
+
+def delete_queues(prefixes: Iterable[str] = (), names: Iterable[str] = ()) -> None:
+    """Delete the named queues and every queue whose name starts with a prefix."""
+    prefixes = tuple(prefixes)
+    doomed = set(names)
+    if prefixes:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            doomed.update(q for q in list_queues() if q.startswith(prefixes))
+    if doomed:
+        _delete("queue_delete", sorted(doomed))
+
+
+def delete_exchanges(names: Iterable[str]) -> None:
+    _delete("exchange_delete", list(names))
+
+
+def _delete(method: str, names: list[str]) -> None:
+    import amqp
+
+    with contextlib.suppress(OSError, amqp.exceptions.AMQPError), _admin_channels() as channel:
+        for name in names:
+            ch = channel()
+            with contextlib.suppress(amqp.exceptions.AMQPError):
+                getattr(ch, method)(name)
