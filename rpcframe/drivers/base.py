@@ -205,6 +205,7 @@ class Driver(abc.ABC):
         mandatory: bool = False,
         retry: int | None = None,
         timeout: float | None = None,
+        confirm: bool = True,
     ) -> None:
         """Hand ``body`` to the transport for ``address``.
 
@@ -214,7 +215,11 @@ class Driver(abc.ABC):
         takes the message. ``retry`` bounds reconnection attempts, as in
         oslo.messaging (None or -1: forever, 0: none, N: at most N) and ends in
         MessageDeliveryFailure. ``timeout`` bounds the whole send: when it
-        passes, MessagingTimeout. Thread-safe. A repeat sends a second copy.
+        passes, MessagingTimeout. ``confirm=False`` lets a driver return once
+        the message is written, without waiting for the broker's
+        acknowledgement; the core asks for it only for call requests, whose
+        reply proves delivery, and never together with ``mandatory``.
+        Thread-safe. A repeat sends a second copy.
         """
 
     @abc.abstractmethod

@@ -284,7 +284,9 @@ class FakeDriver(base.Driver):
         mandatory: bool = False,
         retry: int | None = None,
         timeout: float | None = None,
+        confirm: bool = True,
     ) -> None:
+        # Delivery is synchronous in memory: confirmed or not, the broker owns it now.
         if self._closed:
             raise exceptions.TransportDriverError("the fake transport is closed")
         if not isinstance(body, bytes):

@@ -252,6 +252,8 @@ class _CallContext:
                     mandatory=mandatory,
                     retry=self.retry,
                     timeout=timeout,
+                    # The reply proves delivery; a broker confirm would only add latency.
+                    confirm=mandatory,
                 )
             except exceptions.TransportDriverError as exc:
                 raise ClientSendError(target, exc) from exc
@@ -261,6 +263,8 @@ class _CallContext:
             reply = waiter.wait(msg_id, left, monitor)
         except exceptions.MessagingTimeout as exc:
             exc.method, exc.target = method, target
+            if exc.timeout != monitor:
+                exc.timeout = timeout  # the call's timeout, not what was left of it
             raise
         finally:
             waiter.unregister(msg_id)

@@ -19,7 +19,9 @@ at most once, as in oslo.messaging). A request whose caller has already
 given up (its ``_deadline`` passed) is not run. Calls that asked for
 call-monitor heartbeats get one every half interval while they run. Every
 failure goes back to the caller as a remote error, or into the log for
-casts; a malformed request never stops the server. While an endpoint runs,
+casts; a malformed request never stops the server. A reply whose caller's
+inbox is missing for a moment (a broker restart) is retried until the
+caller's deadline. While an endpoint runs,
 :func:`rpcframe.rpc.current_sender` says who sent the request (the context
 the endpoint receives is exactly what the caller sent).
 """
@@ -28,8 +30,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import heapq
-import itertools
 import logging
 import threading
 import time
@@ -43,12 +43,15 @@ from rpcframe import server as msg_server
 from rpcframe.drivers import base
 from rpcframe.rpc import dispatcher as rpc_dispatcher
 from rpcframe.target import Target
+from rpcframe.timers import Timers
 
 __all__ = ["RPCServer", "expected_exceptions", "expose", "get_rpc_server"]
 
 LOG = logging.getLogger(__name__)
 
 _DEDUP_SIZE = 1024
+_REPLY_RETRY_FIRST = 0.25
+_REPLY_RETRY_MAX = 5.0
 _CLIENT_ERRORS = (
     msg_exceptions.NoSuchMethod,
     msg_exceptions.UnsupportedVersion,
@@ -80,7 +83,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         self._seen: collections.deque[str] = collections.deque(maxlen=_DEDUP_SIZE)
         self._seen_set: set[str] = set()
         self._seen_lock = threading.Lock()
-        self._monitor = _CallMonitor(transport._driver, self._name)
+        self._timers = Timers(f"{self._name}-timers")
         if self.conf.rpc_ping_enabled:
             dispatcher.add_ping_endpoint()
 
@@ -100,13 +103,17 @@ class RPCServer(msg_server.MessageHandlingServer):
             addresses.append(base.Address(exchange, topic, fanout=True))
         return self.transport._driver.listen(addresses)
 
+    def start(self, override_pool_size: int | None = None) -> None:
+        self._timers.reopen()
+        super().start(override_pool_size)
+
     def _on_received(self, incoming: base.IncomingMessage) -> None:
         # At most once: the request is settled before it runs, as oslo does.
         incoming.ack()
 
     def wait(self) -> None:
         super().wait()
-        self._monitor.close()
+        self._timers.close()
 
     # -- one request ----------------------------------------------------------
 
@@ -131,7 +138,7 @@ class RPCServer(msg_server.MessageHandlingServer):
             return
         heartbeat = None
         if request.wants_reply and request.monitor_timeout:
-            heartbeat = self._monitor.watch(request)
+            heartbeat = _Heartbeat(self.transport._driver, self._timers, request)
         result = failure = None
         sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
         try:
@@ -172,24 +179,35 @@ class RPCServer(msg_server.MessageHandlingServer):
         except (TypeError, ValueError) as exc:
             method = request.method if request is not None else "?"
             LOG.warning("%s: the result of %r cannot be sent: %s", self._name, method, exc)
-            try:
-                raise TypeError(
-                    f"the result of RPC method {method!r} cannot be sent: {exc}"
-                ) from None
-            except TypeError:
-                body = wire.encode_reply(msg_id, None, wire.serialize_remote_exception())
-        timeout = float(self.conf.rpc_response_timeout)
+            problem = TypeError(f"the result of RPC method {method!r} cannot be sent: {exc}")
+            body = wire.encode_reply(msg_id, None, _failure_of(problem))
+        # Until the caller stops waiting: its deadline, or (from callers that do
+        # not send one) rpc_response_timeout from now.
+        deadline = time.time() + float(self.conf.rpc_response_timeout)
         if request is not None and request.deadline is not None:
-            timeout = max(0.001, min(timeout, request.deadline - time.time()))
+            deadline = request.deadline
+        self._send_reply(base.Address("", reply_q, kind=base.REPLY), msg_id, body, deadline, 0.0)
+
+    def _send_reply(
+        self, address: base.Address, msg_id: str, body: bytes, deadline: float, delay: float
+    ) -> None:
+        """Send a reply; while its inbox is missing, try again later until the deadline.
+
+        An inbox goes missing for a moment when a broker restarts and the
+        caller has not declared it again yet, so an undeliverable reply is
+        retried from the timer thread (with backoff) instead of dropped.
+        """
+        left = deadline - time.time()
+        if left <= 0:
+            LOG.info("%s: the caller of %s stopped waiting; reply dropped", self._name, msg_id)
+            return
         try:
-            self.transport._driver.send(
-                base.Address("", reply_q, kind=base.REPLY), body, mandatory=True, timeout=timeout
-            )
+            self.transport._driver.send(address, body, mandatory=True, timeout=left)
         except msg_exceptions.MessageUndeliverable:
-            LOG.info(
-                "%s: the caller of %s is gone (its reply queue no longer exists)",
-                self._name,
-                msg_id,
+            delay = min(max(delay * 2, _REPLY_RETRY_FIRST), _REPLY_RETRY_MAX, left)
+            LOG.debug("%s: no inbox for %s yet; retrying in %.2f s", self._name, msg_id, delay)
+            self._timers.schedule(
+                delay, lambda: self._send_reply(address, msg_id, body, deadline, delay)
             )
         except msg_exceptions.MessagingException as exc:
             LOG.warning("%s: could not send the reply to %s: %s", self._name, msg_id, exc)
@@ -199,90 +217,29 @@ def _failure_of(exc: BaseException) -> str:
     return wire.serialize_remote_exception((type(exc), exc, exc.__traceback__))
 
 
-class _Watch:
-    __slots__ = ("address", "msg_id", "interval", "cancelled")
+class _Heartbeat:
+    """Sends call-monitor heartbeats for one running call, from the timer thread."""
 
-    def __init__(self, address: base.Address, msg_id: str, interval: float) -> None:
-        self.address = address
-        self.msg_id = msg_id
-        self.interval = interval
-        self.cancelled = False
+    def __init__(self, driver: base.Driver, timers: Timers, request: wire.Request) -> None:
+        self._driver = driver
+        self._timers = timers
+        self._address = base.Address("", request.reply_q or "", kind=base.REPLY)
+        self._msg_id = request.msg_id or ""
+        self._interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
+        self._timer = timers.schedule(self._interval, self._beat)
+
+    def _beat(self) -> None:
+        body = wire.encode_reply(self._msg_id, None, None, ending=False)
+        try:
+            self._driver.send(self._address, body, mandatory=True, timeout=self._interval)
+        except msg_exceptions.MessagingException as exc:
+            LOG.debug("Call-monitor heartbeat for %s failed: %s", self._msg_id, exc)
+            return
+        if not self._timer.cancelled:
+            self._timer = self._timers.schedule(self._interval, self._beat)
 
     def cancel(self) -> None:
-        self.cancelled = True
-
-
-class _CallMonitor:
-    """Sends call-monitor heartbeats for running calls, from one thread.
-
-    The thread starts with the first watched call and sleeps on a condition
-    until the next heartbeat is due; cancelled watches are skipped.
-    """
-
-    def __init__(self, driver: base.Driver, name: str) -> None:
-        self._driver = driver
-        self._name = name
-        self._cond = threading.Condition()
-        self._due: list[tuple[float, int, _Watch]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def watch(self, request: wire.Request) -> _Watch:
-        interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
-        watch = _Watch(base.Address("", request.reply_q, kind=base.REPLY), request.msg_id, interval)  # type: ignore[arg-type]
-        with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + interval, next(self._seq), watch))
-            if self._thread is None:
-                self._closed = False
-                self._thread = threading.Thread(
-                    target=self._run, name=f"{self._name}-heartbeat", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        return watch
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._closed:
-                if not self._due:
-                    self._cond.wait()
-                    continue
-                due, _, watch = self._due[0]
-                if watch.cancelled:
-                    heapq.heappop(self._due)
-                    continue
-                left = due - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                heapq.heappop(self._due)
-                self._cond.release()
-                try:
-                    self._beat(watch)
-                finally:
-                    self._cond.acquire()
-                if not watch.cancelled:
-                    heapq.heappush(
-                        self._due, (time.monotonic() + watch.interval, next(self._seq), watch)
-                    )
-
-    def _beat(self, watch: _Watch) -> None:
-        body = wire.encode_reply(watch.msg_id, None, None, ending=False)
-        try:
-            self._driver.send(watch.address, body, mandatory=True, timeout=watch.interval)
-        except msg_exceptions.MessagingException as exc:
-            LOG.debug("Call-monitor heartbeat for %s failed: %s", watch.msg_id, exc)
-            watch.cancel()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._due.clear()
-            thread, self._thread = self._thread, None
-            self._cond.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5)
+        self._timer.cancel()
 
 
 def get_rpc_server(

@@ -158,6 +158,7 @@ def test_a_timeout_names_the_method_and_target(transport, topic):
     with pytest.raises(rpcframe.MessagingTimeout) as info:
         client.call({}, "slow_thing")
     assert info.value.method == "slow_thing"
+    assert info.value.timeout == 0.05
     assert info.value.target.topic == topic
 
 

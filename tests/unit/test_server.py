@@ -340,3 +340,70 @@ def test_a_message_that_cannot_be_accepted_is_dropped_and_serving_goes_on(
     finally:
         server.stop()
         server.wait()
+
+
+def test_a_reply_whose_inbox_is_missing_for_a_moment_is_retried(transport, topic, client):
+    real_send = transport._driver.send
+    refused = []
+
+    def send(address, body, **kwargs):
+        if address.kind == "reply" and len(refused) < 2:
+            refused.append(address)
+            raise rpcframe.MessageUndeliverable(None, "", address.topic, body)
+        return real_send(address, body, **kwargs)
+
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    try:
+        transport._driver.send = send
+        assert client.call({}, "echo", value="eventually") == "eventually"
+        assert len(refused) == 2
+    finally:
+        transport._driver.send = real_send
+        server.stop()
+        server.wait()
+
+
+class _Waiting(logging.Handler):
+    """Sets an event when a log record containing ``text`` is emitted."""
+
+    def __init__(self, text):
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.seen = threading.Event()
+
+    def emit(self, record):
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+def test_a_reply_nobody_can_take_is_dropped_at_the_callers_deadline(transport, topic):
+    real_send = transport._driver.send
+    attempts = []
+
+    def send(address, body, **kwargs):
+        if address.kind == "reply":
+            attempts.append(address)
+            raise rpcframe.MessageUndeliverable(None, "", address.topic, body)
+        return real_send(address, body, **kwargs)
+
+    dropped = _Waiting("stopped waiting; reply dropped")
+    logger = logging.getLogger("rpcframe.rpc.server")
+    logger.addHandler(dropped)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=0.6)
+    try:
+        transport._driver.send = send
+        with pytest.raises(rpcframe.MessagingTimeout):
+            client.call({}, "echo", value="lost")
+        assert dropped.seen.wait(10)
+        assert 2 <= len(attempts) <= 4  # retried with backoff, not in a tight loop
+    finally:
+        transport._driver.send = real_send
+        logger.removeHandler(dropped)
+        logger.setLevel(level)
+        server.stop()
+        server.wait()

@@ -8,8 +8,9 @@ send) and one :class:`~rpcframe.drivers.amqp.consumer.Consumer` per listener
 or inbox, each on its own connection.
 
 Confirm strategy: every send waits for the broker's publisher confirm,
-except call requests (``kind="rpc"`` with an ``expiry``, not mandatory):
-their reply proves delivery, and the call's own deadline bounds the wait.
+except what the core sends with ``confirm=False`` (call requests, not
+mandatory): their reply proves delivery, and the call's own deadline bounds
+the wait.
 """
 
 from __future__ import annotations
@@ -92,13 +93,14 @@ class RabbitDriver(base.Driver):
         mandatory: bool = False,
         retry: int | None = None,
         timeout: float | None = None,
+        confirm: bool = True,
     ) -> None:
         if self._closed:
             raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
         if not isinstance(body, bytes):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
-        # A call request (it expires with its call) is proven by its reply.
-        confirm = not (address.kind == base.RPC and expiry is not None)
+        # A returned mandatory message is only known once its confirm arrives.
+        confirm = confirm or mandatory
         route = self._routes.get(address)
         if route is None:
             if len(self._routes) >= _ROUTE_CACHE_SIZE:

@@ -1,0 +1,73 @@
+"""Timers: callbacks run when due, in order, on one thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from rpcframe.timers import Timers
+
+
+def test_callbacks_run_in_due_order():
+    timers = Timers("unit-timers")
+    ran = []
+    done = threading.Event()
+    try:
+        timers.schedule(0.06, lambda: (ran.append("late"), done.set()))
+        timers.schedule(0.0, lambda: ran.append("soon"))
+        timers.schedule(0.03, lambda: ran.append("middle"))
+        assert done.wait(5)
+    finally:
+        timers.close()
+    assert ran == ["soon", "middle", "late"]
+
+
+def test_a_cancelled_timer_does_not_run():
+    timers = Timers("unit-timers")
+    ran = []
+    done = threading.Event()
+    try:
+        timers.schedule(0.01, lambda: ran.append("cancelled")).cancel()
+        timers.schedule(0.02, done.set)
+        assert done.wait(5)
+    finally:
+        timers.close()
+    assert ran == []
+
+
+def test_a_failing_callback_is_logged_and_later_ones_still_run(caplog):
+    timers = Timers("unit-timers")
+    done = threading.Event()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rpcframe"):
+            timers.schedule(0.0, lambda: 1 / 0)
+            timers.schedule(0.01, done.set)
+            assert done.wait(5)
+    finally:
+        timers.close()
+    assert "timer callback failed" in caplog.text
+
+
+def test_nothing_is_scheduled_after_close_until_reopened():
+    timers = Timers("unit-timers")
+    timers.close()
+    assert timers.schedule(0.0, lambda: None).cancelled
+    timers.reopen()
+    done = threading.Event()
+    try:
+        assert not timers.schedule(0.0, done.set).cancelled
+        assert done.wait(5)
+    finally:
+        timers.close()
+
+
+def test_callbacks_run_on_the_named_thread():
+    timers = Timers("unit-timers")
+    names = []
+    done = threading.Event()
+    try:
+        timers.schedule(0.0, lambda: (names.append(threading.current_thread().name), done.set()))
+        assert done.wait(5)
+    finally:
+        timers.close()
+    assert names == ["unit-timers"]
