@@ -9,6 +9,9 @@ warm-up, runs each registered workload against it with one client:
 * **concurrent calls**: N threads (default 8) sharing one client;
 * **confirmed casts**: one thread casting; the clock stops when the server
   has received every cast (each cast returns once the broker confirmed it);
+* **notifications**: a ``messagingv2`` Notifier publishing (each publish
+  returns once the broker confirmed it) to a listener that counts them in
+  (rpcframe only);
 * **server memory**: the server's RSS after 1,000 calls and after many more
   (default 100,000), and their ratio.
 
@@ -19,8 +22,7 @@ raw py-amqp limits with code of its own: a request/reply round trip without
 any framework and a publish that waits for its broker confirm. It then
 prints the ratios the project's performance targets are stated in.
 
-New workloads (a notification rate, say) subclass :class:`Workload` and
-are added to :data:`WORKLOADS`.
+New workloads subclass :class:`Workload` and are added to :data:`WORKLOADS`.
 """
 
 from __future__ import annotations
@@ -232,8 +234,8 @@ class Workload(abc.ABC):
     title: str
 
     @abc.abstractmethod
-    def run(self, bench: Bench) -> dict[str, Any]:
-        """Measure; return a flat dict of figures."""
+    def run(self, bench: Bench) -> dict[str, Any] | None:
+        """Measure; return a flat dict of figures (None: not for this library)."""
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -385,8 +387,52 @@ def _calls_in_threads(
         thread.join(bench.settings.timeout * max(count, 1))
 
 
+class Notifications(Workload):
+    """Notifications from a ``messagingv2`` Notifier, counted in at a listener.
+
+    rpcframe only (see :func:`rpcframe.notify.bench.measure`); the notifier
+    and the listener share this process and the transport's broker.
+    """
+
+    name = "notifications"
+    title = "notifications, end to end"
+
+    def run(self, bench: Bench) -> dict[str, Any] | None:
+        if bench.lib.__name__ != "rpcframe":
+            return None
+        from rpcframe.notify import bench as notify_bench
+
+        settings = bench.settings
+        with bench.progress(1, f"{self.title} ({settings.casts:,})") as advance:
+            figures = notify_bench.measure(
+                settings.url,
+                settings.casts,
+                payload_bytes=settings.payload_size,
+                warmup=settings.warmup,
+                timeout=CONTROL_TIMEOUT,
+            )
+            advance(1)
+        if not figures["complete"]:
+            raise RuntimeError(
+                f"the listener received {figures['received']} of {settings.casts} notifications"
+            )
+        return {
+            "notifications": settings.casts,
+            "per_s": round(figures["end_to_end_per_s"], 1),
+            "publish_per_s": round(figures["publish_per_s"], 1),
+            "publish_p50_ms": round(figures["publish_p50_ms"], 3),
+            "publish_p99_ms": round(figures["publish_p99_ms"], 3),
+        }
+
+
 #: The workloads ``rpcframe bench`` runs, in order.
-WORKLOADS: list[Workload] = [SequentialCalls(), ConcurrentCalls(), ConfirmedCasts(), ServerMemory()]
+WORKLOADS: list[Workload] = [
+    SequentialCalls(),
+    ConcurrentCalls(),
+    ConfirmedCasts(),
+    Notifications(),
+    ServerMemory(),
+]
 
 
 def run_suite(
@@ -408,7 +454,9 @@ def run_suite(
                 bench.timed_calls(settings.warmup, advance)
             results: dict[str, Any] = {"server": "in process" if in_process else "own process"}
             for workload in workloads:
-                results[workload.name] = workload.run(bench)
+                figures = workload.run(bench)
+                if figures is not None:
+                    results[workload.name] = figures
             return results
     finally:
         transport.cleanup()
