@@ -1,21 +1,18 @@
-"""Executors: where servers and listeners run the work they receive.
+"""Executors: what kind of workers a server or listener runs.
 
-An executor runs submitted work on a bounded number of workers. Servers ask
-for a free worker *before* taking the next message from the transport
-(``acquire``), so a busy server leaves messages in the broker for its peers
-instead of hoarding them in memory.
-
-``threading`` (the default) is a pool of named threads created on demand.
-``eventlet`` runs work in green threads; it is deprecated upstream, optional
-(``pip install rpcframe[eventlet]``) and imported only when asked for. Both
-are plugins under the ``rpcframe.executors`` entry point.
+A server's workers take turns receiving (see :mod:`rpcframe.server`); an
+executor only says how a worker is started and how to wait for the workers
+to finish. ``threading`` (the default) starts named threads. ``eventlet``
+starts green threads; it is deprecated upstream, optional
+(``pip install rpcframe[eventlet]``), needs a monkey-patched process, and is
+imported only when asked for. Both are plugins under the
+``rpcframe.executors`` entry point.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-import queue
 import threading
 import time
 import warnings
@@ -28,15 +25,12 @@ __all__ = ["EventletExecutor", "Executor", "ThreadingExecutor"]
 
 LOG = logging.getLogger(__name__)
 
-_STOP = None
-
 
 class Executor(abc.ABC):
-    """Runs work on at most ``max_workers`` workers.
+    """Starts up to ``max_workers`` workers and waits for them to finish.
 
-    ``acquire`` blocks until a worker is free (or ``release_waiters`` is
-    called); ``submit`` then hands it work and never blocks. ``shutdown``
-    waits, up to ``timeout`` seconds, for submitted work to finish.
+    Workers run until the function they were given returns; the server
+    makes them return when it stops.
     """
 
     def __init__(self, max_workers: int, name: str = "rpcframe") -> None:
@@ -46,89 +40,45 @@ class Executor(abc.ABC):
         self.name = name
 
     @abc.abstractmethod
-    def acquire(self) -> bool:
-        """Wait for a free worker; False if woken by ``release_waiters`` instead."""
-
-    @abc.abstractmethod
-    def release_waiters(self) -> None:
-        """Wake every ``acquire`` that is waiting, making it return False."""
-
-    @abc.abstractmethod
-    def release(self) -> None:
-        """Give back a worker obtained by ``acquire`` without submitting work."""
-
-    @abc.abstractmethod
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the worker obtained by the last ``acquire``."""
+    def spawn(self, fn: Callable[[], Any]) -> None:
+        """Start one worker running ``fn()``."""
 
     @abc.abstractmethod
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Finish submitted work and stop the workers; True if all finished in time."""
+        """Wait for every worker to return; True if all did within ``timeout``."""
 
 
 class ThreadingExecutor(Executor):
-    """A pool of up to ``max_workers`` threads, started as work arrives."""
+    """Workers are named threads (``<name>-worker-<n>``)."""
 
     def __init__(self, max_workers: int, name: str = "rpcframe") -> None:
         super().__init__(max_workers, name)
-        # A queue of free-worker tokens: cheaper than threading.Semaphore,
-        # which is written in Python on top of a Condition.
-        self._free: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        for _ in range(max_workers):
-            self._free.put(True)
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._started = 0
 
-    def acquire(self) -> bool:
-        if self._free.get():
-            return True
-        self._free.put(False)  # pass the stop token on to the next waiter
-        return False
-
-    def release_waiters(self) -> None:
-        self._free.put(False)
-
-    def release(self) -> None:
-        self._free.put(True)
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+    def spawn(self, fn: Callable[[], Any]) -> None:
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-            else:
-                n = len(self._threads) + 1
-                thread = threading.Thread(
-                    target=self._worker, name=f"{self.name}-worker-{n}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-        self._work.put((fn, args))
+            self._started += 1
+            thread = threading.Thread(
+                target=self._run,
+                args=(fn,),
+                name=f"{self.name}-worker-{self._started}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+        thread.start()
 
-    def _worker(self) -> None:
-        work = self._work
-        while True:
-            item = work.get()
-            if item is _STOP:
-                return
-            fn, args = item
-            try:
-                fn(*args)
-            except BaseException:
-                LOG.exception("Unhandled error in %s worker", self.name)
-            finally:
-                with self._lock:
-                    self._idle += 1
-                self._free.put(True)
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except BaseException:  # logged: a worker must not die silently
+            LOG.exception("Unhandled error in %s worker", self.name)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         with self._lock:
             threads = list(self._threads)
             self._threads.clear()
-            self._idle = 0
-        for _ in threads:
-            self._work.put(_STOP)
         deadline = None if timeout is None else time.monotonic() + timeout
         finished = True
         current = threading.current_thread()
@@ -142,7 +92,7 @@ class ThreadingExecutor(Executor):
 
 
 class EventletExecutor(Executor):
-    """Green-thread executor (deprecated upstream; needs ``rpcframe[eventlet]``)."""
+    """Workers are green threads (deprecated upstream; needs ``rpcframe[eventlet]``)."""
 
     def __init__(self, max_workers: int, name: str = "rpcframe") -> None:
         super().__init__(max_workers, name)
@@ -153,7 +103,7 @@ class EventletExecutor(Executor):
                 "eventlet", "eventlet is not installed: pip install 'rpcframe[eventlet]'"
             ) from exc
         if not eventlet.patcher.is_monkey_patched("thread"):
-            # Green threads spawned from an unpatched thread would never run.
+            # Green threads started from an unpatched thread would never run.
             raise exceptions.ExecutorLoadFailure(
                 "eventlet", "the process is not monkey-patched (call eventlet.monkey_patch() first)"
             )
@@ -163,24 +113,9 @@ class EventletExecutor(Executor):
             stacklevel=3,
         )
         self._pool = eventlet.GreenPool(max_workers)
-        self._stopping = False
 
-    def acquire(self) -> bool:
-        self._pool.sem.acquire()
-        if self._stopping:
-            self._pool.sem.release()
-            return False
-        self._pool.sem.release()
-        return True
-
-    def release_waiters(self) -> None:
-        self._stopping = True
-
-    def release(self) -> None:
-        """Nothing to give back: acquire() reserves no green thread."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._pool.spawn_n(fn, *args)
+    def spawn(self, fn: Callable[[], Any]) -> None:
+        self._pool.spawn_n(fn)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         import eventlet

@@ -1,10 +1,15 @@
-"""MessageHandlingServer: a listener, an executor and their lifecycle.
+"""MessageHandlingServer: a listener, workers that take turns, and their lifecycle.
 
-RPC servers and notification listeners are both this: one named thread takes
-messages from the transport, but only when a worker is free, and hands each
-to the executor. Subclasses say how to subscribe (``_create_listener``) and
-how to handle one message (``_process_incoming``); the handler must settle
-(ack or requeue) what it is given.
+RPC servers and notification listeners are both this. Their workers take
+turns receiving (leader/follower): one worker at a time waits on the
+transport; when a message arrives it hands the waiting over to the next
+idle worker (starting a new one if none is idle and the pool is not full)
+and handles the message itself. So a message is handled by the thread that
+received it, with no hand-off on its way, and a server never takes more
+messages than it has workers: when all of them are busy nobody receives and
+the rest stay in the broker for other servers. Subclasses say how to
+subscribe (``_create_listener``) and how to handle one message
+(``_process_incoming``), which must settle (ack or requeue) what it is given.
 
 Lifecycle, as in oslo.messaging: ``start()`` begins taking messages;
 ``stop()`` stops taking new ones and returns quickly; ``wait()`` lets the
@@ -16,8 +21,10 @@ another thread stops the server. A waited-for server may be started again.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from stevedore import driver as stevedore_driver
@@ -85,8 +92,7 @@ class MessageHandlingServer(abc.ABC):
         self._state = _NEW
         self._executor: Executor | None = None
         self.listener: base.Listener | None = None
-        self._poll_thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._turns: _Turns | None = None
 
     # -- subclass hooks -----------------------------------------------------
 
@@ -99,7 +105,8 @@ class MessageHandlingServer(abc.ABC):
         """Handle one message (or batch) on a worker; settle it."""
 
     def _on_received(self, incoming: base.IncomingMessage) -> None:  # noqa: B027 - optional hook
-        """Called on the polling thread as each message arrives (RPC acks here)."""
+        """Called as each message arrives, before the turn to receive is passed on
+        (RPC acknowledges here)."""
 
     def _receive(self, listener: base.Listener) -> Any:
         """Take the next unit of work from the listener; None when it closed."""
@@ -120,20 +127,15 @@ class MessageHandlingServer(abc.ABC):
             if self._state == _STOPPED:
                 self._drain()
             size = override_pool_size or self.conf.executor_thread_pool_size
-            self._executor = self._executor_cls(size, self._name)
+            executor = self._executor_cls(size, self._name)
             try:
                 self.listener = self._create_listener()
             except exceptions.TransportDriverError as exc:
                 raise ServerListenError(getattr(self, "target", None), exc) from exc
-            self._stopping = threading.Event()
-            self._poll_thread = threading.Thread(
-                target=self._poll_loop,
-                args=(self.listener, self._executor, self._stopping),
-                name=f"{self._name}-poll",
-                daemon=True,
-            )
+            self._executor = executor
+            self._turns = _Turns(executor, size, self.listener)
             self._state = _RUNNING
-            self._poll_thread.start()
+            self._turns.grow(self._work)
             self._state_changed.notify_all()
 
     def stop(self) -> None:
@@ -142,14 +144,10 @@ class MessageHandlingServer(abc.ABC):
             if self._state != _RUNNING:
                 return
             self._state = _STOPPED
-            self._stopping.set()
-            listener, executor, thread = self.listener, self._executor, self._poll_thread
+            turns = self._turns
             self._state_changed.notify_all()
-        assert executor is not None and thread is not None
-        if listener is not None:
-            listener.close()
-        executor.release_waiters()
-        thread.join()
+        assert turns is not None
+        turns.stop()
 
     def wait(self) -> None:
         """Block until stopped, then let taken messages finish (bounded) and clean up."""
@@ -165,7 +163,7 @@ class MessageHandlingServer(abc.ABC):
     def _take_executor(self) -> Executor | None:
         executor, self._executor = self._executor, None
         self.listener = None
-        self._poll_thread = None
+        self._turns = None
         return executor
 
     def _drain(self) -> None:
@@ -186,33 +184,37 @@ class MessageHandlingServer(abc.ABC):
     def reset(self) -> None:  # noqa: B027 - a no-op hook, as in oslo.messaging
         """Called on SIGHUP by service frameworks; nothing to do."""
 
-    # -- the polling thread -----------------------------------------------------
+    # -- the workers --------------------------------------------------------------
 
-    def _poll_loop(
-        self, listener: base.Listener | None, executor: Executor, stopping: threading.Event
-    ) -> None:
-        while listener is not None and executor.acquire():
-            try:
-                work = self._receive(listener)
-            except Exception:  # the polling thread must not die
-                LOG.exception("%s: receiving failed; subscribing again", self._name)
-                executor.release()
-                listener = self._listen_again(listener, stopping)
-                continue
-            if work is None:
-                if not stopping.is_set():
-                    LOG.warning(
-                        "%s: the transport closed the listener; no more messages", self._name
-                    )
-                executor.release_waiters()
-                return
-            try:
-                self._on_received(work)
-            except Exception:  # one bad message must not stop the server
-                LOG.exception("%s: dropping a message that could not be accepted", self._name)
-                executor.release()
-                continue
-            executor.submit(self._process_incoming, work)
+    def _work(self) -> None:
+        """One worker: take the turn to receive, pass it on, handle what came."""
+        turns = self._turns
+        assert turns is not None
+        while True:
+            with turns.turn() as listener:
+                if listener is None:
+                    return
+                try:
+                    work = self._receive(listener)
+                except Exception:  # a receiving failure must not end the server
+                    LOG.exception("%s: receiving failed; subscribing again", self._name)
+                    turns.replace(self._listen_again(listener, turns.stopping))
+                    continue
+                if work is None:
+                    if not turns.stopping.is_set():
+                        LOG.warning(
+                            "%s: the transport closed the listener; no more messages", self._name
+                        )
+                    turns.stop()
+                    return
+                try:
+                    self._on_received(work)
+                except Exception:  # one bad message must not stop the server
+                    LOG.exception("%s: dropping a message that could not be accepted", self._name)
+                    continue
+            # The turn is passed on: another worker receives while this one works.
+            turns.grow(self._work)
+            self._process_incoming(work)
 
     def _listen_again(
         self, broken: base.Listener, stopping: threading.Event
@@ -236,3 +238,72 @@ class MessageHandlingServer(abc.ABC):
                     return listener
             listener.close()
         return None
+
+
+class _Turns:
+    """Whose turn it is to receive, and how many workers wait for one.
+
+    ``turn()`` is a lock held while receiving; a worker that got a message
+    releases it (waking one waiting worker) before handling the message.
+    ``grow()`` starts another worker when none is waiting for the turn and
+    the pool is not full, so the number of workers follows the concurrency
+    the server actually sees.
+    """
+
+    def __init__(self, executor: Executor, size: int, listener: base.Listener) -> None:
+        self._executor = executor
+        self._size = size
+        self._listener: base.Listener | None = listener
+        self._receiving = threading.Lock()
+        self._count = threading.Lock()
+        self._workers = 0
+        self._waiting = 0
+        self.stopping = threading.Event()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[base.Listener | None]:
+        """Wait for the turn to receive; yields the listener (None once stopping)."""
+        with self._count:
+            self._waiting += 1
+        self._receiving.acquire()
+        with self._count:
+            self._waiting -= 1
+        try:
+            yield None if self.stopping.is_set() else self._listener
+        finally:
+            self._receiving.release()
+
+    def grow(self, work: Any) -> None:
+        """Start a worker if nobody waits for the turn and there is room."""
+        with self._count:
+            if self._waiting or self._workers >= self._size or self.stopping.is_set():
+                return
+            self._workers += 1
+            self._waiting += 1  # counted as waiting from now, so only one is started
+        try:
+            self._executor.spawn(lambda: self._run(work))
+        except BaseException:
+            with self._count:
+                self._workers -= 1
+                self._waiting -= 1
+            raise
+
+    def _run(self, work: Any) -> None:
+        with self._count:
+            self._waiting -= 1  # turn() counts it again
+        work()
+
+    def replace(self, listener: base.Listener | None) -> None:
+        """Use ``listener`` from now on (after a failure); None stops receiving."""
+        self._listener = listener
+        if listener is None:
+            self.stopping.set()
+        elif self.stopping.is_set():  # stop() ran while the new listener was being made
+            listener.close()
+
+    def stop(self) -> None:
+        """Stop receiving: wake the worker that waits on the transport. Idempotent."""
+        self.stopping.set()
+        listener = self._listener
+        if listener is not None:
+            listener.close()

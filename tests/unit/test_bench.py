@@ -48,5 +48,11 @@ def test_ratios_divide_the_figures_the_targets_name():
 
 def test_workloads_are_a_registry_others_can_extend():
     names = [workload.name for workload in bench.WORKLOADS]
-    assert names == ["call_sequential", "call_concurrent", "cast_confirmed", "server_memory"]
+    assert names == [
+        "call_sequential",
+        "call_concurrent",
+        "cast_confirmed",
+        "notifications",
+        "server_memory",
+    ]
     assert all(isinstance(workload, bench.Workload) for workload in bench.WORKLOADS)

@@ -223,39 +223,39 @@ def test_a_duplicate_request_runs_once(transport, topic, serve, client):
     assert counter.seen == [1, 2]
 
 
-def test_the_threading_executor_runs_work_on_named_threads():
+def test_the_threading_executor_runs_workers_on_named_threads():
     executor = executors.ThreadingExecutor(2, "unit")
     names = []
     done = threading.Event()
-    assert executor.acquire()
-    executor.submit(lambda: (names.append(threading.current_thread().name), done.set()))
+    executor.spawn(lambda: (names.append(threading.current_thread().name), done.set()))
     assert done.wait(5)
     assert executor.shutdown(5)
     assert names == ["unit-worker-1"]
 
 
-def test_release_waiters_wakes_a_blocked_acquire():
-    executor = executors.ThreadingExecutor(1)
-    assert executor.acquire()
-    result = []
-    waiter = threading.Thread(target=lambda: result.append(executor.acquire()))
-    waiter.start()
-    executor.release_waiters()
-    waiter.join(5)
-    assert result == [False]
-
-
-def test_a_failing_task_does_not_kill_its_worker(caplog):
+def test_shutdown_reports_workers_still_running():
     executor = executors.ThreadingExecutor(1, "unit")
-    done = threading.Event()
+    release = threading.Event()
+    executor.spawn(lambda: release.wait(10))
+    assert executor.shutdown(0.05) is False
+    release.set()
+
+
+def test_a_failing_worker_is_logged(caplog):
+    executor = executors.ThreadingExecutor(1, "unit")
     with caplog.at_level(logging.ERROR, logger="rpcframe"):
-        assert executor.acquire()
-        executor.submit(lambda: 1 / 0)
-        assert executor.acquire()
-        executor.submit(done.set)
-        assert done.wait(5)
-    assert executor.shutdown(5)
+        executor.spawn(lambda: 1 / 0)
+        assert executor.shutdown(5)
     assert "Unhandled error" in caplog.text
+
+
+def test_a_server_starts_workers_only_as_concurrency_needs_them(transport, topic, serve, client):
+    server = serve(Gate())
+    for i in range(50):
+        assert client.call({}, "echo", value=i) == i
+    workers = [t for t in threading.enumerate() if t.name.startswith(server._name + "-worker")]
+    # One worker handles a call while another waits for the next one.
+    assert 1 <= len(workers) <= 2
 
 
 def test_an_executor_needs_at_least_one_worker():

@@ -155,11 +155,11 @@ def test_a_listener_thread_is_named_after_its_topic(transport):
     server.start()
     try:
         names = {thread.name for thread in threading.enumerate()}
-        assert "rpcframe-notify-billing-poll" in names
+        assert "rpcframe-notify-billing-worker-1" in names
     finally:
         server.stop()
         server.wait()
-    assert "rpcframe-notify-billing-poll" not in {t.name for t in threading.enumerate()}
+    assert "rpcframe-notify-billing-worker-1" not in {t.name for t in threading.enumerate()}
 
 
 class _BrokenContextSerializer(rpcframe.NoOpSerializer):
