@@ -82,11 +82,14 @@ def assert_same_parameters(ours, theirs, where):
             assert ours_default == theirs_default, f"{where}({name}): default differs"
 
 
-@pytest.mark.parametrize("name", oslo_public_names())
+@pytest.mark.parametrize("name", [n for n in oslo_public_names() if n not in LEFT_OUT])
 def test_every_public_oslo_name_exists(name):
-    if name in LEFT_OUT:
-        pytest.skip(f"{name}: {LEFT_OUT[name]}")
     assert hasattr(rpcframe, name), f"rpcframe lacks oslo_messaging.{name}"
+
+
+def test_what_is_left_out_is_still_exported_by_oslo():
+    # Otherwise the list (and the documentation) would name things that no longer exist.
+    assert set(LEFT_OUT) <= set(oslo_public_names())
 
 
 def _callables():
