@@ -133,7 +133,9 @@ class MessageHandlingServer(abc.ABC):
             except exceptions.TransportDriverError as exc:
                 raise ServerListenError(getattr(self, "target", None), exc) from exc
             self._executor = executor
-            self._turns = _Turns(executor, size, self.listener)
+            self._turns = _Turns(
+                executor, size, self.listener, self.transport._driver.capabilities.concurrent_poll
+            )
             self._state = _RUNNING
             self._turns.grow(self._work)
             self._state_changed.notify_all()
@@ -241,56 +243,64 @@ class MessageHandlingServer(abc.ABC):
 
 
 class _Turns:
-    """Whose turn it is to receive, and how many workers wait for one.
+    """Whose turn it is to receive, and how many workers are idle.
 
-    ``turn()`` is a lock held while receiving; a worker that got a message
-    releases it (waking one waiting worker) before handling the message.
-    ``grow()`` starts another worker when none is waiting for the turn and
-    the pool is not full, so the number of workers follows the concurrency
-    the server actually sees.
+    ``turn()`` is entered by a worker ready for a message. Where the driver
+    allows only one ``poll`` at a time it is a lock held while receiving: a
+    worker that got a message releases it (waking one waiting worker) before
+    handling the message. Where the driver's listeners may be polled by many
+    threads at once (``Capabilities.concurrent_poll``) idle workers all wait
+    in ``poll`` and the transport wakes one per message. ``grow()`` starts
+    another worker when none is idle and the pool is not full, so the number
+    of workers follows the concurrency the server actually sees.
     """
 
-    def __init__(self, executor: Executor, size: int, listener: base.Listener) -> None:
+    def __init__(
+        self, executor: Executor, size: int, listener: base.Listener, concurrent_poll: bool
+    ) -> None:
         self._executor = executor
         self._size = size
         self._listener: base.Listener | None = listener
-        self._receiving = threading.Lock()
+        self._receiving: threading.Lock | None = None if concurrent_poll else threading.Lock()
         self._count = threading.Lock()
         self._workers = 0
-        self._waiting = 0
+        self._idle = 0
         self.stopping = threading.Event()
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[base.Listener | None]:
         """Wait for the turn to receive; yields the listener (None once stopping)."""
         with self._count:
-            self._waiting += 1
-        self._receiving.acquire()
-        with self._count:
-            self._waiting -= 1
+            self._idle += 1
+        receiving = self._receiving
+        if receiving is not None:
+            receiving.acquire()
         try:
             yield None if self.stopping.is_set() else self._listener
         finally:
-            self._receiving.release()
+            if receiving is not None:
+                receiving.release()
+            with self._count:
+                self._idle -= 1
 
     def grow(self, work: Any) -> None:
-        """Start a worker if nobody waits for the turn and there is room."""
+        """Start a worker if none is idle and there is room."""
         with self._count:
-            if self._waiting or self._workers >= self._size or self.stopping.is_set():
+            if self._idle or self._workers >= self._size or self.stopping.is_set():
                 return
             self._workers += 1
-            self._waiting += 1  # counted as waiting from now, so only one is started
+            self._idle += 1  # counted as idle from now, so only one is started
         try:
             self._executor.spawn(lambda: self._run(work))
         except BaseException:
             with self._count:
                 self._workers -= 1
-                self._waiting -= 1
+                self._idle -= 1
             raise
 
     def _run(self, work: Any) -> None:
         with self._count:
-            self._waiting -= 1  # turn() counts it again
+            self._idle -= 1  # turn() counts it again
         work()
 
     def replace(self, listener: base.Listener | None) -> None:
@@ -302,7 +312,7 @@ class _Turns:
             listener.close()
 
     def stop(self) -> None:
-        """Stop receiving: wake the worker that waits on the transport. Idempotent."""
+        """Stop receiving: wake the workers that wait on the transport. Idempotent."""
         self.stopping.set()
         listener = self._listener
         if listener is not None:

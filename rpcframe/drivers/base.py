@@ -80,6 +80,9 @@ class Capabilities:
     :param pools: notification listeners can share a queue by pool name.
     :param fanout: casts can go to every server on a topic.
     :param mandatory: ``send(mandatory=True)`` reports unroutable messages.
+    :param concurrent_poll: a listener may be polled by several threads at
+        once, each message going to one of them, and ``close`` wakes them
+        all; servers then let every idle worker wait in ``poll``.
     """
 
     requeue: bool = True
@@ -87,6 +90,7 @@ class Capabilities:
     pools: bool = True
     fanout: bool = True
     mandatory: bool = True
+    concurrent_poll: bool = False
 
 
 class IncomingMessage(abc.ABC):
@@ -142,7 +146,8 @@ class Listener(abc.ABC):
     """A subscription to one or more addresses.
 
     ``poll`` may be called from any thread, by one thread at a time per
-    listener; ``close`` may be called from any thread at any time.
+    listener (by several at once where the driver declares
+    ``concurrent_poll``); ``close`` may be called from any thread at any time.
     """
 
     @abc.abstractmethod

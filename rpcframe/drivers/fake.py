@@ -208,6 +208,7 @@ class _Listener(base.Inbox):
             except queue.Empty:
                 return None
             if item is _CLOSED:
+                self._buffer.put(_CLOSED)  # and wake the next poller blocked here
                 return None
             if item.expires_at is not None and item.expires_at < time.monotonic():
                 LOG.debug("fake: message on %s expired before delivery", item.queue.name)
@@ -258,7 +259,7 @@ class _Listener(base.Inbox):
 class FakeDriver(base.Driver):
     """In-memory transport; see the module documentation."""
 
-    capabilities = base.Capabilities()
+    capabilities = base.Capabilities(concurrent_poll=True)
 
     def __init__(self, conf: Any, url: Any) -> None:
         super().__init__(conf, url)

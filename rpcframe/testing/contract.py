@@ -246,6 +246,38 @@ class DriverContract(NotificationContract):
         assert not polling.is_alive(), "close() did not wake poll()"
         assert result == [None]
 
+    def test_concurrent_pollers_each_get_their_own_messages_and_close_wakes_all(
+        self, driver, topic
+    ):
+        self.require(driver, "concurrent_poll")
+        address = base.Address("contract", topic)
+        listener = driver.listen([address])
+        got: list[Any] = []
+        changed = threading.Condition()
+
+        def poll_twice() -> None:
+            for _ in range(2):
+                incoming = listener.poll(None)
+                if incoming is not None:
+                    incoming.ack()
+                with changed:
+                    got.append(incoming and incoming.body)
+                    changed.notify_all()
+
+        pollers = [threading.Thread(target=poll_twice) for _ in range(3)]
+        for poller in pollers:
+            poller.start()
+        for i in range(3):
+            driver.send(address, str(i).encode())
+        with changed:
+            assert changed.wait_for(lambda: len(got) == 3, WAIT)
+        listener.close()
+        for poller in pollers:
+            poller.join(WAIT)
+        assert not any(poller.is_alive() for poller in pollers), "close() left a poller blocked"
+        assert sorted(b for b in got if b is not None) == [b"0", b"1", b"2"]
+        assert got.count(None) == 3
+
     def test_close_is_safe_twice_and_poll_after_close_returns_none(self, driver, topic):
         listener = driver.listen([base.Address("contract", topic)])
         listener.close()
