@@ -51,6 +51,9 @@ EXECUTOR_NAMESPACE = "rpcframe.executors"
 
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
 
+#: Per worker thread: whether it said it is finishing its current message.
+_worker_state = threading.local()
+
 
 def _load_executor(name: str) -> type[Executor]:
     try:
@@ -188,11 +191,27 @@ class MessageHandlingServer(abc.ABC):
 
     # -- the workers --------------------------------------------------------------
 
+    def _finishing(self) -> None:
+        """Say that this worker's endpoint has returned; only sending is left.
+
+        A server about to start a worker for the next message does not when
+        one is only finishing (sending a reply, waiting for its confirm): that
+        one will be back in a moment, and the pool stays as small as the
+        concurrency really is.
+        """
+        turns = self._turns
+        if turns is not None and not getattr(_worker_state, "finishing", False):
+            _worker_state.finishing = True
+            turns.finishing(1)
+
     def _work(self) -> None:
         """One worker: take the turn to receive, pass it on, handle what came."""
         turns = self._turns
         assert turns is not None
         while True:
+            if getattr(_worker_state, "finishing", False):
+                _worker_state.finishing = False
+                turns.finishing(-1)
             with turns.turn() as listener:
                 if listener is None:
                     return
@@ -265,6 +284,7 @@ class _Turns:
         self._count = threading.Lock()
         self._workers = 0
         self._idle = 0
+        self._finishing = 0
         self.stopping = threading.Event()
 
     @contextlib.contextmanager
@@ -283,10 +303,20 @@ class _Turns:
             with self._count:
                 self._idle -= 1
 
-    def grow(self, work: Any) -> None:
-        """Start a worker if none is idle and there is room."""
+    def finishing(self, change: int) -> None:
+        """Count workers whose message is handled but for sending its result."""
         with self._count:
-            if self._idle or self._workers >= self._size or self.stopping.is_set():
+            self._finishing += change
+
+    def grow(self, work: Any) -> None:
+        """Start a worker if none is idle or about to be, and there is room."""
+        with self._count:
+            if (
+                self._idle
+                or self._finishing
+                or self._workers >= self._size
+                or self.stopping.is_set()
+            ):
                 return
             self._workers += 1
             self._idle += 1  # counted as idle from now, so only one is started

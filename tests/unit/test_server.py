@@ -407,3 +407,17 @@ def test_a_reply_nobody_can_take_is_dropped_at_the_callers_deadline(transport, t
         logger.setLevel(level)
         server.stop()
         server.wait()
+
+
+def test_a_slow_endpoint_does_not_hold_up_other_requests(transport, topic, serve, client):
+    gate = Gate()
+    serve(gate)
+    slow = threading.Thread(target=client.call, args=({}, "hold"), kwargs={"n": 1})
+    slow.start()
+    try:
+        assert gate.entered.acquire(timeout=10)
+        # The slow call occupies one worker; another is started to serve this one.
+        assert client.call({}, "echo", value="quick") == "quick"
+    finally:
+        gate.release.set()
+        slow.join(10)
