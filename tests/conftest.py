@@ -8,8 +8,12 @@ so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,3 +36,35 @@ def require_service(name: str, host: str, port: int) -> None:
     if REQUIRE_BROKERS:
         pytest.fail(f"{reason} and RPCFRAME_REQUIRE_BROKERS is set", pytrace=False)
     pytest.skip(reason)
+
+
+class _Waiting(logging.Handler):
+    """Sets an event when a record whose message contains ``text`` is emitted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@contextlib.contextmanager
+def logged(logger_name: str, text: str) -> Iterator[threading.Event]:
+    """Yield an Event set once ``logger_name`` logs a message containing ``text``.
+
+    For log lines written by another thread: wait on the event instead of
+    checking captured logs at a moment the line may not be written yet.
+    """
+    handler = _Waiting(text)
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

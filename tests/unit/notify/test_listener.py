@@ -11,6 +11,7 @@ from rpcframe import exceptions
 from rpcframe import transport as msg_transport
 from rpcframe.drivers import base, fake
 from rpcframe.notify import dispatcher, listener
+from tests.conftest import logged
 
 
 class InfoEndpoint:
@@ -170,7 +171,7 @@ class _BrokenContextSerializer(rpcframe.NoOpSerializer):
 
 
 def test_a_notification_that_cannot_be_dispatched_is_dropped_and_the_listener_goes_on(
-    transport, topic, caplog
+    transport, topic
 ):
     endpoint = InfoEndpoint()
     server = rpcframe.get_notification_listener(
@@ -182,11 +183,14 @@ def test_a_notification_that_cannot_be_dispatched_is_dropped_and_the_listener_go
     )
     server.start()
     try:
-        notifier = rpcframe.Notifier(transport, "test.host", driver="messagingv2", topics=[topic])
-        notifier.info({"broken": True}, "compute.broken", {})
-        notifier.info({}, "compute.fine", {})
-        assert endpoint.got.wait(5)
+        with logged("rpcframe.notify.listener", "could not be dispatched") as dropped:
+            notifier = rpcframe.Notifier(
+                transport, "test.host", driver="messagingv2", topics=[topic]
+            )
+            notifier.info({"broken": True}, "compute.broken", {})
+            notifier.info({}, "compute.fine", {})
+            assert endpoint.got.wait(5)
+            assert dropped.wait(5)
     finally:
         server.stop()
         server.wait()
-    assert "could not be dispatched" in caplog.text
