@@ -403,15 +403,21 @@ class Notifications(Workload):
         from rpcframe.notify import bench as notify_bench
 
         settings = bench.settings
-        with bench.progress(1, f"{self.title} ({settings.casts:,})") as advance:
-            figures = notify_bench.measure(
-                settings.url,
-                settings.casts,
-                payload_bytes=settings.payload_size,
-                warmup=settings.warmup,
-                timeout=CONTROL_TIMEOUT,
-            )
-            advance(1)
+        topic = f"bench_notify_{uuid.uuid4().hex[:10]}"
+        try:
+            with bench.progress(1, f"{self.title} ({settings.casts:,})") as advance:
+                figures = notify_bench.measure(
+                    settings.url,
+                    settings.casts,
+                    payload_bytes=settings.payload_size,
+                    warmup=settings.warmup,
+                    timeout=CONTROL_TIMEOUT,
+                    topic=topic,
+                )
+                advance(1)
+        finally:
+            if not settings.url.startswith("fake:"):
+                _delete_queues(settings.url, [f"{topic}.info"])
         if not figures["complete"]:
             raise RuntimeError(
                 f"the listener received {figures['received']} of {settings.casts} notifications"

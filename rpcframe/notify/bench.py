@@ -58,6 +58,7 @@ def measure(
     warmup: int = 500,
     timeout: float = 120.0,
     conf: cfg.ConfigOpts | None = None,
+    topic: str | None = None,
 ) -> dict[str, Any]:
     """Send ``count`` notifications and count them in; return the figures.
 
@@ -66,6 +67,8 @@ def measure(
     :param payload_bytes: size of the payload's one string field.
     :param timeout: seconds to wait for every notification to arrive.
     :param conf: ConfigOpts for the transport (default: defaults only).
+    :param topic: the topic to use (default: a fresh one); its ``.info``
+        queue stays on a broker afterwards, for the caller to remove.
 
     Returns a dict:
 
@@ -84,7 +87,7 @@ def measure(
     if conf is None:
         conf = cfg.ConfigOpts()
         conf([], default_config_files=[], default_config_dirs=[])
-    topic = f"bench_notify_{uuid.uuid4().hex[:8]}"
+    topic = topic or f"bench_notify_{uuid.uuid4().hex[:8]}"
     counter = _Counter()
     payload = {"data": "x" * payload_bytes}
     with rpcframe.get_notification_transport(conf, transport_url) as transport:
