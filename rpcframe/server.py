@@ -51,7 +51,7 @@ EXECUTOR_NAMESPACE = "rpcframe.executors"
 
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
 
-#: Per worker thread: whether it said it is finishing its current message.
+#: Per worker thread: the pool that counts it as finishing its message, if any.
 _worker_state = threading.local()
 
 
@@ -200,8 +200,8 @@ class MessageHandlingServer(abc.ABC):
         concurrency really is.
         """
         turns = self._turns
-        if turns is not None and not getattr(_worker_state, "finishing", False):
-            _worker_state.finishing = True
+        if turns is not None and getattr(_worker_state, "finishing", None) is None:
+            _worker_state.finishing = turns  # the pool counted, whatever happens to self._turns
             turns.finishing(1)
 
     def _work(self) -> None:
@@ -209,9 +209,10 @@ class MessageHandlingServer(abc.ABC):
         turns = self._turns
         assert turns is not None
         while True:
-            if getattr(_worker_state, "finishing", False):
-                _worker_state.finishing = False
-                turns.finishing(-1)
+            counted = getattr(_worker_state, "finishing", None)
+            if counted is not None:
+                _worker_state.finishing = None
+                counted.finishing(-1)
             with turns.turn() as listener:
                 if listener is None:
                     return
