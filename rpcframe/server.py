@@ -236,7 +236,10 @@ class MessageHandlingServer(abc.ABC):
                     continue
             # The turn is passed on: another worker receives while this one works.
             turns.grow(self._work)
-            self._process_incoming(work)
+            try:
+                self._process_incoming(work)
+            except Exception:  # a worker outlives any one message
+                LOG.exception("%s: unexpected error while handling a message", self._name)
 
     def _listen_again(
         self, broken: base.Listener, stopping: threading.Event

@@ -401,3 +401,26 @@ def test_a_slow_endpoint_does_not_hold_up_other_requests(transport, topic, serve
     finally:
         gate.release.set()
         slow.join(10)
+
+
+def test_a_worker_survives_an_unexpected_error_while_handling(transport, topic, client):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    handle = server._process_incoming
+    failures = []
+
+    def fails_once(incoming):
+        if not failures:
+            failures.append(incoming)
+            raise RuntimeError("bug in a handler")
+        handle(incoming)
+
+    server._process_incoming = fails_once
+    server.start()
+    try:
+        with logged("rpcframe.server", "unexpected error while handling") as logged_error:
+            client.cast({}, "echo", value="lost")
+            assert logged_error.wait(10)
+        assert client.call({}, "echo", value="next") == "next"
+    finally:
+        server.stop()
+        server.wait()
