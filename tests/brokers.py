@@ -14,13 +14,32 @@ import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from oslo_config import cfg
+
+from rpcframe import opts
 from tests.conftest import require_service
 
-__all__ = ["RABBIT_HOST", "RABBIT_PORT", "RABBIT_URL", "delete_queues", "require_rabbitmq"]
+__all__ = [
+    "RABBIT_HOST",
+    "RABBIT_PORT",
+    "RABBIT_URL",
+    "conf_for_exchange",
+    "delete_queues",
+    "require_rabbitmq",
+]
 
 RABBIT_HOST = "127.0.0.1"
 RABBIT_PORT = 5672
 RABBIT_URL = f"rabbit://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/"
+
+
+def conf_for_exchange(exchange: str) -> cfg.ConfigOpts:
+    """A private ConfigOpts whose ``control_exchange`` is the test's own."""
+    conf = cfg.ConfigOpts()
+    conf([])
+    opts.register_core(conf)
+    conf.set_override("control_exchange", exchange)
+    return conf
 
 
 def require_rabbitmq() -> None:

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 import rpcframe
 from tests import brokers
@@ -145,10 +144,7 @@ def names() -> Iterator[tuple[str, str]]:
 
 
 def _transport(exchange: str) -> rpcframe.Transport:
-    conf = cfg.ConfigOpts()
-    conf([])
-    rpcframe.opts.register_core(conf)
-    conf.set_override("control_exchange", exchange)
+    conf = brokers.conf_for_exchange(exchange)
     # Durable queues keep confirmed casts across the broker restart; a short
     # backoff keeps the test short.
     url = brokers.RABBIT_URL + "?amqp_durable_queues=true&rabbit_retry_backoff=1"

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 import rpcframe
 from rpcframe import wire
@@ -54,19 +53,11 @@ def names() -> Iterator[tuple[str, str]]:
     brokers.delete_exchanges([exchange])
 
 
-def _conf(exchange: str) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    conf([])
-    rpcframe.opts.register_core(conf)
-    conf.set_override("control_exchange", exchange)
-    return conf
-
-
 @pytest.fixture(scope="module")
 def transport(names: tuple[str, str]) -> Iterator[rpcframe.Transport]:
     exchange, _ = names
     transport = rpcframe.get_rpc_transport(
-        _conf(exchange), brokers.RABBIT_URL, allowed_remote_exmods=ALLOWED
+        brokers.conf_for_exchange(exchange), brokers.RABBIT_URL, allowed_remote_exmods=ALLOWED
     )
     yield transport
     transport.cleanup()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 import rpcframe
 from tests import brokers
@@ -37,10 +36,7 @@ def names() -> Iterator[tuple[str, str]]:
 @pytest.fixture
 def transport(names: tuple[str, str]) -> Iterator[rpcframe.Transport]:
     exchange, _ = names
-    conf = cfg.ConfigOpts()
-    conf([])
-    rpcframe.opts.register_core(conf)
-    conf.set_override("control_exchange", exchange)
+    conf = brokers.conf_for_exchange(exchange)
     transport = rpcframe.get_notification_transport(conf, brokers.RABBIT_URL)
     yield transport
     transport.cleanup()
