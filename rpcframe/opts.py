@@ -71,6 +71,18 @@ core_opts: list[cfg.Opt] = [
         "before wait() gives up on them (they are logged). The work goes on in "
         "the background; nothing new is accepted.",
     ),
+    cfg.FloatOpt(
+        "server_handover_delay",
+        default=0.002,
+        min=0.0,
+        help="Seconds a server worker that received a message may handle it while "
+        "still holding the turn to receive, before an idle worker takes the turn "
+        "over. Handling short requests on the receiving thread saves a thread "
+        "switch per message; a request that takes longer lets the next message "
+        "wait at most this long. 0 passes the turn on as each message arrives. "
+        "Only for transports whose listeners one thread at a time polls "
+        "(RabbitMQ); others wake an idle worker per message.",
+    ),
 ]
 
 notifier_opts: list[cfg.Opt] = [

@@ -2,13 +2,14 @@
 
 RPC servers and notification listeners are both this. Their workers take
 turns receiving (leader/follower): one worker at a time waits on the
-transport; when a message arrives it hands the waiting over to the next
-idle worker (starting a new one if none is idle and the pool is not full)
-and handles the message itself. So a message is handled by the thread that
-received it, with no hand-off on its way, and a server never takes more
-messages than it has workers: when all of them are busy nobody receives and
-the rest stay in the broker for other servers. Subclasses say how to
-subscribe (``_create_listener``) and how to handle one message
+transport and handles what it receives itself, with no hand-off on the
+way. Short requests are all handled by the receiving worker, without a
+thread switch; when one takes longer than ``[rpcframe]
+server_handover_delay``, an idle worker takes over the receiving (one is
+started if none is idle and the pool is not full). A server never takes
+more messages than it has workers: when all of them are busy nobody
+receives and the rest stay in the broker for other servers. Subclasses say
+how to subscribe (``_create_listener``) and how to handle one message
 (``_process_incoming``), which must settle (ack or requeue) what it is given.
 
 Lifecycle, as in oslo.messaging: ``start()`` begins taking messages;
@@ -21,10 +22,9 @@ another thread stops the server. A waited-for server may be started again.
 from __future__ import annotations
 
 import abc
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+import time
 from typing import Any
 
 from stevedore import driver as stevedore_driver
@@ -137,10 +137,14 @@ class MessageHandlingServer(abc.ABC):
                 raise ServerListenError(getattr(self, "target", None), exc) from exc
             self._executor = executor
             self._turns = _Turns(
-                executor, size, self.listener, self.transport._driver.capabilities.concurrent_poll
+                executor,
+                size,
+                self.listener,
+                self.transport._driver.capabilities.concurrent_poll,
+                self.conf.rpcframe.server_handover_delay,
             )
             self._state = _RUNNING
-            self._turns.grow(self._work)
+            self._turns.start(self._work)
             self._state_changed.notify_all()
 
     def stop(self) -> None:
@@ -203,17 +207,19 @@ class MessageHandlingServer(abc.ABC):
         if turns is not None and getattr(_worker_state, "finishing", None) is None:
             _worker_state.finishing = turns  # the pool counted, whatever happens to self._turns
             turns.finishing(1)
+            turns.pass_if_pending()
 
     def _work(self) -> None:
-        """One worker: take the turn to receive, pass it on, handle what came."""
+        """One worker: wait for the turn, receive, handle what came, and again."""
         turns = self._turns
         assert turns is not None
-        while True:
-            counted = getattr(_worker_state, "finishing", None)
-            if counted is not None:
-                _worker_state.finishing = None
-                counted.finishing(-1)
-            with turns.turn() as listener:
+        try:
+            while True:
+                counted = getattr(_worker_state, "finishing", None)
+                if counted is not None:
+                    _worker_state.finishing = None
+                    counted.finishing(-1)
+                listener = turns.take()
                 if listener is None:
                     return
                 try:
@@ -234,12 +240,15 @@ class MessageHandlingServer(abc.ABC):
                 except Exception:  # one bad message must not stop the server
                     LOG.exception("%s: dropping a message that could not be accepted", self._name)
                     continue
-            # The turn is passed on: another worker receives while this one works.
-            turns.grow(self._work)
-            try:
-                self._process_incoming(work)
-            except Exception:  # a worker outlives any one message
-                LOG.exception("%s: unexpected error while handling a message", self._name)
+                turns.handling(self._work)
+                try:
+                    self._process_incoming(work)
+                except Exception:  # a worker outlives any one message
+                    LOG.exception("%s: unexpected error while handling a message", self._name)
+                finally:
+                    turns.handled()
+        finally:
+            turns.leave()
 
     def _listen_again(
         self, broken: base.Listener, stopping: threading.Event
@@ -266,88 +275,195 @@ class MessageHandlingServer(abc.ABC):
 
 
 class _Turns:
-    """Whose turn it is to receive, and how many workers are idle.
+    """Whose turn it is to receive, and how many workers there are and are busy.
 
-    ``turn()`` is entered by a worker ready for a message. Where the driver
-    allows only one ``poll`` at a time it is a lock held while receiving: a
-    worker that got a message releases it (waking one waiting worker) before
-    handling the message. Where the driver's listeners may be polled by many
-    threads at once (``Capabilities.concurrent_poll``) idle workers all wait
-    in ``poll`` and the transport wakes one per message. ``grow()`` starts
-    another worker when none is idle and the pool is not full, so the number
-    of workers follows the concurrency the server actually sees.
+    Where the driver's listeners may be polled by many threads at once
+    (``Capabilities.concurrent_poll``) every idle worker waits in ``poll``
+    and the transport wakes one per message: ``take()`` returns at once.
+
+    Otherwise one worker at a time, the *holder*, has the turn to receive.
+    It keeps the turn while it handles what it received, so that a server
+    serving short requests runs them all on one thread without a single
+    thread switch. One idle worker, the *watcher*, keeps an eye on it: once
+    the holder has been handling one message for ``handover_delay`` seconds,
+    the watcher takes the turn over and receives the next message; the
+    former holder waits in line when it is done. A slow request thus holds
+    up the next one by about ``handover_delay`` at most. The watcher checks
+    on a timer only while messages keep arriving; on a quiet server it sleeps
+    until the holder, starting on a message, wakes it. The other idle
+    workers wait in line without a timer. A delay of 0 passes the turn on as
+    each message arrives.
+
+    ``handling()`` starts another worker when none is idle and the pool is
+    not full, so the number of workers follows the concurrency the server
+    actually sees.
     """
 
     def __init__(
-        self, executor: Executor, size: int, listener: base.Listener, concurrent_poll: bool
+        self,
+        executor: Executor,
+        size: int,
+        listener: base.Listener,
+        concurrent_poll: bool,
+        handover_delay: float,
     ) -> None:
         self._executor = executor
         self._size = size
         self._listener: base.Listener | None = listener
-        self._receiving: threading.Lock | None = None if concurrent_poll else threading.Lock()
-        self._count = threading.Lock()
+        self._shared = concurrent_poll
+        self._delay = handover_delay
+        self._lock = threading.Lock()
+        self._watch = threading.Condition(self._lock)  # the watcher waits here
+        self._line = threading.Condition(self._lock)  # the other idle workers here
+        self._holder: int | None = None
+        self._busy_since: float | None = None  # the holder handles a message since
+        self._received = 0
+        self._watcher: int | None = None
+        self._watcher_sleeps = False
         self._workers = 0
-        self._idle = 0
+        self._busy = 0
         self._finishing = 0
         self.stopping = threading.Event()
 
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[base.Listener | None]:
-        """Wait for the turn to receive; yields the listener (None once stopping)."""
-        with self._count:
-            self._idle += 1
-        receiving = self._receiving
-        if receiving is not None:
-            receiving.acquire()
-        try:
-            yield None if self.stopping.is_set() else self._listener
-        finally:
-            if receiving is not None:
-                receiving.release()
-            with self._count:
-                self._idle -= 1
+    # -- a worker's steps -----------------------------------------------------------------
 
-    def finishing(self, change: int) -> None:
-        """Count workers whose message is handled but for sending its result."""
-        with self._count:
-            self._finishing += change
+    def take(self) -> base.Listener | None:
+        """Wait for this worker's turn to receive; the listener (None once stopping)."""
+        if not self._shared:
+            with self._lock:
+                self._wait_for_turn(threading.get_ident())
+        return None if self.stopping.is_set() else self._listener
 
-    def grow(self, work: Any) -> None:
-        """Start a worker if none is idle or about to be, and there is room."""
-        with self._count:
-            if (
-                self._idle
+    def handling(self, work: Any) -> None:
+        """This worker received a message and starts handling it."""
+        me = threading.get_ident()
+        with self._lock:
+            self._busy += 1
+            if self._holder == me:
+                self._received += 1
+                if self._delay:
+                    self._busy_since = time.monotonic()
+                    if self._watcher_sleeps:
+                        self._watch.notify()
+                else:
+                    self._pass_turn()
+            spawn = not (
+                self._workers > self._busy
                 or self._finishing
                 or self._workers >= self._size
                 or self.stopping.is_set()
-            ):
-                return
-            self._workers += 1
-            self._idle += 1  # counted as idle from now, so only one is started
-        try:
-            self._executor.spawn(lambda: self._run(work))
-        except BaseException:
-            with self._count:
-                self._workers -= 1
-                self._idle -= 1
-            raise
+            )
+            if spawn:
+                self._workers += 1  # counted from now, so only one is started
+        if spawn:
+            self._spawn(work)
 
-    def _run(self, work: Any) -> None:
-        with self._count:
-            self._idle -= 1  # turn() counts it again
-        work()
+    def handled(self) -> None:
+        """This worker is done with its message (it may still hold the turn)."""
+        with self._lock:
+            self._busy -= 1
+            if self._holder == threading.get_ident():
+                self._busy_since = None
+
+    def leave(self) -> None:
+        """This worker ends; its turn, if it holds it, goes to another."""
+        with self._lock:
+            self._workers -= 1
+            if self._holder == threading.get_ident():
+                self._pass_turn()
+
+    def finishing(self, change: int) -> None:
+        """Count workers whose message is handled but for sending its result."""
+        with self._lock:
+            self._finishing += change
+
+    def pass_if_pending(self) -> None:
+        """Pass the turn on now if this worker holds it and a message is waiting.
+
+        Called when only sending the result is left (which waits for the
+        broker): the next message need not wait for that.
+        """
+        listener = self._listener
+        if self._shared or self._holder != threading.get_ident() or listener is None:
+            return
+        if listener.pending():
+            with self._lock:
+                if self._holder == threading.get_ident():
+                    self._pass_turn()
+
+    # -- the turn (lock held) ------------------------------------------------------------
+
+    def _wait_for_turn(self, me: int) -> None:
+        seen = self._received
+        while not self.stopping.is_set():
+            if self._holder is None or self._holder == me:
+                break
+            if self._watcher is None:
+                self._watcher = me
+            if self._watcher != me:
+                self._line.wait()
+                continue
+            since = self._busy_since
+            if since is not None:
+                left = since + self._delay - time.monotonic()
+                if left <= 0:
+                    break  # the holder is busy for a while: take its turn
+                self._watch.wait(left)
+            elif self._delay and self._received != seen:
+                seen = self._received  # messages keep coming: look again soon
+                self._watch.wait(self._delay)
+            else:
+                self._watcher_sleeps = True
+                self._watch.wait()
+                self._watcher_sleeps = False
+        else:
+            if self._watcher == me:
+                self._watcher = None
+            return
+        self._holder = me
+        self._busy_since = None
+        if self._watcher == me:
+            self._watcher = None
+            self._line.notify()  # one in line becomes the watcher
+
+    def _pass_turn(self) -> None:
+        self._holder = None
+        self._busy_since = None
+        if self._watcher is not None:
+            self._watch.notify()
+        else:
+            self._line.notify()
+
+    # -- the pool --------------------------------------------------------------------------
+
+    def start(self, work: Any) -> None:
+        """Start the first worker."""
+        with self._lock:
+            self._workers += 1
+        self._spawn(work)
+
+    def _spawn(self, work: Any) -> None:
+        try:
+            self._executor.spawn(work)
+        except BaseException:
+            with self._lock:
+                self._workers -= 1
+            raise
 
     def replace(self, listener: base.Listener | None) -> None:
         """Use ``listener`` from now on (after a failure); None stops receiving."""
         self._listener = listener
         if listener is None:
-            self.stopping.set()
+            self.stop()
         elif self.stopping.is_set():  # stop() ran while the new listener was being made
             listener.close()
 
     def stop(self) -> None:
         """Stop receiving: wake the workers that wait on the transport. Idempotent."""
         self.stopping.set()
+        with self._lock:
+            self._watch.notify_all()
+            self._line.notify_all()
         listener = self._listener
         if listener is not None:
             listener.close()

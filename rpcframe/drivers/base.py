@@ -161,6 +161,15 @@ class Listener(abc.ABC):
         Blocks without busy-waiting.
         """
 
+    def pending(self) -> bool:
+        """Whether ``poll`` would return a message without waiting (best effort).
+
+        Never blocks. Servers whose workers take turns use it to pass the
+        turn on only when there is something to receive. The default, False,
+        is always safe.
+        """
+        return False
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop receiving; wake a ``poll`` blocked in another thread.

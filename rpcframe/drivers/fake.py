@@ -221,6 +221,9 @@ class _Listener(base.Inbox):
                 self.unacked.add(item)
             return item
 
+    def pending(self) -> bool:
+        return not self._closed and not self._buffer.empty()
+
     def close(self) -> None:
         with self._lock:
             if self._closed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -14,6 +15,24 @@ import rpcframe
 from rpcframe import executors, opts, wire
 from rpcframe.drivers import base
 from tests.conftest import logged
+
+
+def _taking_turns(transport):
+    """Make fake:// a driver whose listeners one thread at a time polls."""
+    driver = transport._driver
+    driver.capabilities = dataclasses.replace(driver.capabilities, concurrent_poll=False)
+    return transport
+
+
+@pytest.fixture(params=["pollers", "turns"])
+def transport(request, conf):
+    """fake:// as it is (every idle worker polls), and with workers taking
+    turns to receive, as on RabbitMQ."""
+    transport = rpcframe.get_rpc_transport(conf, "fake://")
+    if request.param == "turns":
+        _taking_turns(transport)
+    yield transport
+    transport.cleanup()
 
 
 class Gate:
@@ -389,15 +408,71 @@ def test_a_reply_nobody_can_take_is_dropped_at_the_callers_deadline(transport, t
         server.wait()
 
 
-def test_a_slow_endpoint_does_not_hold_up_other_requests(transport, topic, serve, client):
+def test_a_call_waiting_for_its_reply_to_be_sent_lets_a_waiting_message_through(conf, topic):
+    # The worker that holds the turn passes it on when its endpoint returned
+    # and another message waits: that one need not wait for the reply's send.
+    opts.register_core(conf)
+    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
+    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    first_runs, second_sent = threading.Event(), threading.Event()
+    second_ran, reply_may_go = threading.Event(), threading.Event()
+
+    class Endpoint:
+        def first(self, ctxt):
+            first_runs.set()
+            assert second_sent.wait(10)
+            return "first"
+
+        def second(self, ctxt):
+            second_ran.set()
+
+    real_send = transport._driver.send
+
+    def held_send(address, body, **kwargs):
+        if address.kind == base.REPLY:
+            reply_may_go.wait(10)
+        return real_send(address, body, **kwargs)
+
+    transport._driver.send = held_send
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="s"), [Endpoint()]
+    )
+    server.start()
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=20)
+    results = []
+    caller = threading.Thread(target=lambda: results.append(client.call({}, "first")))
+    caller.start()
+    try:
+        assert first_runs.wait(10)
+        client.cast({}, "second")
+        second_sent.set()
+        assert second_ran.wait(10), "the second message waited for the first's reply"
+    finally:
+        reply_may_go.set()
+        caller.join(10)
+        server.stop()
+        server.wait()
+        transport.cleanup()
+    assert results == ["first"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.002])
+def test_a_slow_endpoint_does_not_hold_up_other_requests(
+    conf, transport, topic, serve, client, delay
+):
+    # Taking turns, the next request gets through once the handover delay
+    # is over; with every idle worker polling, at once.
+    opts.register_core(conf)
+    conf.set_override("server_handover_delay", delay, group="rpcframe")
     gate = Gate()
     serve(gate)
     slow = threading.Thread(target=client.call, args=({}, "hold"), kwargs={"n": 1})
     slow.start()
     try:
         assert gate.entered.acquire(timeout=10)
-        # The slow call occupies one worker; another is started to serve this one.
+        # The slow call occupies one worker; another serves this one.
         assert client.call({}, "echo", value="quick") == "quick"
+        assert gate.running == 1
     finally:
         gate.release.set()
         slow.join(10)
@@ -424,3 +499,28 @@ def test_a_worker_survives_an_unexpected_error_while_handling(transport, topic, 
     finally:
         server.stop()
         server.wait()
+
+
+def test_short_requests_run_on_the_receiving_worker(conf, topic):
+    # Taking turns, the worker that received a short request handles it and
+    # receives the next one itself: no thread switch per request.
+    opts.register_core(conf)
+    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
+    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    threads = set()
+
+    class Where:
+        def where(self, ctxt):
+            threads.add(threading.get_ident())
+
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Where()])
+    server.start()
+    try:
+        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=10)
+        for _ in range(20):
+            client.call({}, "where")
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+    assert len(threads) == 1

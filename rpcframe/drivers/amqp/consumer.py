@@ -213,6 +213,9 @@ class Consumer(base.Inbox):
                     return None
                 raise
 
+    def pending(self) -> bool:
+        return bool(self._buffer) or self.link.readable()
+
     # -- settling -------------------------------------------------------------------------------
 
     def _settle(self, delivery: Delivery, requeue: bool) -> None:

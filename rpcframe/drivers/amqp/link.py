@@ -500,6 +500,22 @@ class Link:
                 self._changed = False
                 self._notify_ready()
 
+    def readable(self) -> bool:
+        """Whether bytes wait to be read on the connection (never blocks)."""
+        conn = self._conn
+        transport = getattr(conn, "_transport", None)
+        if transport is None:
+            return False
+        sock = transport.sock
+        if transport._read_buffer or getattr(sock, "pending", lambda: 0)():
+            return True
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), _POLL_IN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return False
+
     def _notify_ready(self) -> None:
         with self._lock:
             for waiter in self._waiters:
