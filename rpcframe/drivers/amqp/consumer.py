@@ -33,7 +33,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import amqp
 
@@ -119,6 +118,10 @@ class Consumer(base.Inbox):
         if self._prefetch:
             channel.basic_qos(0, self._prefetch, False)
         tags = []
+        on_delivery = self._receiver(channel, generation)
+        # Deliveries read while subscribing come through py-amqp; later ones
+        # through the link's frame reader. Both end up in on_delivery.
+        frames.reader_of(conn).on_delivery(channel.channel_id, on_delivery)
         for queue in self.queues:
             try:
                 topology.declare(channel, queue)
@@ -128,11 +131,12 @@ class Consumer(base.Inbox):
                     "(does it exist with other settings, e.g. durable or quorum? Delete it "
                     "or align the options)"
                 ) from exc
-            on_message = self._receiver(generation)
             tags.append(
                 channel.basic_consume(
                     queue.name,
-                    callback=on_message,
+                    callback=lambda message: on_delivery(
+                        message.delivery_info["delivery_tag"], message.body
+                    ),
                     no_ack=self._no_ack,
                     on_cancel=self._cancelled(generation),
                 )
@@ -140,20 +144,19 @@ class Consumer(base.Inbox):
         self._channel = channel
         self._tags = tags
 
-    def _receiver(self, generation: int) -> Callable[[Any], None]:
+    def _receiver(self, channel: amqp.Channel, generation: int) -> frames.OnDelivery:
         buffer = self._buffer
         changed = self.link.changed
 
-        def on_message(message: Any) -> None:
-            tag = message.delivery_info["delivery_tag"]
+        def on_delivery(tag: int, body: bytes) -> None:
             if self._closed and not self._no_ack:
                 # Arrived after close: straight back to the queue.
-                message.channel.basic_reject(tag, requeue=True)
+                channel.basic_reject(tag, requeue=True)
                 return
-            buffer.append(Delivery(message.body, self, tag, generation))
+            buffer.append(Delivery(body, self, tag, generation))
             changed()
 
-        return on_message
+        return on_delivery
 
     def _cancelled(self, generation: int) -> Callable[[str], None]:
         def on_cancel(consumer_tag: str) -> None:

@@ -1,4 +1,7 @@
-"""Pre-encoded publish frames: the per-message work py-amqp would repeat.
+"""Frames on the hot path: pre-encoded publishes, and a fast reader.
+
+Writing
+-------
 
 Every message rpcframe publishes carries the same few AMQP properties
 (oslo.messaging's: JSON content type, UTF-8, persistent delivery, priority
@@ -7,16 +10,37 @@ Every message rpcframe publishes carries the same few AMQP properties
 route, once instead of per message takes a noticeable share off the cost of
 a call. :class:`Outgoing` is the duck-typed "content" py-amqp's frame writer
 accepts (``body`` and ``_serialize_properties``).
+
+Reading
+-------
+py-amqp turns every frame it reads into Python objects through several
+layers (frame handler, ``Message``, property decoding, channel dispatch).
+The frames a busy connection mostly carries need none of that: a delivery
+to a consumer is a delivery tag and a body, a publisher confirm a tag.
+:class:`FrameReader` parses those straight from the read buffer and hands
+every other frame to py-amqp unchanged, so the rest of the protocol
+(channel and connection close, returns, cancels, heartbeats) stays
+py-amqp's.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
+from typing import Any
 
+import amqp.exceptions
 from amqp import serialization, spec
 
-__all__ = ["Outgoing", "ack", "encode_properties", "publish", "publish_arguments"]
+__all__ = [
+    "FrameReader",
+    "Outgoing",
+    "ack",
+    "encode_properties",
+    "publish",
+    "publish_arguments",
+]
 
 _PUBLISH = spec.Basic.Publish
 _ACK = spec.Basic.Ack
@@ -84,3 +108,142 @@ def ack(connection: object, channel_id: int, delivery_tag: int) -> None:
 def publish(connection: object, channel_id: int, arguments: bytes, message: Outgoing) -> None:
     """Write one ``basic.publish`` with its content. The caller holds the I/O lock."""
     connection.frame_writer(1, channel_id, _PUBLISH, arguments, message)  # type: ignore[attr-defined]
+
+
+# -- reading ----------------------------------------------------------------------------
+
+#: A handler of deliveries on one channel: (delivery tag, body).
+OnDelivery = Callable[[int, bytes], None]
+#: A handler of confirms on one channel: (delivery tag, multiple).
+OnConfirm = Callable[[int, bool], None]
+
+_METHOD, _HEADER, _BODY = 1, 2, 3
+_FRAME_END = 0xCE
+_DELIVER = (60 << 16) | 60
+_CONFIRM_ACK = (60 << 16) | 80
+_CONFIRM_NACK = (60 << 16) | 120
+_HEAD = struct.Struct(">BHI")  # type, channel, size
+_SIZE = struct.Struct(">I")
+_TAG = struct.Struct(">Q")
+_TAG_BITS = struct.Struct(">QB")
+
+
+class _Content:
+    """A delivery whose header and body frames are still coming."""
+
+    __slots__ = ("handler", "tag", "size", "parts", "received")
+
+    def __init__(self, handler: OnDelivery, tag: int) -> None:
+        self.handler = handler
+        self.tag = tag
+        self.size = -1
+        self.parts: list[bytes] = []
+        self.received = 0
+
+
+class FrameReader:
+    """Reads one py-amqp connection's frames; see the module documentation.
+
+    Made per connection, before anyone reads it. ``on_delivery`` and
+    ``on_confirm`` name the channels whose deliveries and confirms it
+    handles itself. Not thread-safe: the connection's reader uses it, under
+    the I/O lock.
+    """
+
+    def __init__(self, connection: amqp.Connection) -> None:
+        self._connection = connection
+        self._transport = connection.transport
+        self._deliveries: dict[int, OnDelivery] = {}
+        self._confirms: dict[int, tuple[OnConfirm, OnConfirm]] = {}
+        self._content: dict[int, _Content] = {}
+
+    def on_delivery(self, channel_id: int, handler: OnDelivery) -> None:
+        self._deliveries[channel_id] = handler
+
+    def on_confirm(self, channel_id: int, on_ack: OnConfirm, on_nack: OnConfirm) -> None:
+        self._confirms[channel_id] = (on_ack, on_nack)
+
+    def pump(self) -> int:
+        """Handle every whole frame buffered, reading the socket once if none is.
+
+        Blocks until one whole frame is there (the caller polled first).
+        Returns how many frames were handled. Raises what the socket or
+        py-amqp raise; TimeoutError if the socket's time limit passed first
+        (what was read stays buffered).
+        """
+        transport = self._transport
+        buf = self._whole_frame()
+        deliveries, confirms, content = self._deliveries, self._confirms, self._content
+        connection = self._connection
+        unpack_head = _HEAD.unpack_from
+        pos, length, handled = 0, len(buf), 0
+        try:
+            while length - pos >= 8:
+                kind, channel, size = unpack_head(buf, pos)
+                end = pos + 7 + size
+                if end >= length:
+                    break
+                if buf[end] != _FRAME_END:
+                    raise amqp.exceptions.UnexpectedFrame(
+                        f"Received frame_end {buf[end]:#04x} while expecting 0xce"
+                    )
+                start, pos = pos + 7, end + 1
+                handled += 1
+                if kind == _METHOD:
+                    method = _SIZE.unpack_from(buf, start)[0]
+                    if method == _DELIVER:
+                        handler = deliveries.get(channel)
+                        if handler is not None:
+                            # consumer-tag (short string), then the delivery-tag
+                            tag = _TAG.unpack_from(buf, start + 5 + buf[start + 4])[0]
+                            content[channel] = _Content(handler, tag)
+                            connection.bytes_recv += 1
+                            continue
+                    elif method in (_CONFIRM_ACK, _CONFIRM_NACK):
+                        confirm = confirms.get(channel)
+                        if confirm is not None:
+                            tag, bits = _TAG_BITS.unpack_from(buf, start + 4)
+                            connection.bytes_recv += 1
+                            confirm[method == _CONFIRM_NACK](tag, bool(bits & 1))
+                            continue
+                elif kind in (_HEADER, _BODY):
+                    pending = content.get(channel)
+                    if pending is not None:
+                        connection.bytes_recv += 1
+                        if kind == _HEADER:
+                            # class-id, weight, then the body size
+                            pending.size = _TAG.unpack_from(buf, start + 4)[0]
+                        else:
+                            pending.parts.append(buf[start:end])
+                            pending.received += size
+                        if pending.received >= pending.size >= 0:
+                            del content[channel]
+                            parts = pending.parts
+                            body = parts[0] if len(parts) == 1 else b"".join(parts)
+                            pending.handler(pending.tag, body)
+                        continue
+                connection.on_inbound_frame((kind, channel, buf[start:end]))
+                if connection._transport is None:  # that frame closed the connection
+                    break
+        finally:
+            transport._read_buffer = buf[pos:]
+        return handled
+
+    def _whole_frame(self) -> bytes:
+        """The read buffer, once it holds at least one whole frame."""
+        transport = self._transport
+        while True:
+            buf = transport._read_buffer
+            need = 8 + _SIZE.unpack_from(buf, 3)[0] if len(buf) >= 7 else 8
+            if len(buf) >= need:
+                return bytes(buf)
+            # py-amqp reads what is missing (and whatever else has arrived)
+            # and keeps the surplus buffered.
+            head = transport._read(need, True)
+            transport._read_buffer = head + transport._read_buffer
+
+
+def reader_of(connection: Any) -> FrameReader:
+    """The FrameReader of a connection made by a link."""
+    reader: FrameReader = connection.rpcframe_frames
+    return reader

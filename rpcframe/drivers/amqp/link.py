@@ -53,6 +53,7 @@ import amqp.exceptions
 import kombu
 
 from rpcframe import exceptions
+from rpcframe.drivers.amqp import frames
 
 __all__ = ["Host", "Link", "LinkDown", "LinkSettings"]
 
@@ -334,6 +335,8 @@ class Link:
         # per frame. The surplus stays in py-amqp's own read buffer.
         quick_recv = transport._quick_recv
         transport._quick_recv = lambda n: quick_recv(max(n, _READ_AHEAD))
+        # Deliveries and confirms are parsed without py-amqp's layers.
+        conn.rpcframe_frames = frames.FrameReader(conn)
         sock = transport.sock
         # A blocking socket with kernel-side time limits: Python's own
         # timeouts would poll() before every send and recv.
@@ -465,6 +468,7 @@ class Link:
             poller.register(self._wake_r.fileno(), select.POLLIN)
             self._poller = (generation, poller)
         wake_fd = self._wake_r.fileno()
+        reader = frames.reader_of(conn)
         try:
             while True:
                 if self._changed:
@@ -485,11 +489,11 @@ class Link:
                     if generation != self._generation or self._conn is None:
                         raise LinkDown(self._why())
                     try:
-                        conn.blocking_read(None)
+                        handled = reader.pump()
                     except TimeoutError:
                         continue  # the rest of a frame is late; poll again
                 if budget is not None:
-                    budget -= 1
+                    budget -= handled
                     if budget <= 0:
                         return
         except IO_ERRORS as exc:

@@ -72,6 +72,7 @@ class Publisher:
         confirm.confirm_select()
         confirm.events["basic_ack"].add(self._on_ack)
         confirm.events["basic_nack"].add(self._on_nack)
+        frames.reader_of(conn).on_confirm(confirm.channel_id, self._on_ack, self._on_nack)
         confirm.events["basic_return"].add(self._on_return)
         plain = conn.channel()
         with self.link.io_lock:

@@ -1,0 +1,177 @@
+"""The RabbitMQ driver's frame reader, on frames built byte by byte."""
+
+from __future__ import annotations
+
+import struct
+
+import amqp.exceptions
+import pytest
+from amqp import serialization
+
+from rpcframe.drivers.amqp import frames
+
+
+def frame(kind, channel, payload, end=0xCE):
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + bytes([end])
+
+
+def deliver(channel, tag, consumer_tag="amq.ctag-1"):
+    arguments = serialization.dumps("sLbss", (consumer_tag, tag, False, "openstack", "topic"))
+    return frame(1, channel, struct.pack(">HH", 60, 60) + arguments)
+
+
+def header(channel, size):
+    return frame(2, channel, struct.pack(">HHQH", 60, 0, size, 0))
+
+
+def body(channel, data):
+    return frame(3, channel, data)
+
+
+def confirm(channel, tag, multiple=False, nack=False):
+    method = 120 if nack else 80
+    return frame(1, channel, struct.pack(">HHQB", 60, method, tag, int(multiple)))
+
+
+class Transport:
+    """What the reader uses of py-amqp's transport: a buffer and ``_read``."""
+
+    def __init__(self, chunks):
+        self._read_buffer = b""
+        self.chunks = list(chunks)
+        self.reads = 0
+
+    def _read(self, n, initial=False):
+        while len(self._read_buffer) < n:
+            if not self.chunks:
+                raise TimeoutError("nothing more to read")
+            self.reads += 1
+            self._read_buffer += self.chunks.pop(0)
+        data, self._read_buffer = self._read_buffer[:n], self._read_buffer[n:]
+        return data
+
+
+class Connection:
+    """What the reader uses of py-amqp's connection."""
+
+    def __init__(self, *chunks):
+        self.transport = self._transport = Transport(chunks)
+        self.bytes_recv = 0
+        self.passed_on = []
+
+    def on_inbound_frame(self, frame):
+        self.bytes_recv += 1
+        self.passed_on.append(frame)
+
+
+def reader_for(conn):
+    reader = frames.FrameReader(conn)
+    got = {"deliveries": [], "acks": [], "nacks": []}
+    reader.on_delivery(1, lambda tag, data: got["deliveries"].append((tag, data)))
+    reader.on_confirm(
+        2,
+        lambda tag, multiple: got["acks"].append((tag, multiple)),
+        lambda tag, multiple: got["nacks"].append((tag, multiple)),
+    )
+    return reader, got
+
+
+def test_deliveries_and_confirms_are_handled_without_py_amqp():
+    conn = Connection(
+        deliver(1, 7)
+        + header(1, 5)
+        + body(1, b"hello")
+        + confirm(2, 3)
+        + confirm(2, 9, multiple=True)
+        + confirm(2, 10, nack=True)
+    )
+    reader, got = reader_for(conn)
+    assert reader.pump() == 6
+    assert got == {
+        "deliveries": [(7, b"hello")],
+        "acks": [(3, False), (9, True)],
+        "nacks": [(10, False)],
+    }
+    assert conn.passed_on == []
+    assert conn.bytes_recv == 6  # heartbeat bookkeeping sees every frame
+    assert conn.transport._read_buffer == b""
+
+
+def test_a_body_in_several_frames_and_an_empty_body():
+    conn = Connection(
+        deliver(1, 1)
+        + header(1, 6)
+        + body(1, b"abc")
+        + body(1, b"def")
+        + deliver(1, 2)
+        + header(1, 0)
+    )
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert got["deliveries"] == [(1, b"abcdef"), (2, b"")]
+
+
+def test_other_frames_and_other_channels_go_to_py_amqp_in_order():
+    heartbeat = frame(8, 0, b"")
+    unknown_channel = deliver(5, 1) + header(5, 2) + body(5, b"hi")
+    other_method = frame(1, 1, struct.pack(">HH", 60, 31) + b"\x05ctag1")  # basic.consume-ok
+    conn = Connection(
+        heartbeat + unknown_channel + other_method + deliver(1, 4) + header(1, 1) + body(1, b"x")
+    )
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert [kind for kind, _channel, _payload in conn.passed_on] == [8, 1, 2, 3, 1]
+    assert conn.passed_on[2] == (2, 5, struct.pack(">HHQH", 60, 0, 2, 0))
+    assert got["deliveries"] == [(4, b"x")]
+
+
+def test_a_partial_frame_waits_in_the_buffer_for_the_rest():
+    whole = deliver(1, 8) + header(1, 4) + body(1, b"data")
+    cut = len(whole) - 3
+    conn = Connection(whole[:cut], whole[cut:])
+    reader, got = reader_for(conn)
+    assert reader.pump() == 2  # method and header; the body is incomplete
+    assert got["deliveries"] == []
+    assert conn.transport._read_buffer == body(1, b"data")[:-3]
+    assert reader.pump() == 1  # reads the rest
+    assert got["deliveries"] == [(8, b"data")]
+
+
+def test_a_frame_arriving_in_pieces_is_read_until_whole():
+    whole = confirm(2, 11)
+    conn = Connection(whole[:3], whole[3:9], whole[9:])
+    reader, got = reader_for(conn)
+    assert reader.pump() == 1
+    assert got["acks"] == [(11, False)]
+    assert conn.transport.reads == 3
+
+
+def test_a_late_frame_leaves_what_was_read_buffered():
+    whole = confirm(2, 12)
+    conn = Connection(whole[:5])
+    reader, got = reader_for(conn)
+    with pytest.raises(TimeoutError):
+        reader.pump()
+    assert conn.transport._read_buffer == whole[:5]
+    conn.transport.chunks.append(whole[5:])
+    assert reader.pump() == 1
+    assert got["acks"] == [(12, False)]
+
+
+def test_a_bad_frame_end_is_an_unexpected_frame():
+    conn = Connection(confirm(2, 1)[:-1] + b"\x00")
+    reader, _got = reader_for(conn)
+    with pytest.raises(amqp.exceptions.UnexpectedFrame, match="0x00"):
+        reader.pump()
+
+
+def test_reading_stops_when_a_frame_closes_the_connection():
+    class Closing(Connection):
+        def on_inbound_frame(self, frame):
+            super().on_inbound_frame(frame)
+            self._transport = None
+
+    conn = Closing(frame(1, 0, struct.pack(">HH", 10, 50)) + confirm(2, 1))
+    reader, got = reader_for(conn)
+    assert reader.pump() == 1
+    assert got["acks"] == []
