@@ -156,8 +156,8 @@ class RPCServer(msg_server.MessageHandlingServer):
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
-        self._finishing()
         if request.wants_reply:
+            self._finishing()
             self._reply(request.reply_q, request.msg_id, result, failure, request)  # type: ignore[arg-type]
 
     def _is_duplicate(self, unique_id: str | None) -> bool:

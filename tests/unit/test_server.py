@@ -13,6 +13,7 @@ import pytest
 
 import rpcframe
 from rpcframe import executors, opts, wire
+from rpcframe import server as rpcframe_server
 from rpcframe.drivers import base
 from tests.conftest import logged
 
@@ -406,6 +407,42 @@ def test_a_reply_nobody_can_take_is_dropped_at_the_callers_deadline(transport, t
         transport._driver.send = real_send
         server.stop()
         server.wait()
+
+
+def test_a_burst_of_casts_runs_without_passing_the_turn(conf, topic, monkeypatch):
+    # Nothing is left to do once a cast's endpoint returns: the worker keeps
+    # the turn even though more casts are waiting.
+    opts.register_core(conf)
+    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
+    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    passes = []
+    pass_turn = rpcframe_server._Turns._pass_turn
+    monkeypatch.setattr(
+        rpcframe_server._Turns, "_pass_turn", lambda turns: passes.append(1) or pass_turn(turns)
+    )
+    all_sent, taken = threading.Event(), []
+
+    class Sink:
+        def take(self, ctxt, n):
+            assert all_sent.wait(10)
+            taken.append(n)
+
+        def count(self, ctxt):
+            return len(taken)
+
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Sink()])
+    server.start()
+    try:
+        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=10)
+        for n in range(20):
+            client.cast({}, "take", n=n)
+        all_sent.set()
+        assert client.call({}, "count") == 20
+        assert passes == []
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
 
 
 def test_a_call_waiting_for_its_reply_to_be_sent_lets_a_waiting_message_through(conf, topic):
