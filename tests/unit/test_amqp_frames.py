@@ -175,3 +175,16 @@ def test_reading_stops_when_a_frame_closes_the_connection():
     reader, got = reader_for(conn)
     assert reader.pump() == 1
     assert got["acks"] == []
+
+
+def test_a_delivery_split_between_the_reader_and_py_amqp_still_arrives():
+    # The method frame read by pump(); the rest read by one of py-amqp's own
+    # synchronous calls, which hands frames to connection.on_inbound_frame.
+    conn = Connection(deliver(1, 21))
+    reader, got = reader_for(conn)
+    reader.pump()
+    conn.on_inbound_frame((2, 1, header(1, 2)[7:-1]))
+    conn.on_inbound_frame((3, 1, body(1, b"ok")[7:-1]))
+    conn.on_inbound_frame((8, 0, b""))
+    assert got["deliveries"] == [(21, b"ok")]
+    assert [kind for kind, _channel, _payload in conn.passed_on] == [8]

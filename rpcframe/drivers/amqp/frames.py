@@ -144,10 +144,12 @@ class _Content:
 class FrameReader:
     """Reads one py-amqp connection's frames; see the module documentation.
 
-    Made per connection, before anyone reads it. ``on_delivery`` and
-    ``on_confirm`` name the channels whose deliveries and confirms it
-    handles itself. Not thread-safe: the connection's reader uses it, under
-    the I/O lock.
+    Made per connection, before anyone reads it; from then on every frame
+    of the connection passes through it, whether :meth:`pump` read it or
+    one of py-amqp's synchronous methods did (a delivery's frames may be
+    split between the two). ``on_delivery`` and ``on_confirm`` name the
+    channels whose deliveries and confirms it handles itself. Not
+    thread-safe: the connection's reader uses it, under the I/O lock.
     """
 
     def __init__(self, connection: amqp.Connection) -> None:
@@ -156,6 +158,8 @@ class FrameReader:
         self._deliveries: dict[int, OnDelivery] = {}
         self._confirms: dict[int, tuple[OnConfirm, OnConfirm]] = {}
         self._content: dict[int, _Content] = {}
+        self._py_amqp = connection.on_inbound_frame
+        connection.on_inbound_frame = self._on_frame
 
     def on_delivery(self, channel_id: int, handler: OnDelivery) -> None:
         self._deliveries[channel_id] = handler
@@ -171,10 +175,8 @@ class FrameReader:
         py-amqp raise; TimeoutError if the socket's time limit passed first
         (what was read stays buffered).
         """
-        transport = self._transport
         buf = self._whole_frame()
-        deliveries, confirms, content = self._deliveries, self._confirms, self._content
-        connection = self._connection
+        connection, handle, py_amqp = self._connection, self._handle, self._py_amqp
         unpack_head = _HEAD.unpack_from
         pos, length, handled = 0, len(buf), 0
         try:
@@ -189,45 +191,62 @@ class FrameReader:
                     )
                 start, pos = pos + 7, end + 1
                 handled += 1
-                if kind == _METHOD:
-                    method = _SIZE.unpack_from(buf, start)[0]
-                    if method == _DELIVER:
-                        handler = deliveries.get(channel)
-                        if handler is not None:
-                            # consumer-tag (short string), then the delivery-tag
-                            tag = _TAG.unpack_from(buf, start + 5 + buf[start + 4])[0]
-                            content[channel] = _Content(handler, tag)
-                            connection.bytes_recv += 1
-                            continue
-                    elif method in (_CONFIRM_ACK, _CONFIRM_NACK):
-                        confirm = confirms.get(channel)
-                        if confirm is not None:
-                            tag, bits = _TAG_BITS.unpack_from(buf, start + 4)
-                            connection.bytes_recv += 1
-                            confirm[method == _CONFIRM_NACK](tag, bool(bits & 1))
-                            continue
-                elif kind in (_HEADER, _BODY):
-                    pending = content.get(channel)
-                    if pending is not None:
-                        connection.bytes_recv += 1
-                        if kind == _HEADER:
-                            # class-id, weight, then the body size
-                            pending.size = _TAG.unpack_from(buf, start + 4)[0]
-                        else:
-                            pending.parts.append(buf[start:end])
-                            pending.received += size
-                        if pending.received >= pending.size >= 0:
-                            del content[channel]
-                            parts = pending.parts
-                            body = parts[0] if len(parts) == 1 else b"".join(parts)
-                            pending.handler(pending.tag, body)
-                        continue
-                connection.on_inbound_frame((kind, channel, buf[start:end]))
-                if connection._transport is None:  # that frame closed the connection
-                    break
+                if not handle(kind, channel, buf, start, end):
+                    py_amqp((kind, channel, buf[start:end]))
+                    if connection._transport is None:  # that frame closed the connection
+                        break
         finally:
-            transport._read_buffer = buf[pos:]
+            self._transport._read_buffer = buf[pos:]
         return handled
+
+    def _on_frame(self, frame: tuple[int, int, bytes]) -> Any:
+        """A frame py-amqp read itself (in one of its synchronous methods)."""
+        kind, channel, payload = frame
+        if not self._handle(kind, channel, payload, 0, len(payload)):
+            return self._py_amqp(frame)
+        return None
+
+    def _handle(self, kind: int, channel: int, buf: bytes, start: int, end: int) -> bool:
+        """Handle the frame ``buf[start:end]`` if it is a hot one; False if not."""
+        if kind == _METHOD:
+            method = _SIZE.unpack_from(buf, start)[0]
+            if method == _DELIVER:
+                handler = self._deliveries.get(channel)
+                if handler is None:
+                    return False
+                # consumer-tag (short string), then the delivery-tag
+                tag = _TAG.unpack_from(buf, start + 5 + buf[start + 4])[0]
+                self._content[channel] = _Content(handler, tag)
+            elif method in (_CONFIRM_ACK, _CONFIRM_NACK):
+                confirm = self._confirms.get(channel)
+                if confirm is None:
+                    return False
+                tag, bits = _TAG_BITS.unpack_from(buf, start + 4)
+                self._connection.bytes_recv += 1
+                confirm[method == _CONFIRM_NACK](tag, bool(bits & 1))
+                return True
+            else:
+                return False
+        elif kind in (_HEADER, _BODY):
+            pending = self._content.get(channel)
+            if pending is None:
+                return False
+            if kind == _HEADER:
+                # class-id, weight, then the body size
+                pending.size = _TAG.unpack_from(buf, start + 4)[0]
+            else:
+                pending.parts.append(buf[start:end])
+                pending.received += end - start
+            if pending.received >= pending.size >= 0:
+                del self._content[channel]
+                parts = pending.parts
+                self._connection.bytes_recv += 1
+                pending.handler(pending.tag, parts[0] if len(parts) == 1 else b"".join(parts))
+                return True
+        else:
+            return False
+        self._connection.bytes_recv += 1
+        return True
 
     def _whole_frame(self) -> bytes:
         """The read buffer, once it holds at least one whole frame."""
