@@ -17,10 +17,19 @@ warm-up, runs each registered workload against it with one client:
 
 Every request carries a string payload of a stated size and the server
 echoes it. ``--compare`` runs the same workloads on oslo.messaging (when it
-is importable; client and server each in their own process) and measures the
-raw py-amqp limits with code of its own: a request/reply round trip without
-any framework and a publish that waits for its broker confirm. It then
-prints the ratios the project's performance targets are stated in.
+is importable; client and server each in their own process) and, on
+RabbitMQ, measures the raw py-amqp limits with code of its own
+(:mod:`rpcframe.bench_raw`): a request/reply round trip without any
+framework and a publish that waits for its broker confirm. It then prints
+the ratios the project's performance targets are stated in.
+
+The raw references are measured in alternating rounds with rpcframe's
+sequential calls and confirmed casts (``--rounds``, default 5): a chunk of
+rpcframe's calls, then a chunk of raw round trips, then raw first in the
+next round, and so on. A shared machine's speed drifts by tens of percent
+over minutes, so a ratio of figures measured minutes apart says as much
+about the drift as about rpcframe; interleaved, both sides see the same
+machine, and the ratio from one run is stable.
 
 New workloads subclass :class:`Workload` and are added to :data:`WORKLOADS`.
 """
@@ -30,6 +39,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -40,7 +50,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 __all__ = ["WORKLOADS", "BenchSettings", "Workload", "main", "run"]
 
@@ -58,6 +68,7 @@ class BenchSettings:
     warmup: int = 300
     timeout: float = 30.0
     progress: bool = True
+    rounds: int = 5
 
 
 # -- the server side: the same code serves rpcframe and oslo.messaging ----------------
@@ -189,14 +200,48 @@ class _ServerThread:
 # -- workloads ----------------------------------------------------------------------------
 
 
-class Bench:
-    """What a workload works with: a client, the settings, a progress bar."""
+class RawMeasure(Protocol):
+    """The raw references, measured a chunk at a time (:class:`rpcframe.bench_raw.RawAmqp`)."""
 
-    def __init__(self, lib: Any, client: Any, settings: BenchSettings, out: TextIO) -> None:
+    def round_trips(self, count: int) -> list[float]:
+        """Make ``count`` request/reply round trips; return their latencies in seconds."""
+
+    def confirmed_publishes(self, count: int) -> float:
+        """Make ``count`` publishes, each confirmed; return the seconds they took."""
+
+
+@dataclasses.dataclass
+class Reference:
+    """The raw references interleaved with rpcframe's workloads, and their figures.
+
+    The workloads that alternate with ``measure`` put what it measured in
+    ``figures``, under the keys of the report's ``raw`` section.
+    """
+
+    measure: RawMeasure
+    figures: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+class Bench:
+    """What a workload works with: a client, the settings, a progress bar.
+
+    ``reference`` is set when rpcframe is compared on RabbitMQ: the
+    workloads it has a counterpart for then alternate with it in rounds.
+    """
+
+    def __init__(
+        self,
+        lib: Any,
+        client: Any,
+        settings: BenchSettings,
+        out: TextIO,
+        reference: Reference | None = None,
+    ) -> None:
         self.lib = lib
         self.client = client
         self.settings = settings
         self.payload = "x" * settings.payload_size
+        self.reference = reference
         self._out = out
 
     @contextlib.contextmanager
@@ -223,6 +268,37 @@ class Bench:
                 advance(100)
         advance(count % 100)
         return latencies
+
+    def alternate(
+        self, count: int, ours: Callable[[int], float], raw: Callable[[int], float] | None
+    ) -> tuple[float, float]:
+        """Run ``count`` of ``ours`` and of ``raw``, in rounds; return the seconds each measured.
+
+        Both are given how many to do and return the seconds measured. The
+        count is split into ``settings.rounds`` chunks; each round runs one
+        chunk of each, ``ours`` first in even rounds and ``raw`` first in odd
+        ones, so that a drift in the machine's speed weighs on both alike.
+        Without ``raw``, ``ours`` still runs in the same chunks, so that its
+        figures mean the same with and without a reference.
+        """
+        spent = [0.0, 0.0]
+        steps = ((0, ours), (1, raw)) if raw is not None else ((0, ours),)
+        for round_number, chunk in enumerate(_shares(count, self.settings.rounds)):
+            for side, step in steps if round_number % 2 == 0 else steps[::-1]:
+                spent[side] += step(chunk)
+        return spent[0], spent[1]
+
+
+def _shares(count: int, parts: int) -> list[int]:
+    """``count`` split into ``parts`` shares that differ by one at most."""
+    return [count // parts + (1 if i < count % parts else 0) for i in range(parts)]
+
+
+def _timed_into(latencies: list[float], measure: Callable[[int], list[float]], count: int) -> float:
+    """Add the latencies of ``measure(count)`` to ``latencies``; return the seconds it took."""
+    started = time.perf_counter()
+    latencies.extend(measure(count))
+    return time.perf_counter() - started
 
 
 class Workload(abc.ABC):
@@ -257,11 +333,23 @@ class SequentialCalls(Workload):
     title = "sequential calls (1 thread)"
 
     def run(self, bench: Bench) -> dict[str, Any]:
-        count = bench.settings.calls
+        count, reference = bench.settings.calls, bench.reference
+        latencies: list[float] = []
+        raw_latencies: list[float] = []
         with bench.progress(count, self.title) as advance:
-            started = time.perf_counter()
-            latencies = bench.timed_calls(count, advance)
-            elapsed = time.perf_counter() - started
+            calls = functools.partial(bench.timed_calls, advance=advance)
+            elapsed, raw_elapsed = bench.alternate(
+                count,
+                functools.partial(_timed_into, latencies, calls),
+                functools.partial(_timed_into, raw_latencies, reference.measure.round_trips)
+                if reference
+                else None,
+            )
+        if reference:
+            reference.figures["round_trip"] = {
+                "calls": count,
+                **_latency_figures(raw_latencies, raw_elapsed),
+            }
         return {"calls": count, **_latency_figures(latencies, elapsed)}
 
 
@@ -308,27 +396,41 @@ class ConfirmedCasts(Workload):
     title = "confirmed casts, end to end"
 
     def run(self, bench: Bench) -> dict[str, Any]:
-        count = bench.settings.casts
+        count, reference = bench.settings.casts, bench.reference
         client, payload = bench.client, bench.payload
-        client.call({}, "reset_casts")
+        sending: list[float] = []
         with bench.progress(count, self.title) as advance:
-            started = time.perf_counter()
-            for i in range(count):
-                client.cast({}, "bump", value=payload)
-                if i % 100 == 99:
-                    advance(100)
-            sent = time.perf_counter() - started
-            received = client.prepare(timeout=CONTROL_TIMEOUT + 10).call(
-                {}, "casts_received", expected=count, timeout=CONTROL_TIMEOUT
+
+            def casts(chunk: int) -> float:
+                """Cast ``chunk`` times; the seconds until the server has them all."""
+                client.call({}, "reset_casts")
+                started = time.perf_counter()
+                for i in range(chunk):
+                    client.cast({}, "bump", value=payload)
+                    if i % 100 == 99:
+                        advance(100)
+                sending.append(time.perf_counter() - started)
+                received = client.prepare(timeout=CONTROL_TIMEOUT + 10).call(
+                    {}, "casts_received", expected=chunk, timeout=CONTROL_TIMEOUT
+                )
+                elapsed = time.perf_counter() - started
+                advance(chunk % 100)
+                if received < chunk:
+                    raise RuntimeError(f"the server received {received} of {chunk} casts")
+                return elapsed
+
+            elapsed, raw_elapsed = bench.alternate(
+                count, casts, reference.measure.confirmed_publishes if reference else None
             )
-            elapsed = time.perf_counter() - started
-            advance(count % 100)
-        if received < count:
-            raise RuntimeError(f"the server received {received} of {count} casts")
+        if reference:
+            reference.figures["confirmed_publish"] = {
+                "publishes": count,
+                "per_s": round(count / raw_elapsed, 1),
+            }
         return {
             "casts": count,
             "per_s": round(count / elapsed, 1),
-            "send_per_s": round(count / sent, 1),
+            "send_per_s": round(count / sum(sending), 1),
         }
 
 
@@ -375,11 +477,9 @@ def _calls_in_threads(
 
     workers = [
         threading.Thread(
-            target=bench.timed_calls,
-            args=(count // threads + (1 if i < count % threads else 0), safe_advance),
-            name=f"rpcframe-bench-memory-{i}",
+            target=bench.timed_calls, args=(share, safe_advance), name=f"rpcframe-bench-memory-{i}"
         )
-        for i in range(threads)
+        for i, share in enumerate(_shares(count, threads))
     ]
     for thread in workers:
         thread.start()
@@ -442,9 +542,17 @@ WORKLOADS: list[Workload] = [
 
 
 def run_suite(
-    library: str, settings: BenchSettings, out: TextIO, workloads: Sequence[Workload]
+    library: str,
+    settings: BenchSettings,
+    out: TextIO,
+    workloads: Sequence[Workload],
+    reference: Reference | None = None,
 ) -> dict[str, Any]:
-    """Start a server, warm up, run ``workloads``; return their figures by name."""
+    """Start a server, warm up, run ``workloads``; return their figures by name.
+
+    With a ``reference``, the workloads that have a raw counterpart alternate
+    with it and leave its figures in ``reference.figures``.
+    """
     lib, conf = _library(library)
     topic = f"bench_{uuid.uuid4().hex[:10]}"
     in_process = settings.url.startswith("fake:")
@@ -455,7 +563,7 @@ def run_suite(
             client = lib.get_rpc_client(
                 transport, lib.Target(topic=topic), timeout=settings.timeout
             )
-            bench = Bench(lib, client, settings, out)
+            bench = Bench(lib, client, settings, out, reference)
             with bench.progress(settings.warmup, "warm-up") as advance:
                 bench.timed_calls(settings.warmup, advance)
             results: dict[str, Any] = {"server": "in process" if in_process else "own process"}
@@ -501,118 +609,14 @@ def _run_oslo(settings: BenchSettings) -> dict[str, Any]:
     return result
 
 
-# -- raw py-amqp references, measured here -------------------------------------------------
-
-
-def _amqp_params(url: str) -> dict[str, Any]:
-    from oslo_config import cfg
-
-    from rpcframe.transport import TransportURL
-
-    parsed = TransportURL.parse(cfg.ConfigOpts(), url)
-    host = parsed.hosts[0] if parsed.hosts else None
-    return {
-        "host": f"{(host and host.hostname) or 'localhost'}:{(host and host.port) or 5672}",
-        "userid": (host and host.username) or "guest",
-        "password": (host and host.password) or "guest",
-        "virtual_host": parsed.virtual_host or "/",
-    }
-
-
-def _raw_echo_server(params: dict[str, Any], queue: str, ready: Any, stop: Any) -> None:
-    import amqp
-
-    conn = amqp.Connection(**params)
-    conn.connect()
-    channel = conn.channel()
-    channel.queue_declare(queue, auto_delete=True)
-
-    def on_request(message: Any) -> None:
-        channel.basic_publish(
-            amqp.Message(message.body, correlation_id=message.properties.get("correlation_id")),
-            routing_key=message.properties["reply_to"],
-        )
-
-    channel.basic_consume(queue, callback=on_request, no_ack=True)
-    ready.set()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            conn.drain_events(timeout=0.5)
-    conn.close()
-
-
-def raw_round_trip(url: str, calls: int, payload_size: int, warmup: int) -> dict[str, Any]:
-    """Request/reply through RabbitMQ with bare py-amqp: the floor under any framework."""
-    import amqp
-
-    params = _amqp_params(url)
-    queue = f"bench_raw_{uuid.uuid4().hex[:10]}"
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    server = context.Process(
-        target=_raw_echo_server, args=(params, queue, ready, stop), daemon=True
-    )
-    server.start()
-    try:
-        if not ready.wait(CONTROL_TIMEOUT):
-            raise RuntimeError("the raw echo server did not start")
-        conn = amqp.Connection(**params)
-        conn.connect()
-        channel = conn.channel()
-        reply_queue, _, _ = channel.queue_declare("", exclusive=True)
-        replies: list[Any] = []
-        channel.basic_consume(reply_queue, callback=replies.append, no_ack=True)
-        body = json.dumps({"method": "echo", "args": {"value": "x" * payload_size}})
-        latencies = []
-        measuring = 0.0
-        for i in range(warmup + calls):
-            started = time.perf_counter()
-            if i == warmup:
-                measuring = started
-            channel.basic_publish(
-                amqp.Message(body, reply_to=reply_queue, correlation_id=str(i)), routing_key=queue
-            )
-            while not replies:
-                conn.drain_events(timeout=CONTROL_TIMEOUT)
-            replies.pop()
-            latencies.append(time.perf_counter() - started)
-        elapsed = time.perf_counter() - measuring
-        conn.close()
-    finally:
-        stop.set()
-        server.join(10)
-        if server.is_alive():
-            server.kill()
-    return {"calls": calls, **_latency_figures(latencies[warmup:], elapsed)}
-
-
-def raw_confirmed_publish(url: str, count: int, payload_size: int) -> dict[str, Any]:
-    """Publishes that each wait for the broker's confirm, with bare py-amqp."""
-    import amqp
-
-    conn = amqp.Connection(**_amqp_params(url), confirm_publish=True)
-    conn.connect()
-    channel = conn.channel()
-    queue = f"bench_rawcast_{uuid.uuid4().hex[:10]}"
-    channel.queue_declare(queue)
-    body = json.dumps({"method": "bump", "args": {"value": "x" * payload_size}})
-    try:
-        started = time.perf_counter()
-        for _ in range(count):
-            channel.basic_publish(amqp.Message(body), routing_key=queue)
-        elapsed = time.perf_counter() - started
-    finally:
-        channel.queue_delete(queue)
-        conn.close()
-    return {"publishes": count, "per_s": round(count / elapsed, 1)}
-
-
 def _delete_queues(url: str, names: Sequence[str]) -> None:
     """Remove the bench's server queues (they outlive the server by design)."""
     with contextlib.suppress(Exception):
         import amqp
 
-        conn = amqp.Connection(**_amqp_params(url))
+        from rpcframe.bench_raw import amqp_params
+
+        conn = amqp.Connection(**amqp_params(url))
         conn.connect()
         try:
             for name in names:
@@ -740,6 +744,30 @@ def _plot(report: dict[str, Any], path: str) -> None:
     plt.close(figure)
 
 
+def measure_rpcframe(
+    settings: BenchSettings,
+    out: TextIO,
+    raw: RawMeasure | None = None,
+    workloads: Sequence[Workload] = WORKLOADS,
+) -> dict[str, Any]:
+    """The report's ``rpcframe`` section, and its ``raw`` one when ``raw`` is given.
+
+    ``raw`` is measured in rounds alternating with rpcframe's sequential
+    calls and confirmed casts (see :meth:`Bench.alternate`).
+    """
+    if raw is None:
+        return {"rpcframe": run_suite("rpcframe", settings, out, workloads)}
+    reference = Reference(raw)
+    ours = run_suite("rpcframe", settings, out, workloads, reference)
+    return {
+        "rpcframe": ours,
+        "raw": {
+            name: figures | {"interleaved_rounds": settings.rounds}
+            for name, figures in reference.figures.items()
+        },
+    }
+
+
 def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run the benchmark; return the report (also what ``--json`` writes)."""
     from rpcframe.transport import _mask_raw
@@ -749,17 +777,14 @@ def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout
         "settings": dataclasses.asdict(settings) | {"url": _mask_raw(settings.url)},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
-    report["rpcframe"] = run_suite("rpcframe", settings, out, WORKLOADS)
+    if compare and settings.url.startswith(("rabbit:", "amqp:")):
+        from rpcframe.bench_raw import RawAmqp
+
+        with RawAmqp(settings.url, settings.payload_size, settings.warmup, CONTROL_TIMEOUT) as raw:
+            report |= measure_rpcframe(settings, out, raw)
+    else:
+        report |= measure_rpcframe(settings, out)
     if compare:
-        if settings.url.startswith(("rabbit:", "amqp:")):
-            report["raw"] = {
-                "round_trip": raw_round_trip(
-                    settings.url, settings.calls, settings.payload_size, settings.warmup
-                ),
-                "confirmed_publish": raw_confirmed_publish(
-                    settings.url, settings.casts, settings.payload_size
-                ),
-            }
         report["oslo.messaging"] = _run_oslo(settings)
         report["ratios"] = ratios(report)
     return report
@@ -787,6 +812,7 @@ def main(args: Any, out: TextIO) -> int:
         warmup=args.warmup,
         timeout=args.timeout,
         progress=not args.no_progress,
+        rounds=args.rounds,
     )
     report = run(settings, compare=args.compare, out=out)
     if args.json == "-":

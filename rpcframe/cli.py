@@ -108,6 +108,17 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpcframe", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -124,9 +135,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Measure a transport end to end; see rpcframe.bench for what is measured.",
     )
     bench.add_argument("--url", default=DEMO_URL, help=f"transport URL (default {DEMO_URL})")
-    bench.add_argument("--calls", type=int, default=5000, help="calls per call workload")
-    bench.add_argument("--threads", type=int, default=8, help="threads of the concurrent calls")
-    bench.add_argument("--casts", type=int, default=5000, help="casts in the cast workload")
+    bench.add_argument("--calls", type=_positive_int, default=5000, help="calls per call workload")
+    bench.add_argument(
+        "--threads", type=_positive_int, default=8, help="threads of the concurrent calls"
+    )
+    bench.add_argument(
+        "--casts", type=_positive_int, default=5000, help="casts in the cast workload"
+    )
     bench.add_argument(
         "--memory-calls",
         type=int,
@@ -140,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
         "--compare",
         action="store_true",
         help="also run oslo.messaging (if installed) and the raw py-amqp limits; print ratios",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=5,
+        help="chunks in which sequential calls and confirmed casts are measured; with "
+        "--compare on RabbitMQ they alternate with the raw py-amqp references (default 5)",
     )
     bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")
