@@ -71,6 +71,10 @@ class RecordedReference:
         self.log.append(("raw round trips", count))
         return [(i + 1) / 1000 for i in range(count)]
 
+    def protocol_round_trips(self, count: int) -> list[float]:
+        self.log.append(("raw protocol round trips", count))
+        return [2 * (i + 1) / 1000 for i in range(count)]
+
     def confirmed_publishes(self, count: int) -> float:
         self.log.append(("raw publishes", count))
         return count / 5000
@@ -109,10 +113,13 @@ def test_the_raw_references_alternate_with_rpcframe_chunk_by_chunk(chunk_log):
         ("calls", 5),  # the warm-up
         ("calls", 4),
         ("raw round trips", 4),
+        ("raw protocol round trips", 4),
+        ("raw protocol round trips", 3),
         ("raw round trips", 3),
         ("calls", 3),
         ("calls", 3),
         ("raw round trips", 3),
+        ("raw protocol round trips", 3),
         ("casts received", 4),
         ("raw publishes", 4),
         ("raw publishes", 3),
@@ -137,6 +144,9 @@ def test_interleaved_figures_cover_every_chunk_and_land_in_the_raw_section(chunk
     assert (round_trip["calls"], round_trip["interleaved_rounds"]) == (10, 3)
     assert (round_trip["p50_ms"], round_trip["p99_ms"], round_trip["mean_ms"]) == (2, 4, 2.2)
     assert round_trip["per_s"] > 0
+    protocol = sections["raw"]["round_trip_oslo_protocol"]
+    assert (protocol["calls"], protocol["interleaved_rounds"]) == (10, 3)
+    assert (protocol["p50_ms"], protocol["p99_ms"], protocol["mean_ms"]) == (4, 8, 4.4)
     # 0.2 ms a publish, summed over the chunks.
     assert sections["raw"]["confirmed_publish"] == {
         "publishes": 10,
@@ -146,6 +156,9 @@ def test_interleaved_figures_cover_every_chunk_and_land_in_the_raw_section(chunk
     report = {"url": "fake://", "settings": dataclasses.asdict(settings), **sections}
     assert "call_sequential / raw round trip (target >= 0.85)" in bench.ratios(report)
     assert "cast_confirmed / raw confirmed publish (target >= 0.8)" in bench.ratios(report)
+    assert bench.ratios(report)["raw round trip doing oslo's protocol work / raw round trip"] == (
+        round(protocol["per_s"] / round_trip["per_s"], 3)
+    )
 
 
 def test_without_a_reference_rpcframe_runs_in_the_same_chunks(chunk_log):
