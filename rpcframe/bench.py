@@ -22,9 +22,10 @@ RabbitMQ, measures the raw py-amqp limits with code of its own
 (:mod:`rpcframe.bench_raw`): a request/reply round trip without any
 framework, the same round trip doing the broker work oslo.messaging's
 protocol asks for (topic exchange, expiration, acknowledgement, mandatory
-confirmed reply), and a publish that waits for its broker confirm. It then
-prints the ratios the project's performance targets are stated in, and how
-the protocol's own cost compares.
+confirmed reply), a publish that waits for its broker confirm, and
+confirmed casts doing the protocol's work end to end. It then prints the
+ratios the project's performance targets are stated in, and how the
+protocol's own cost compares.
 
 The raw references are measured in alternating rounds with rpcframe's
 sequential calls and confirmed casts (``--rounds``, default 5): a chunk of
@@ -214,6 +215,9 @@ class RawMeasure(Protocol):
 
     def confirmed_publishes(self, count: int) -> float:
         """Make ``count`` publishes, each confirmed; return the seconds they took."""
+
+    def protocol_confirmed_casts(self, count: int) -> float:
+        """Make ``count`` confirmed casts doing oslo's protocol work, end to end; the seconds."""
 
 
 @dataclasses.dataclass
@@ -423,12 +427,21 @@ class ConfirmedCasts(Workload):
                     raise RuntimeError(f"the server received {received} of {chunk} casts")
                 return elapsed
 
-            sides = [casts, reference.measure.confirmed_publishes] if reference else [casts]
+            sides: list[Callable[[int], float]] = [casts]
+            if reference:
+                sides += [
+                    reference.measure.confirmed_publishes,
+                    reference.measure.protocol_confirmed_casts,
+                ]
             elapsed, *raw_elapsed = bench.alternate(count, *sides)
         if reference:
             reference.figures["confirmed_publish"] = {
                 "publishes": count,
                 "per_s": round(count / raw_elapsed[0], 1),
+            }
+            reference.figures["confirmed_cast_oslo_protocol"] = {
+                "casts": count,
+                "per_s": round(count / raw_elapsed[1], 1),
             }
         return {
             "casts": count,
@@ -664,6 +677,14 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
             figure(ours, "cast_confirmed"),
             figure(raw, "confirmed_publish"),
         ),
+        "cast_confirmed / raw confirmed cast doing oslo's protocol work": (
+            figure(ours, "cast_confirmed"),
+            figure(raw, "confirmed_cast_oslo_protocol"),
+        ),
+        "raw confirmed cast doing oslo's protocol work / raw confirmed publish": (
+            figure(raw, "confirmed_cast_oslo_protocol"),
+            figure(raw, "confirmed_publish"),
+        ),
         "call_sequential / oslo.messaging call_sequential": (
             figure(ours, "call_sequential"),
             figure(oslo, "call_sequential"),
@@ -707,7 +728,7 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
         out.write("\nraw py-amqp (no framework):\n")
         for key, figures in raw.items():
             shown = ", ".join(f"{k} {v}" for k, v in figures.items())
-            out.write(f"  {key:<24} {shown}\n")
+            out.write(f"  {key:<28} {shown}\n")
     found = report.get("ratios") or {}
     if found:
         out.write("\nratios:\n")

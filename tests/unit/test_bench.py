@@ -79,6 +79,10 @@ class RecordedReference:
         self.log.append(("raw publishes", count))
         return count / 5000
 
+    def protocol_confirmed_casts(self, count: int) -> float:
+        self.log.append(("raw protocol casts", count))
+        return count / 2500
+
 
 @pytest.fixture
 def chunk_log(monkeypatch):
@@ -122,10 +126,13 @@ def test_the_raw_references_alternate_with_rpcframe_chunk_by_chunk(chunk_log):
         ("raw protocol round trips", 3),
         ("casts received", 4),
         ("raw publishes", 4),
+        ("raw protocol casts", 4),
+        ("raw protocol casts", 3),
         ("raw publishes", 3),
         ("casts received", 3),
         ("casts received", 3),
         ("raw publishes", 3),
+        ("raw protocol casts", 3),
     ]
 
 
@@ -151,6 +158,11 @@ def test_interleaved_figures_cover_every_chunk_and_land_in_the_raw_section(chunk
     assert sections["raw"]["confirmed_publish"] == {
         "publishes": 10,
         "per_s": 5000.0,
+        "interleaved_rounds": 3,
+    }
+    assert sections["raw"]["confirmed_cast_oslo_protocol"] == {
+        "casts": 10,
+        "per_s": 2500.0,
         "interleaved_rounds": 3,
     }
     report = {"url": "fake://", "settings": dataclasses.asdict(settings), **sections}
