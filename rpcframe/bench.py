@@ -47,7 +47,6 @@ import functools
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import threading
@@ -56,9 +55,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
-__all__ = ["WORKLOADS", "BenchSettings", "Workload", "main", "run"]
+from rpcframe.bench_report import percentile, plot, print_report, ratios
+from rpcframe.bench_server import CONTROL_TIMEOUT, ServerProcess, ServerThread, load_library
 
-CONTROL_TIMEOUT = 120.0
+__all__ = ["WORKLOADS", "BenchSettings", "Workload", "main", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,132 +73,6 @@ class BenchSettings:
     timeout: float = 30.0
     progress: bool = True
     rounds: int = 5
-
-
-# -- the server side: the same code serves rpcframe and oslo.messaging ----------------
-
-
-class BenchEndpoint:
-    """What the bench server offers: echo, a cast counter, its own memory."""
-
-    def __init__(self) -> None:
-        self._casts = 0
-        self._cond = threading.Condition()
-
-    def echo(self, ctxt: Any, value: Any) -> Any:
-        return value
-
-    def bump(self, ctxt: Any, value: Any) -> None:
-        with self._cond:
-            self._casts += 1
-            self._cond.notify_all()
-
-    def reset_casts(self, ctxt: Any) -> None:
-        with self._cond:
-            self._casts = 0
-
-    def casts_received(self, ctxt: Any, expected: int, timeout: float) -> int:
-        """Block until ``expected`` casts arrived (or ``timeout``); return the count."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._casts >= expected, timeout)
-            return self._casts
-
-    def rss(self, ctxt: Any) -> int:
-        return rss_bytes()
-
-
-def rss_bytes() -> int:
-    """This process's resident memory in bytes (peak RSS where /proc is absent)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _library(name: str) -> tuple[Any, Any]:
-    """The messaging library and the ConfigOpts to use with it."""
-    from oslo_config import cfg
-
-    if name == "oslo.messaging":
-        import oslo_messaging
-
-        # oslo.messaging registers some options on the global CONF only.
-        cfg.CONF([])
-        return oslo_messaging, cfg.CONF
-    import rpcframe
-
-    conf = cfg.ConfigOpts()
-    conf([])
-    return rpcframe, conf
-
-
-def _serve(library: str, url: str, topic: str, ready: Any, stop: Any) -> None:
-    lib, conf = _library(library)
-    transport = lib.get_rpc_transport(conf, url)
-    server = lib.get_rpc_server(
-        transport, lib.Target(topic=topic, server="bench-server"), [BenchEndpoint()]
-    )
-    server.start()
-    ready.set()
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
-
-
-class _ServerProcess:
-    """The bench server in a child process (spawned: no inherited threads)."""
-
-    def __init__(self, library: str, url: str, topic: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._ready, self._stop = context.Event(), context.Event()
-        self._process = context.Process(
-            target=_serve,
-            args=(library, url, topic, self._ready, self._stop),
-            name="rpcframe-bench-server",
-            daemon=True,
-        )
-
-    def __enter__(self) -> _ServerProcess:
-        self._process.start()
-        if not self._ready.wait(CONTROL_TIMEOUT):
-            self._process.kill()
-            raise RuntimeError("the bench server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._process.join(30)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(10)
-
-
-class _ServerThread:
-    """The bench server in this process (``fake://`` only)."""
-
-    def __init__(self, library: str, url: str, topic: str) -> None:
-        self._ready, self._stop = threading.Event(), threading.Event()
-        self._thread = threading.Thread(
-            target=_serve,
-            args=(library, url, topic, self._ready, self._stop),
-            name="rpcframe-bench-server",
-            daemon=True,
-        )
-
-    def __enter__(self) -> _ServerThread:
-        self._thread.start()
-        if not self._ready.wait(CONTROL_TIMEOUT):
-            raise RuntimeError("the bench server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 # -- workloads ----------------------------------------------------------------------------
@@ -322,16 +196,12 @@ class Workload(abc.ABC):
         """Measure; return a flat dict of figures (None: not for this library)."""
 
 
-def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
-
-
 def _latency_figures(latencies: list[float], elapsed: float) -> dict[str, Any]:
     latencies.sort()
     return {
         "per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(_percentile(latencies, 0.50) * 1e3, 3),
-        "p99_ms": round(_percentile(latencies, 0.99) * 1e3, 3),
+        "p50_ms": round(percentile(latencies, 0.50) * 1e3, 3),
+        "p99_ms": round(percentile(latencies, 0.99) * 1e3, 3),
         "mean_ms": round(statistics.fmean(latencies) * 1e3, 3),
     }
 
@@ -569,10 +439,10 @@ def run_suite(
     With a ``reference``, the workloads that have a raw counterpart alternate
     with it and leave its figures in ``reference.figures``.
     """
-    lib, conf = _library(library)
+    lib, conf = load_library(library)
     topic = f"bench_{uuid.uuid4().hex[:10]}"
     in_process = settings.url.startswith("fake:")
-    server_cls = _ServerThread if in_process else _ServerProcess
+    server_cls = ServerThread if in_process else ServerProcess
     transport = lib.get_rpc_transport(conf, settings.url)
     try:
         with server_cls(library, settings.url, topic):
@@ -640,140 +510,6 @@ def _delete_queues(url: str, names: Sequence[str]) -> None:
                     conn.channel().queue_delete(name)
         finally:
             conn.close()
-
-
-# -- the report --------------------------------------------------------------------------
-
-
-def ratios(report: dict[str, Any]) -> dict[str, float]:
-    """The project's target ratios, for what the report has figures for."""
-    ours = report.get("rpcframe", {})
-    oslo = report.get("oslo.messaging", {})
-    raw = report.get("raw", {})
-    found: dict[str, float] = {}
-
-    def figure(section: dict[str, Any], workload: str, key: str = "per_s") -> float | None:
-        value = section.get(workload, {}).get(key) if isinstance(section, dict) else None
-        return float(value) if value else None
-
-    pairs = {
-        "call_sequential / raw round trip (target >= 0.85)": (
-            figure(ours, "call_sequential"),
-            figure(raw, "round_trip"),
-        ),
-        "call_sequential / raw round trip doing oslo's protocol work": (
-            figure(ours, "call_sequential"),
-            figure(raw, "round_trip_oslo_protocol"),
-        ),
-        "raw round trip doing oslo's protocol work / raw round trip": (
-            figure(raw, "round_trip_oslo_protocol"),
-            figure(raw, "round_trip"),
-        ),
-        "call_concurrent / oslo.messaging call_concurrent (target >= 3)": (
-            figure(ours, "call_concurrent"),
-            figure(oslo, "call_concurrent"),
-        ),
-        "cast_confirmed / raw confirmed publish (target >= 0.8)": (
-            figure(ours, "cast_confirmed"),
-            figure(raw, "confirmed_publish"),
-        ),
-        "cast_confirmed / raw confirmed cast doing oslo's protocol work": (
-            figure(ours, "cast_confirmed"),
-            figure(raw, "confirmed_cast_oslo_protocol"),
-        ),
-        "raw confirmed cast doing oslo's protocol work / raw confirmed publish": (
-            figure(raw, "confirmed_cast_oslo_protocol"),
-            figure(raw, "confirmed_publish"),
-        ),
-        "call_sequential / oslo.messaging call_sequential": (
-            figure(ours, "call_sequential"),
-            figure(oslo, "call_sequential"),
-        ),
-        "cast_confirmed / oslo.messaging cast_confirmed": (
-            figure(ours, "cast_confirmed"),
-            figure(oslo, "cast_confirmed"),
-        ),
-    }
-    for name, (top, bottom) in pairs.items():
-        if top and bottom:
-            found[name] = round(top / bottom, 3)
-    memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
-    if "ratio" in memory:
-        found["server memory growth (target <= 1.1)"] = memory["ratio"]
-    return found
-
-
-def _print_report(report: dict[str, Any], out: TextIO) -> None:
-    settings = report["settings"]
-    out.write(
-        f"rpcframe bench on {report['url']} (payload {settings['payload_size']} bytes, "
-        f"{settings['calls']} calls, {settings['casts']} casts, warm-up "
-        f"{settings['warmup']} calls)\n"
-    )
-    for system in ("rpcframe", "oslo.messaging"):
-        section = report.get(system)
-        if not section:
-            continue
-        if "error" in section:
-            out.write(f"\n{system}: not measured ({section['error']})\n")
-            continue
-        out.write(f"\n{system} (server {section.get('server', '?')}):\n")
-        for workload in WORKLOADS:
-            figures = section.get(workload.name)
-            if figures:
-                shown = ", ".join(f"{key} {value}" for key, value in figures.items())
-                out.write(f"  {workload.name:<17} {shown}\n")
-    raw = report.get("raw")
-    if raw:
-        out.write("\nraw py-amqp (no framework):\n")
-        for key, figures in raw.items():
-            shown = ", ".join(f"{k} {v}" for k, v in figures.items())
-            out.write(f"  {key:<28} {shown}\n")
-    found = report.get("ratios") or {}
-    if found:
-        out.write("\nratios:\n")
-        for name, value in found.items():
-            out.write(f"  {value:>7.3f}  {name}\n")
-
-
-def _plot(report: dict[str, Any], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    systems = [s for s in ("rpcframe", "oslo.messaging") if "error" not in report.get(s, {"e": 1})]
-    workloads = ["call_sequential", "call_concurrent", "cast_confirmed"]
-    figure, (rates, latency) = plt.subplots(1, 2, figsize=(11, 4))
-    width = 0.8 / max(1, len(systems) + 1)
-    for i, system in enumerate(systems):
-        values = [report[system].get(w, {}).get("per_s", 0) for w in workloads]
-        rates.bar([x + i * width for x in range(len(workloads))], values, width, label=system)
-    raw = report.get("raw", {})
-    if raw:
-        values = [
-            raw.get("round_trip", {}).get("per_s", 0),
-            0,
-            raw.get("confirmed_publish", {}).get("per_s", 0),
-        ]
-        offset = len(systems) * width
-        rates.bar([x + offset for x in range(len(workloads))], values, width, label="raw py-amqp")
-    rates.set_xticks([x + width * len(systems) / 2 for x in range(len(workloads))], workloads)
-    rates.set_ylabel("messages per second")
-    rates.legend()
-    for system in systems:
-        figures = report[system].get("call_sequential", {})
-        latency.bar(
-            [f"{system}\np50", f"{system}\np99"],
-            [figures.get("p50_ms", 0), figures.get("p99_ms", 0)],
-        )
-    latency.set_ylabel("sequential call latency (ms)")
-    figure.suptitle(
-        f"rpcframe bench, {report['url']}, payload {report['settings']['payload_size']} B"
-    )
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
 
 
 def measure_rpcframe(
@@ -850,12 +586,12 @@ def main(args: Any, out: TextIO) -> int:
     if args.json == "-":
         out.write(json.dumps(report, indent=2) + "\n")
     else:
-        _print_report(report, out)
+        print_report(report, out)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as handle:
                 json.dump(report, handle, indent=2)
     if args.plot:
-        _plot(report, args.plot)
+        plot(report, args.plot)
     return 0
 
 

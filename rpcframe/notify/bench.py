@@ -16,6 +16,7 @@ from typing import Any
 from oslo_config import cfg
 
 import rpcframe
+from rpcframe.bench_report import percentile
 
 __all__ = ["measure"]
 
@@ -44,10 +45,6 @@ class _Counter:
     def wait(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.received >= self.target, timeout)
-
-
-def _percentile(ordered: list[float], fraction: float) -> float:
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def measure(
@@ -128,7 +125,7 @@ def measure(
         "complete": complete,
         "publish_per_s": count / sent if sent > 0 else float("inf"),
         "end_to_end_per_s": counter.received / elapsed if elapsed > 0 else float("inf"),
-        "publish_p50_ms": _percentile(latencies, 0.50) * 1000,
-        "publish_p99_ms": _percentile(latencies, 0.99) * 1000,
+        "publish_p50_ms": percentile(latencies, 0.50) * 1000,
+        "publish_p99_ms": percentile(latencies, 0.99) * 1000,
         "elapsed_s": elapsed,
     }

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rpcframe import bench, cli
+from rpcframe import bench, bench_server, cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,9 +99,9 @@ def chunk_log(monkeypatch):
         log.append(("casts received", received))
         return received
 
-    casts_received = bench.BenchEndpoint.casts_received
+    casts_received = bench_server.BenchEndpoint.casts_received
     monkeypatch.setattr(bench.Bench, "timed_calls", logged_calls)
-    monkeypatch.setattr(bench.BenchEndpoint, "casts_received", logged_casts_received)
+    monkeypatch.setattr(bench_server.BenchEndpoint, "casts_received", logged_casts_received)
     return log
 
 

@@ -1,0 +1,150 @@
+"""The report of ``rpcframe bench``: the target ratios, the printout and the plot.
+
+Works on the report dict alone (what ``--json`` writes), so a saved report
+can be printed or plotted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+__all__ = ["percentile", "plot", "print_report", "ratios"]
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """The value at ``fraction`` (0-1) of the way through ``sorted_values``."""
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+def ratios(report: dict[str, Any]) -> dict[str, float]:
+    """The project's target ratios, for what the report has figures for."""
+    ours = report.get("rpcframe", {})
+    oslo = report.get("oslo.messaging", {})
+    raw = report.get("raw", {})
+    found: dict[str, float] = {}
+
+    def figure(section: dict[str, Any], workload: str, key: str = "per_s") -> float | None:
+        value = section.get(workload, {}).get(key) if isinstance(section, dict) else None
+        return float(value) if value else None
+
+    pairs = {
+        "call_sequential / raw round trip (target >= 0.85)": (
+            figure(ours, "call_sequential"),
+            figure(raw, "round_trip"),
+        ),
+        "call_sequential / raw round trip doing oslo's protocol work": (
+            figure(ours, "call_sequential"),
+            figure(raw, "round_trip_oslo_protocol"),
+        ),
+        "raw round trip doing oslo's protocol work / raw round trip": (
+            figure(raw, "round_trip_oslo_protocol"),
+            figure(raw, "round_trip"),
+        ),
+        "call_concurrent / oslo.messaging call_concurrent (target >= 3)": (
+            figure(ours, "call_concurrent"),
+            figure(oslo, "call_concurrent"),
+        ),
+        "cast_confirmed / raw confirmed publish (target >= 0.8)": (
+            figure(ours, "cast_confirmed"),
+            figure(raw, "confirmed_publish"),
+        ),
+        "cast_confirmed / raw confirmed cast doing oslo's protocol work": (
+            figure(ours, "cast_confirmed"),
+            figure(raw, "confirmed_cast_oslo_protocol"),
+        ),
+        "raw confirmed cast doing oslo's protocol work / raw confirmed publish": (
+            figure(raw, "confirmed_cast_oslo_protocol"),
+            figure(raw, "confirmed_publish"),
+        ),
+        "call_sequential / oslo.messaging call_sequential": (
+            figure(ours, "call_sequential"),
+            figure(oslo, "call_sequential"),
+        ),
+        "cast_confirmed / oslo.messaging cast_confirmed": (
+            figure(ours, "cast_confirmed"),
+            figure(oslo, "cast_confirmed"),
+        ),
+    }
+    for name, (top, bottom) in pairs.items():
+        if top and bottom:
+            found[name] = round(top / bottom, 3)
+    memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
+    if "ratio" in memory:
+        found["server memory growth (target <= 1.1)"] = memory["ratio"]
+    return found
+
+
+def print_report(report: dict[str, Any], out: TextIO) -> None:
+    settings = report["settings"]
+    out.write(
+        f"rpcframe bench on {report['url']} (payload {settings['payload_size']} bytes, "
+        f"{settings['calls']} calls, {settings['casts']} casts, warm-up "
+        f"{settings['warmup']} calls)\n"
+    )
+    for system in ("rpcframe", "oslo.messaging"):
+        section = report.get(system)
+        if not section:
+            continue
+        if "error" in section:
+            out.write(f"\n{system}: not measured ({section['error']})\n")
+            continue
+        out.write(f"\n{system} (server {section.get('server', '?')}):\n")
+        _write_figures(section, 17, out)
+    raw = report.get("raw")
+    if raw:
+        out.write("\nraw py-amqp (no framework):\n")
+        _write_figures(raw, 28, out)
+    found = report.get("ratios") or {}
+    if found:
+        out.write("\nratios:\n")
+        for name, value in found.items():
+            out.write(f"  {value:>7.3f}  {name}\n")
+
+
+def _write_figures(section: dict[str, Any], width: int, out: TextIO) -> None:
+    """One line per workload of ``section``, in the order they were measured."""
+    for name, figures in section.items():
+        if isinstance(figures, dict):
+            shown = ", ".join(f"{key} {value}" for key, value in figures.items())
+            out.write(f"  {name:<{width}} {shown}\n")
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = [s for s in ("rpcframe", "oslo.messaging") if "error" not in report.get(s, {"e": 1})]
+    workloads = ["call_sequential", "call_concurrent", "cast_confirmed"]
+    figure, (rates, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(1, len(systems) + 1)
+    for i, system in enumerate(systems):
+        values = [report[system].get(w, {}).get("per_s", 0) for w in workloads]
+        rates.bar([x + i * width for x in range(len(workloads))], values, width, label=system)
+    raw = report.get("raw", {})
+    if raw:
+        values = [
+            raw.get("round_trip", {}).get("per_s", 0),
+            0,
+            raw.get("confirmed_publish", {}).get("per_s", 0),
+        ]
+        offset = len(systems) * width
+        rates.bar([x + offset for x in range(len(workloads))], values, width, label="raw py-amqp")
+    rates.set_xticks([x + width * len(systems) / 2 for x in range(len(workloads))], workloads)
+    rates.set_ylabel("messages per second")
+    rates.legend()
+    for system in systems:
+        figures = report[system].get("call_sequential", {})
+        latency.bar(
+            [f"{system}\np50", f"{system}\np99"],
+            [figures.get("p50_ms", 0), figures.get("p99_ms", 0)],
+        )
+    latency.set_ylabel("sequential call latency (ms)")
+    figure.suptitle(
+        f"rpcframe bench, {report['url']}, payload {report['settings']['payload_size']} B"
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
