@@ -28,8 +28,8 @@ from oslo_config import cfg
 from rpcframe import exceptions, opts
 from rpcframe.drivers import base
 from rpcframe.drivers.amqp import topology
+from rpcframe.drivers.amqp.connection import CONNECT_TIMEOUT, Host, LinkSettings
 from rpcframe.drivers.amqp.consumer import Consumer
-from rpcframe.drivers.amqp.link import CONNECT_TIMEOUT, Host, LinkSettings
 from rpcframe.drivers.amqp.publisher import Publisher, deadline_after
 
 __all__ = ["RabbitDriver"]

@@ -37,12 +37,10 @@ lockstep. A refused login fails at once with AuthenticationError.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import random
 import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,36 +48,32 @@ from typing import Any
 
 import amqp
 import amqp.exceptions
-import kombu
 
 from rpcframe import exceptions
 from rpcframe.drivers.amqp import frames
+from rpcframe.drivers.amqp.connection import (
+    CONNECT_TIMEOUT,
+    IO_ERRORS,
+    IO_TIMEOUT,
+    Host,
+    LinkSettings,
+    describe,
+    discard,
+    open_connection,
+    socket_of,
+)
 
-__all__ = ["Host", "Link", "LinkDown", "LinkSettings"]
+__all__ = ["IO_ERRORS", "Host", "Link", "LinkDown", "LinkSettings"]
 
 LOG = logging.getLogger(__name__)
 
-#: Bound on one TCP connect plus AMQP handshake.
-CONNECT_TIMEOUT = 10.0
-#: Kernel-side bound on one blocking socket write or read; a peer slower
-#: than this is treated as dead.
-IO_TIMEOUT = 30.0
 #: How often a link without AMQP heartbeats still checks on its connection.
 _IDLE_TICK = 5.0
 
-#: Bytes asked of the socket per read.
-_READ_AHEAD = 65536
 #: Most frames the keeper reads in one go, so it gets back to heartbeats.
 _BEAT_BUDGET = 1000
 
 _POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
-
-#: Everything py-amqp or the socket layer raises when a connection fails.
-IO_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    amqp.exceptions.AMQPError,
-)
 
 
 class LinkDown(Exception):
@@ -87,53 +81,6 @@ class LinkDown(Exception):
 
     Never leaves the driver; callers reconnect or translate it.
     """
-
-
-@dataclasses.dataclass(frozen=True)
-class Host:
-    """One broker address from the transport URL."""
-
-    hostname: str
-    port: int
-    username: str
-    password: str = dataclasses.field(repr=False)
-
-    def __str__(self) -> str:
-        return f"{self.hostname}:{self.port}"
-
-
-@dataclasses.dataclass(frozen=True)
-class LinkSettings:
-    """How to reach the broker; shared by every link of a driver."""
-
-    hosts: tuple[Host, ...]
-    virtual_host: str
-    ssl: dict[str, Any] | None
-    heartbeat: int
-    heartbeat_rate: int
-    login_method: str
-    retry_interval: float
-    retry_backoff: float
-    interval_max: float
-    splay: float
-    shuffle: bool
-
-
-class _Channel(amqp.Channel):
-    """A py-amqp channel that stays closed when the broker closes it.
-
-    py-amqp reopens a channel the broker closed, silently dropping its
-    consumers and confirm mode. A link instead treats a closed channel as a
-    broken connection and rebuilds everything from scratch. Bodies stay
-    bytes: the driver never decodes them.
-    """
-
-    def __init__(self, connection: Any, channel_id: Any = None, **kwargs: Any) -> None:
-        kwargs["auto_decode"] = False
-        super().__init__(connection, channel_id, **kwargs)
-
-    def _do_revive(self) -> None:
-        self.is_open = False
 
 
 class _Waiter:
@@ -275,28 +222,28 @@ class Link:
         )
         conn = None
         try:
-            conn = self._open(host, _remaining(deadline, CONNECT_TIMEOUT))
+            conn = open_connection(self.settings, host, _remaining(deadline, CONNECT_TIMEOUT))
             generation = self._generation + 1
             self._setup(conn, generation)
         except amqp.exceptions.AccessRefused as exc:
-            _discard(conn)
+            discard(conn)
             raise exceptions.AuthenticationError(
                 f"RabbitMQ at {host} refused the login of user {host.username!r} "
                 f"(virtual host {self.settings.virtual_host!r}): {exc.reply_text}"
             ) from None
         except exceptions.MessagingException:
-            _discard(conn)
+            discard(conn)
             raise
         except IO_ERRORS as exc:
-            _discard(conn)
+            discard(conn)
             self._failures += 1
             self._error = exc
             log = LOG.warning if self._failures == 1 else LOG.info
-            log("%s: cannot connect to RabbitMQ at %s: %s", self.name, host, _describe(exc))
+            log("%s: cannot connect to RabbitMQ at %s: %s", self.name, host, describe(exc))
             return
         with self._lock:
             if self._closed:
-                _discard(conn)
+                discard(conn)
                 raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
             self._conn = conn
             self._generation = generation
@@ -305,51 +252,8 @@ class Link:
             self._notify_all()
         LOG.info("%s: connected to RabbitMQ at %s", self.name, host)
 
-    def _open(self, host: Host, timeout: float) -> amqp.Connection:
-        s = self.settings
-        tls: dict[str, Any] | bool = False
-        if s.ssl is not None:
-            tls = dict(s.ssl)
-            if "server_hostname" in tls:
-                tls["server_hostname"] = host.hostname
-        client = kombu.Connection(
-            hostname=host.hostname,
-            port=host.port,
-            userid=host.username,
-            password=host.password,
-            virtual_host=s.virtual_host,
-            ssl=tls,
-            heartbeat=s.heartbeat,
-            login_method=s.login_method,
-            connect_timeout=max(0.05, min(timeout, CONNECT_TIMEOUT)),
-            transport="pyamqp",
-        )
-        # One attempt, no retries of kombu's own: the link paces attempts.
-        conn: amqp.Connection = client.transport.establish_connection()
-        # kombu's own wrapper is not used past this point: the link drives
-        # the py-amqp connection directly (see the module documentation).
-        conn.Channel = _Channel
-        transport = conn.transport
-        # Read ahead: py-amqp asks the socket for exactly one frame part at
-        # a time; taking whatever is there saves a poll and two recv calls
-        # per frame. The surplus stays in py-amqp's own read buffer.
-        quick_recv = transport._quick_recv
-        transport._quick_recv = lambda n: quick_recv(max(n, _READ_AHEAD))
-        # Deliveries and confirms are parsed without py-amqp's layers.
-        conn.rpcframe_frames = frames.FrameReader(conn)
-        sock = transport.sock
-        # A blocking socket with kernel-side time limits: Python's own
-        # timeouts would poll() before every send and recv.
-        sock.settimeout(None)
-        limit = struct.pack("ll", int(IO_TIMEOUT), 0)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
-
     def _why(self) -> str:
-        return _describe(self._error) if self._error is not None else "not connected"
+        return describe(self._error) if self._error is not None else "not connected"
 
     def broken(self, generation: int, error: BaseException, delay: float = 0.0) -> None:
         """Declare connection ``generation`` dead; the next user reconnects.
@@ -367,15 +271,15 @@ class Link:
             self._notify_all()
         if not self._closed:
             LOG.warning(
-                "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, _describe(error)
+                "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, describe(error)
             )
         # Shut the socket first: that wakes a reader blocked in poll().
-        sock = _socket_of(conn)
+        sock = socket_of(conn)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         with self.io_lock:
-            _discard(conn)
+            discard(conn)
         self._nudge.set()
 
     # -- writing ------------------------------------------------------------------
@@ -394,7 +298,7 @@ class Link:
             except IO_ERRORS as exc:
                 error = exc
         self.broken(generation, error)
-        raise LinkDown(_describe(error)) from error
+        raise LinkDown(describe(error)) from error
 
     # -- reading -------------------------------------------------------------------
 
@@ -498,7 +402,7 @@ class Link:
                         return
         except IO_ERRORS as exc:
             self.broken(generation, exc)
-            raise LinkDown(_describe(exc)) from exc
+            raise LinkDown(describe(exc)) from exc
         finally:
             if self._changed:
                 self._changed = False
@@ -584,7 +488,7 @@ class Link:
                             _set_timeout(conn, None)
             if error is not None:
                 self.broken(generation, error)
-                raise LinkDown(_describe(error)) from error
+                raise LinkDown(describe(error)) from error
         finally:
             with self._lock:
                 self._reader = None
@@ -670,11 +574,11 @@ class Link:
                     _set_timeout(conn, deadline)
                     with contextlib.suppress(*IO_ERRORS):
                         conn.close()
-                    _discard(conn)
+                    discard(conn)
                 finally:
                     self.io_lock.release()
             else:
-                _discard(conn)
+                discard(conn)
         keeper = self._keeper
         if keeper is not None and keeper is not threading.current_thread():
             keeper.join(timeout)
@@ -693,38 +597,15 @@ def _remaining(deadline: float | None, default: float | None = None) -> Any:
     return max(0.0, deadline - time.monotonic())
 
 
-def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
-    """Bound socket calls by ``deadline``; None: back to blocking (kernel limits only)."""
-    left = None if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
-    sock = _socket_of(conn)
-    if sock is not None:
-        sock.settimeout(left)
-
-
-def _socket_of(conn: amqp.Connection) -> socket.socket | None:
-    """The connection's socket, or None once py-amqp dropped its transport."""
-    # The private attribute: the public property warns once it is gone.
-    transport = getattr(conn, "_transport", None)
-    return getattr(transport, "sock", None) if transport is not None else None
-
-
 def _drain(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         while sock.recv(4096):
             pass
 
 
-def _discard(conn: amqp.Connection | None) -> None:
-    """Drop a connection without talking to the broker."""
-    if conn is None:
-        return
-    with contextlib.suppress(*IO_ERRORS, AttributeError, TypeError):
-        conn.collect()
-
-
-def _describe(exc: BaseException) -> str:
-    """A short text for an I/O error, without credentials."""
-    if isinstance(exc, amqp.exceptions.AMQPError) and exc.reply_text:
-        return f"{type(exc).__name__}: {exc.reply_code} {exc.reply_text}"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
+    """Bound socket calls by ``deadline``; None: back to blocking (kernel limits only)."""
+    left = None if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
+    sock = socket_of(conn)
+    if sock is not None:
+        sock.settimeout(left)
