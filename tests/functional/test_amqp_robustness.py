@@ -3,12 +3,14 @@
 Malformed bodies are published straight into a server's queue with raw
 py-amqp (not through rpcframe): the server logs and drops each one and keeps
 serving. Wrong credentials fail at once with AuthenticationError; passwords
-never appear in log records or exception texts.
+never appear in log records or exception texts. A slow endpoint does not
+hold up the requests behind it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -218,3 +220,34 @@ def test_heartbeats_keep_idle_connections_alive_while_the_application_is_busy(to
         server.stop()
         server.wait()
         transport.cleanup()
+
+
+def test_a_slow_endpoint_does_not_hold_up_the_next_request(topic):
+    # On RabbitMQ the worker that receives a request runs it; once it has run
+    # for server_handover_delay another worker receives the next one.
+    release, entered = threading.Event(), threading.Event()
+
+    class Slow(Echo):
+        def hold(self, ctxt: Any) -> str:
+            entered.set()
+            release.wait(30)
+            return "held"
+
+    transport = rpcframe.get_rpc_transport(_conf(), brokers.RABBIT_URL)
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s1"), [Slow()])
+    server.start()
+    results: list[Any] = []
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=20)
+    slow = threading.Thread(target=lambda: results.append(client.call({}, "hold")))
+    slow.start()
+    try:
+        assert entered.wait(20)
+        assert client.call({}, "echo", value="next") == "next"
+        assert results == []  # the slow one is still running
+    finally:
+        release.set()
+        slow.join(20)
+        server.stop()
+        server.wait()
+        transport.cleanup()
+    assert results == ["held"]
