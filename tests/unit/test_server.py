@@ -36,6 +36,32 @@ def transport(request, conf):
     transport.cleanup()
 
 
+@pytest.fixture
+def turns_server(conf, topic):
+    """Serve endpoints on fake:// with workers taking turns and a handover
+    delay long enough never to pass: yields ``(transport, start)``, where
+    ``start(endpoint, timeout)`` serves ``endpoint`` and returns a client.
+    Servers are stopped and the transport cleaned up at teardown."""
+    opts.register_core(conf)
+    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
+    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    servers = []
+
+    def start(endpoint, timeout=10):
+        server = rpcframe.get_rpc_server(
+            transport, rpcframe.Target(topic=topic, server="s"), [endpoint]
+        )
+        server.start()
+        servers.append(server)
+        return rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=timeout)
+
+    yield transport, start
+    for server in servers:
+        server.stop()
+        server.wait()
+    transport.cleanup()
+
+
 class Gate:
     """An endpoint whose calls block until released, counting how many run at once."""
 
@@ -409,12 +435,10 @@ def test_a_reply_nobody_can_take_is_dropped_at_the_callers_deadline(transport, t
         server.wait()
 
 
-def test_a_burst_of_casts_runs_without_passing_the_turn(conf, topic, monkeypatch):
+def test_a_burst_of_casts_runs_without_passing_the_turn(turns_server, monkeypatch):
     # Nothing is left to do once a cast's endpoint returns: the worker keeps
     # the turn even though more casts are waiting.
-    opts.register_core(conf)
-    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
-    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    _transport, start = turns_server
     passes = []
     pass_turn = rpcframe_server._Turns._pass_turn
     monkeypatch.setattr(
@@ -430,27 +454,18 @@ def test_a_burst_of_casts_runs_without_passing_the_turn(conf, topic, monkeypatch
         def count(self, ctxt):
             return len(taken)
 
-    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Sink()])
-    server.start()
-    try:
-        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=10)
-        for n in range(20):
-            client.cast({}, "take", n=n)
-        all_sent.set()
-        assert client.call({}, "count") == 20
-        assert passes == []
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
+    client = start(Sink())
+    for n in range(20):
+        client.cast({}, "take", n=n)
+    all_sent.set()
+    assert client.call({}, "count") == 20
+    assert passes == []
 
 
-def test_a_call_waiting_for_its_reply_to_be_sent_lets_a_waiting_message_through(conf, topic):
+def test_a_call_waiting_for_its_reply_to_be_sent_lets_a_waiting_message_through(turns_server):
     # The worker that holds the turn passes it on when its endpoint returned
     # and another message waits: that one need not wait for the reply's send.
-    opts.register_core(conf)
-    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
-    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    transport, start = turns_server
     first_runs, second_sent = threading.Event(), threading.Event()
     second_ran, reply_may_go = threading.Event(), threading.Event()
 
@@ -471,11 +486,7 @@ def test_a_call_waiting_for_its_reply_to_be_sent_lets_a_waiting_message_through(
         return real_send(address, body, **kwargs)
 
     transport._driver.send = held_send
-    server = rpcframe.get_rpc_server(
-        transport, rpcframe.Target(topic=topic, server="s"), [Endpoint()]
-    )
-    server.start()
-    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=20)
+    client = start(Endpoint(), timeout=20)
     results = []
     caller = threading.Thread(target=lambda: results.append(client.call({}, "first")))
     caller.start()
@@ -487,9 +498,6 @@ def test_a_call_waiting_for_its_reply_to_be_sent_lets_a_waiting_message_through(
     finally:
         reply_may_go.set()
         caller.join(10)
-        server.stop()
-        server.wait()
-        transport.cleanup()
     assert results == ["first"]
 
 
@@ -538,26 +546,17 @@ def test_a_worker_survives_an_unexpected_error_while_handling(transport, topic, 
         server.wait()
 
 
-def test_short_requests_run_on_the_receiving_worker(conf, topic):
+def test_short_requests_run_on_the_receiving_worker(turns_server):
     # Taking turns, the worker that received a short request handles it and
     # receives the next one itself: no thread switch per request.
-    opts.register_core(conf)
-    conf.set_override("server_handover_delay", 30.0, group="rpcframe")
-    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    _transport, start = turns_server
     threads = set()
 
     class Where:
         def where(self, ctxt):
             threads.add(threading.get_ident())
 
-    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Where()])
-    server.start()
-    try:
-        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=10)
-        for _ in range(20):
-            client.call({}, "where")
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
+    client = start(Where())
+    for _ in range(20):
+        client.call({}, "where")
     assert len(threads) == 1
