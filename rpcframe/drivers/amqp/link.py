@@ -375,9 +375,7 @@ class Link:
         reader = frames.reader_of(conn)
         try:
             while True:
-                if self._changed:
-                    self._changed = False
-                    self._notify_ready()
+                self._notify_if_changed()
                 if ready() or self._exclusive_wanted or self._closed:
                     return
                 if not transport._read_buffer and not (pending and pending()):
@@ -404,9 +402,7 @@ class Link:
             self.broken(generation, exc)
             raise LinkDown(describe(exc)) from exc
         finally:
-            if self._changed:
-                self._changed = False
-                self._notify_ready()
+            self._notify_if_changed()
 
     def readable(self) -> bool:
         """Whether bytes wait to be read on the connection (never blocks)."""
@@ -424,7 +420,11 @@ class Link:
         except (OSError, ValueError):
             return False
 
-    def _notify_ready(self) -> None:
+    def _notify_if_changed(self) -> None:
+        """Wake the waiters whose condition holds, if a callback said one may."""
+        if not self._changed:
+            return
+        self._changed = False
         with self._lock:
             for waiter in self._waiters:
                 if waiter.ready():
@@ -493,9 +493,7 @@ class Link:
             with self._lock:
                 self._reader = None
                 self._hand_over()
-            if self._changed:
-                self._changed = False
-                self._notify_ready()
+            self._notify_if_changed()
 
     # -- the keeper thread -------------------------------------------------------------
 
