@@ -119,8 +119,9 @@ class Consumer(base.Inbox):
             channel.basic_qos(0, self._prefetch, False)
         tags = []
         on_delivery = self._receiver(channel, generation)
-        # Deliveries read while subscribing come through py-amqp; later ones
-        # through the link's frame reader. Both end up in on_delivery.
+        # Every frame of the connection passes through the link's frame
+        # reader, py-amqp's own reads while subscribing included: registered
+        # before the first basic.consume, it hands over every delivery.
         frames.reader_of(conn).on_delivery(channel.channel_id, on_delivery)
         for queue in self.queues:
             try:
@@ -134,9 +135,6 @@ class Consumer(base.Inbox):
             tags.append(
                 channel.basic_consume(
                     queue.name,
-                    callback=lambda message: on_delivery(
-                        message.delivery_info["delivery_tag"], message.body
-                    ),
                     no_ack=self._no_ack,
                     on_cancel=self._cancelled(generation),
                 )

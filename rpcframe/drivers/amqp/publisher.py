@@ -70,8 +70,6 @@ class Publisher:
     def _setup(self, conn: amqp.Connection, generation: int) -> None:
         confirm = conn.channel()
         confirm.confirm_select()
-        confirm.events["basic_ack"].add(self._on_ack)
-        confirm.events["basic_nack"].add(self._on_nack)
         frames.reader_of(conn).on_confirm(confirm.channel_id, self._on_ack, self._on_nack)
         confirm.events["basic_return"].add(self._on_return)
         plain = conn.channel()
