@@ -56,7 +56,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
 from rpcframe.bench_report import percentile, plot, print_report, ratios
-from rpcframe.bench_server import CONTROL_TIMEOUT, ServerProcess, ServerThread, load_library
+from rpcframe.bench_server import (
+    CONTROL_TIMEOUT,
+    ServerProcess,
+    ServerThread,
+    delete_queues,
+    load_library,
+)
 
 __all__ = ["WORKLOADS", "BenchSettings", "Workload", "main", "run"]
 
@@ -403,7 +409,7 @@ class Notifications(Workload):
                 advance(1)
         finally:
             if not settings.url.startswith("fake:"):
-                _delete_queues(settings.url, [f"{topic}.info"])
+                delete_queues(settings.url, [f"{topic}.info"])
         if not figures["complete"]:
             raise RuntimeError(
                 f"the listener received {figures['received']} of {settings.casts} notifications"
@@ -461,7 +467,7 @@ def run_suite(
     finally:
         transport.cleanup()
         if not in_process:
-            _delete_queues(settings.url, [topic, f"{topic}.bench-server"])
+            delete_queues(settings.url, [topic, f"{topic}.bench-server"])
 
 
 def _suite_in_child(library: str, settings: BenchSettings, pipe: Any) -> None:
@@ -493,23 +499,6 @@ def _run_oslo(settings: BenchSettings) -> dict[str, Any]:
         process.kill()
         process.join(10)
     return result
-
-
-def _delete_queues(url: str, names: Sequence[str]) -> None:
-    """Remove the bench's server queues (they outlive the server by design)."""
-    with contextlib.suppress(Exception):
-        import amqp
-
-        from rpcframe.bench_raw import amqp_params
-
-        conn = amqp.Connection(**amqp_params(url))
-        conn.connect()
-        try:
-            for name in names:
-                with contextlib.suppress(amqp.exceptions.AMQPError):
-                    conn.channel().queue_delete(name)
-        finally:
-            conn.close()
 
 
 def measure_rpcframe(
@@ -570,6 +559,8 @@ def main(args: Any, out: TextIO) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.protocol_costs:
+        return _protocol_costs(args, out)
     settings = BenchSettings(
         url=args.url,
         calls=args.calls,
@@ -592,6 +583,34 @@ def main(args: Any, out: TextIO) -> int:
                 json.dump(report, handle, indent=2)
     if args.plot:
         plot(report, args.plot)
+    return 0
+
+
+def _protocol_costs(args: Any, out: TextIO) -> int:
+    """``rpcframe bench --protocol-costs``: RabbitMQ only, needs py-amqp."""
+    if not args.url.startswith(("rabbit://", "amqp://")) or not _importable("amqp"):
+        print(
+            "rpcframe bench: --protocol-costs measures RabbitMQ: give a rabbit:// URL and "
+            "install the amqp extra (pip install 'rpcframe[amqp]')",
+            file=sys.stderr,
+        )
+        return 2
+    from rpcframe import bench_costs
+
+    def progress(what: str) -> None:
+        if not args.no_progress:
+            print(f"rpcframe bench --protocol-costs: {what}", file=sys.stderr)
+
+    report = bench_costs.measure(
+        args.url, args.calls, args.casts, args.rounds, args.payload_size, args.timeout, progress
+    )
+    if args.json == "-":
+        out.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    bench_costs.print_costs(report, out)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
     return 0
 
 

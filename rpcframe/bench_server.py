@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import resource
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "BenchEndpoint",
     "ServerProcess",
     "ServerThread",
+    "delete_queues",
     "load_library",
     "rss_bytes",
 ]
@@ -112,6 +114,11 @@ class ServerProcess:
             daemon=True,
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (None until started)."""
+        return self._process.pid
+
     def __enter__(self) -> ServerProcess:
         self._process.start()
         if not self._ready.wait(CONTROL_TIMEOUT):
@@ -148,3 +155,20 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+def delete_queues(url: str, names: Sequence[str]) -> None:
+    """Remove the bench's server queues (they outlive the server by design)."""
+    with contextlib.suppress(Exception):
+        import amqp
+
+        from rpcframe.bench_raw import amqp_params
+
+        conn = amqp.Connection(**amqp_params(url))
+        conn.connect()
+        try:
+            for name in names:
+                with contextlib.suppress(amqp.exceptions.AMQPError):
+                    conn.channel().queue_delete(name)
+        finally:
+            conn.close()

@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
         help="chunks in which sequential calls and confirmed casts are measured; with "
         "--compare on RabbitMQ they alternate with the raw py-amqp references (default 5)",
     )
+    bench.add_argument(
+        "--protocol-costs",
+        action="store_true",
+        help="instead, measure on RabbitMQ what each part of the wire protocol costs, with "
+        "bare py-amqp, beside rpcframe's calls and casts (see rpcframe.bench_costs)",
+    )
     bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -213,3 +213,38 @@ def test_a_count_below_one_is_a_clear_usage_error(option, capsys):
     assert stopped.value.code == 2
     error = capsys.readouterr().err
     assert option in error and "must be at least 1, got 0" in error
+
+
+def test_protocol_costs_need_a_rabbit_url(capsys):
+    assert cli.main(["bench", "--url", "fake://", "--protocol-costs"], io.StringIO()) == 2
+    error = capsys.readouterr().err
+    assert "--protocol-costs measures RabbitMQ: give a rabbit:// URL" in error
+
+
+def test_protocol_costs_print_each_row_against_the_first_of_its_kind():
+    from rpcframe import bench_costs
+
+    def row(per_s, **cpu):
+        return {"per_s": per_s, **cpu}
+
+    report = {
+        "url_host": "127.0.0.1:5672",
+        "rounds": 3,
+        "figures": {
+            "calls: bare round trip": row(
+                2000.0, client_us=100.0, server_us=120.0, broker_us=200.0
+            ),
+            "calls: rpcframe": row(1700.0, client_us=110.0, server_us=130.0),
+            "casts: bare confirmed publish": row(5000.0, client_us=80.0, broker_us=95.0),
+            "casts: rpcframe": row(4000.0, client_us=90.0, broker_us=150.0),
+        },
+    }
+    out = io.StringIO()
+    bench_costs.print_costs(report, out)
+    lines = out.getvalue().splitlines()
+    assert "medians of 3 rounds" in lines[0]
+    first_words = [line.split()[0] for line in lines[1:]]
+    assert first_words == ["calls:", "bare", "rpcframe", "casts:", "bare", "rpcframe"]
+    calls_rpcframe, casts_rpcframe = lines[3], lines[6]
+    assert calls_rpcframe.split() == ["rpcframe", "1700", "0.850", "110", "130", "-"]
+    assert casts_rpcframe.split() == ["rpcframe", "4000", "0.800", "90", "-", "150"]

@@ -1,0 +1,328 @@
+"""What each part of the wire protocol costs on RabbitMQ: ``rpcframe bench --protocol-costs``.
+
+The targets of ``rpcframe bench --compare`` divide by bare py-amqp figures:
+a round trip to a server that consumes without acknowledgements and replies
+through the default exchange without waiting, and a confirmed publish into a
+queue nobody consumes. The wire protocol rpcframe shares with oslo.messaging
+asks the broker for more than that. This module measures, with bare py-amqp
+and no framework, what each part of that work costs on its own, and
+rpcframe's own calls and casts beside them, in rounds interleaved so that
+the machine's drift touches every figure alike.
+
+Calls add, one at a time, to the bare round trip: the request going through
+a topic exchange; the request carrying an expiration; the server
+acknowledging the request before replying; the reply being mandatory and
+confirmed (the server waits for the confirm, on a connection of its own).
+Then all of them together, which is the protocol.
+
+Casts (each publish waits for its confirm) add, to the publish nobody
+consumes: a consumer that takes them without acknowledging; a consumer that
+acknowledges each; the topic exchange; then the topic exchange and the
+acknowledging consumer, which is the protocol. A cast measurement with a
+consumer ends when the consumer has taken the last cast (a request sent
+after it comes back; the queue is first in, first out).
+
+Besides the rate, every figure says how much CPU the client process, the
+server process and, when the broker runs on this machine, the RabbitMQ node
+spent per message (read from ``/proc``; absent where it cannot be read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+import amqp
+
+from rpcframe.bench_raw import amqp_params
+from rpcframe.bench_server import ServerProcess, delete_queues, load_library
+
+__all__ = ["CALLS", "CASTS", "Variant", "measure", "print_costs"]
+
+#: The expiration of requests that carry one, in milliseconds.
+_EXPIRATION = "30000"
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One way of doing a round trip or a cast with bare py-amqp."""
+
+    name: str
+    topic: bool = False  # through a topic exchange (else the default exchange)
+    expiration: bool = False  # the request carries an expiration
+    ack: bool = False  # the server acknowledges each message as it takes it
+    confirmed_reply: bool = False  # the reply is mandatory and confirmed
+    consumer: bool = True  # casts: a server takes them
+
+
+CALLS = (
+    Variant("bare round trip"),
+    Variant("+ topic exchange", topic=True),
+    Variant("+ expiration", expiration=True),
+    Variant("+ ack before reply", ack=True),
+    Variant("+ mandatory confirmed reply", confirmed_reply=True),
+    Variant("protocol: all of these", True, True, True, True),
+)
+CASTS = (
+    Variant("bare confirmed publish", consumer=False),
+    Variant("+ consumer, no acks"),
+    Variant("+ consumer acking each", ack=True),
+    Variant("+ topic exchange", topic=True, consumer=False),
+    Variant("protocol: topic exchange, acking consumer", topic=True, ack=True),
+)
+
+
+def _serve(params: dict[str, Any], queue: str, variant: Variant, ready: Any, stop: Any) -> None:
+    """A bare echo server for ``variant``: replies to what has a ``reply_to``."""
+    conn = amqp.Connection(**params)
+    conn.connect()
+    channel = conn.channel()
+    channel.queue_declare(queue, auto_delete=True)
+    if variant.topic:
+        channel.exchange_declare(queue, "topic", auto_delete=True)
+        channel.queue_bind(queue, queue, queue)
+    replies = channel
+    if variant.confirmed_reply:
+        confirming = amqp.Connection(**params, confirm_publish=True)
+        confirming.connect()
+        replies = confirming.channel()
+
+    def on_message(message: Any) -> None:
+        if variant.ack:
+            channel.basic_ack(message.delivery_tag)
+        if "reply_to" in message.properties:
+            replies.basic_publish(
+                amqp.Message(message.body),
+                routing_key=message.properties["reply_to"],
+                mandatory=variant.confirmed_reply,
+            )
+
+    if variant.consumer:
+        channel.basic_consume(queue, callback=on_message, no_ack=not variant.ack)
+    ready.set()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.5)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU a process has used, from /proc (None where unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _broker_pid(url_params: dict[str, Any]) -> int | None:
+    """The local RabbitMQ node's process, if the URL points at this machine."""
+    if url_params["host"].rsplit(":", 1)[0].strip("[]") not in _LOCAL_HOSTS:
+        return None
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == "beam.smp":
+                        return int(entry)
+    return None
+
+
+class _Accounts:
+    """Rates and CPU per message of each measured row, chunk by chunk."""
+
+    def __init__(self, broker: int | None) -> None:
+        self._broker = broker
+        self.rows: dict[str, dict[str, list[float]]] = {}
+
+    @contextlib.contextmanager
+    def chunk(self, row: str, count: int, server: int | None) -> Iterator[None]:
+        pids = {"server": server, "broker": self._broker}
+        before = {k: _cpu_seconds(p) if p else None for k, p in pids.items()}
+        client, started = time.process_time(), time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - started
+        figures = self.rows.setdefault(row, {})
+        figures.setdefault("per_s", []).append(count / elapsed)
+        figures.setdefault("client_us", []).append((time.process_time() - client) / count * 1e6)
+        for key, pid in pids.items():
+            after = _cpu_seconds(pid) if pid else None
+            start = before[key]
+            if after is not None and start is not None:
+                figures.setdefault(f"{key}_us", []).append((after - start) / count * 1e6)
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        return {
+            row: {k: round(statistics.median(v), 1) for k, v in figures.items()}
+            for row, figures in self.rows.items()
+        }
+
+
+class _Bare:
+    """One client connection for round trips and one for confirmed publishes."""
+
+    def __init__(self, params: dict[str, Any], timeout: float, body: str) -> None:
+        self._timeout = timeout
+        self._body = body
+        self._replies: list[Any] = []
+        self._unconsumed: set[str] = set()
+        self._stack = contextlib.ExitStack()
+        self._calls = self._stack.enter_context(amqp.Connection(**params))
+        self._channel = self._calls.channel()
+        self._reply_queue, _, _ = self._channel.queue_declare("", exclusive=True)
+        self._channel.basic_consume(self._reply_queue, callback=self._replies.append, no_ack=True)
+        casting = self._stack.enter_context(amqp.Connection(**params, confirm_publish=True))
+        self._cast_channel = casting.channel()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def round_trips(self, variant: Variant, queue: str, count: int) -> None:
+        properties = {"expiration": _EXPIRATION} if variant.expiration else {}
+        exchange = queue if variant.topic else ""
+        for _ in range(count):
+            self._channel.basic_publish(
+                amqp.Message(self._body, reply_to=self._reply_queue, **properties),
+                exchange=exchange,
+                routing_key=queue,
+            )
+            while not self._replies:
+                self._calls.drain_events(timeout=self._timeout)
+            self._replies.pop()
+
+    def casts(self, variant: Variant, queue: str, count: int) -> None:
+        exchange = queue if variant.topic else ""
+        for _ in range(count):
+            self._cast_channel.basic_publish(
+                amqp.Message(self._body), exchange=exchange, routing_key=queue
+            )
+        if variant.consumer:
+            self.round_trips(variant, queue, 1)  # behind the last cast
+        else:
+            self._unconsumed.add(queue)
+
+    def settle(self) -> None:
+        """Empty the queues that casts nobody consumes went into (outside the timing)."""
+        while self._unconsumed:
+            self._cast_channel.queue_purge(self._unconsumed.pop())
+
+
+def measure(
+    url: str,
+    calls: int,
+    casts: int,
+    rounds: int,
+    payload_size: int = 100,
+    timeout: float = 30.0,
+    progress: Callable[[str], None] = lambda what: None,
+) -> dict[str, Any]:
+    """Measure every variant and rpcframe's calls and casts; medians over ``rounds``."""
+    import rpcframe
+
+    params = amqp_params(url)
+    accounts = _Accounts(_broker_pid(params))
+    body = json.dumps({"method": "echo", "args": {"value": "x" * payload_size}})
+    payload = "x" * payload_size
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    servers: dict[Variant, tuple[str, int | None]] = {}
+    topic = f"bench_costs_{uuid.uuid4().hex[:10]}"
+    with contextlib.ExitStack() as stack:
+        processes: list[Any] = []
+        stack.callback(_stop, stop, processes)
+        for variant in dict.fromkeys(CALLS + CASTS):
+            queue = f"{topic}_{len(servers)}"
+            ready = context.Event()
+            process = context.Process(
+                target=_serve, args=(params, queue, variant, ready, stop), daemon=True
+            )
+            process.start()
+            processes.append(process)
+            if not ready.wait(timeout):
+                raise RuntimeError(f"the bare server for {variant.name!r} did not start")
+            servers[variant] = (queue, process.pid)
+        stack.callback(delete_queues, url, [topic, f"{topic}.bench-server"])
+        rpc_server = stack.enter_context(ServerProcess("rpcframe", url, topic))
+        bare = _Bare(params, timeout, body)
+        stack.callback(bare.close)
+        _lib, conf = load_library("rpcframe")
+        transport = rpcframe.get_rpc_transport(conf, url)
+        stack.callback(transport.cleanup)
+        client = rpcframe.get_rpc_client(
+            transport, rpcframe.Target(topic=topic, server="bench-server"), timeout=timeout
+        )
+
+        def rpc_calls(count: int) -> None:
+            for _ in range(count):
+                client.call({}, "echo", value=payload)
+
+        def rpc_casts(count: int) -> None:
+            client.call({}, "reset_casts")
+            for _ in range(count):
+                client.cast({}, "bump", value=payload)
+            client.call({}, "casts_received", expected=count, timeout=timeout)
+
+        rows: list[tuple[str, Callable[[int], None], int | None]] = []
+        for v in CALLS:
+            queue, pid = servers[v]
+            rows.append((f"calls: {v.name}", functools.partial(bare.round_trips, v, queue), pid))
+        rows.append(("calls: rpcframe", rpc_calls, rpc_server.pid))
+        for v in CASTS:
+            queue, pid = servers[v]
+            rows.append((f"casts: {v.name}", functools.partial(bare.casts, v, queue), pid))
+        rows.append(("casts: rpcframe", rpc_casts, rpc_server.pid))
+
+        for _name, work, _pid in rows:  # warm-up
+            work(min(calls, casts, 200))
+        for number in range(rounds):
+            progress(f"round {number + 1} of {rounds}")
+            for name, work, pid in rows if number % 2 == 0 else rows[::-1]:
+                count = casts if name.startswith("casts") else calls
+                with accounts.chunk(name, count, pid):
+                    work(count)
+                bare.settle()
+    return {"url_host": params["host"], "rounds": rounds, "figures": accounts.medians()}
+
+
+def _stop(stop: Any, processes: list[Any]) -> None:
+    stop.set()
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+def print_costs(report: dict[str, Any], out: TextIO) -> None:
+    """The figures as a table; each ratio is to the first row of its kind."""
+    header = f"{'':46s} {'per s':>8s} {'ratio':>6s} {'client':>7s} {'server':>7s} {'broker':>7s}"
+    print(
+        f"protocol costs on {report['url_host']} (medians of {report['rounds']} rounds; "
+        "CPU in µs per message)",
+        file=out,
+    )
+    base: dict[str, float] = {}
+    for kind in ("calls", "casts"):
+        print(f"{kind}:{header[len(kind) + 1 :]}", file=out)
+        for row, figures in report["figures"].items():
+            if not row.startswith(kind):
+                continue
+            first = base.setdefault(kind, figures["per_s"])
+            cells = [
+                f"{figures[key]:7.0f}" if key in figures else f"{'-':>7s}"
+                for key in ("client_us", "server_us", "broker_us")
+            ]
+            print(
+                f"  {row[len(kind) + 2 :]:44s} {figures['per_s']:8.0f} "
+                f"{figures['per_s'] / first:6.3f} {' '.join(cells)}",
+                file=out,
+            )

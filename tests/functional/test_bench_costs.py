@@ -1,0 +1,31 @@
+"""``rpcframe bench --protocol-costs`` against the RabbitMQ on this machine, with small counts."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from rpcframe import bench_costs, cli
+from tests.brokers import RABBIT_URL, require_rabbitmq
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_every_part_of_the_protocol_and_rpcframe_get_a_rate_and_cpu_figures():
+    require_rabbitmq()
+    out = io.StringIO()
+    argv = ["bench", "--url", RABBIT_URL, "--protocol-costs", "--calls", "30", "--casts", "30"]
+    assert cli.main([*argv, "--rounds", "2", "--no-progress", "--json", "-"], out=out) == 0
+    report = json.loads(out.getvalue())
+    assert report["rounds"] == 2
+    expected = [f"calls: {v.name}" for v in bench_costs.CALLS] + ["calls: rpcframe"]
+    expected += [f"casts: {v.name}" for v in bench_costs.CASTS] + ["casts: rpcframe"]
+    figures = report["figures"]
+    assert list(figures) == expected
+    for name, row in figures.items():
+        assert row["per_s"] > 0, name
+        assert row["client_us"] >= 0, name
+        # The broker runs on this machine, so its CPU is read too.
+        assert "broker_us" in row and "server_us" in row, name
