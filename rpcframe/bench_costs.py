@@ -25,6 +25,8 @@ after it comes back; the queue is first in, first out).
 Besides the rate, every figure says how much CPU the client process, the
 server process and, when the broker runs on this machine, the RabbitMQ node
 spent per message (read from ``/proc``; absent where it cannot be read).
+``/proc`` counts CPU in clock ticks (10 ms on most Linux systems), so those
+figures need thousands of messages per round to mean anything.
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ CALLS = (
 )
 CASTS = (
     Variant("bare confirmed publish", consumer=False),
-    Variant("+ consumer, no acks"),
-    Variant("+ consumer acking each", ack=True),
-    Variant("+ topic exchange", topic=True, consumer=False),
-    Variant("protocol: topic exchange, acking consumer", topic=True, ack=True),
+    Variant("+ consumer, no acknowledgements"),
+    Variant("+ consumer acknowledging each", ack=True),
+    Variant("+ topic exchange (no consumer)", topic=True, consumer=False),
+    Variant("protocol: topic exchange, acknowledging consumer", topic=True, ack=True),
 )
 
 
@@ -304,7 +306,7 @@ def _stop(stop: Any, processes: list[Any]) -> None:
 
 def print_costs(report: dict[str, Any], out: TextIO) -> None:
     """The figures as a table; each ratio is to the first row of its kind."""
-    header = f"{'':46s} {'per s':>8s} {'ratio':>6s} {'client':>7s} {'server':>7s} {'broker':>7s}"
+    header = f"{'':52s} {'per s':>8s} {'ratio':>6s} {'client':>7s} {'server':>7s} {'broker':>7s}"
     print(
         f"protocol costs on {report['url_host']} (medians of {report['rounds']} rounds; "
         "CPU in µs per message)",
@@ -322,7 +324,7 @@ def print_costs(report: dict[str, Any], out: TextIO) -> None:
                 for key in ("client_us", "server_us", "broker_us")
             ]
             print(
-                f"  {row[len(kind) + 2 :]:44s} {figures['per_s']:8.0f} "
+                f"  {row[len(kind) + 2 :]:50s} {figures['per_s']:8.0f} "
                 f"{figures['per_s'] / first:6.3f} {' '.join(cells)}",
                 file=out,
             )
