@@ -253,7 +253,8 @@ def measure(
             if not ready.wait(timeout):
                 raise RuntimeError(f"the bare server for {variant.name!r} did not start")
             servers[variant] = (queue, process.pid)
-        stack.callback(delete_queues, url, [topic, f"{topic}.bench-server"])
+        queues = [queue for queue, _pid in servers.values()]
+        stack.callback(delete_queues, url, [*queues, topic, f"{topic}.bench-server"])
         rpc_server = stack.enter_context(ServerProcess("rpcframe", url, topic))
         bare = _Bare(params, timeout, body)
         stack.callback(bare.close)
@@ -272,7 +273,9 @@ def measure(
             client.call({}, "reset_casts")
             for _ in range(count):
                 client.cast({}, "bump", value=payload)
-            client.call({}, "casts_received", expected=count, timeout=timeout)
+            received = client.call({}, "casts_received", expected=count, timeout=timeout)
+            if received != count:
+                raise RuntimeError(f"the rpcframe server received {received} of {count} casts")
 
         rows: list[tuple[str, Callable[[int], None], int | None]] = []
         for v in CALLS:

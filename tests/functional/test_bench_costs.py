@@ -8,13 +8,14 @@ import json
 import pytest
 
 from rpcframe import bench_costs, cli
-from tests.brokers import RABBIT_URL, require_rabbitmq
+from tests.brokers import RABBIT_URL, list_queues, require_rabbitmq
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_every_part_of_the_protocol_and_rpcframe_get_a_rate_and_cpu_figures():
     require_rabbitmq()
+    queues_before = set(list_queues())
     out = io.StringIO()
     argv = ["bench", "--url", RABBIT_URL, "--protocol-costs", "--calls", "30", "--casts", "30"]
     assert cli.main([*argv, "--rounds", "2", "--no-progress", "--json", "-"], out=out) == 0
@@ -29,3 +30,6 @@ def test_every_part_of_the_protocol_and_rpcframe_get_a_rate_and_cpu_figures():
         assert row["client_us"] >= 0, name
         # The broker runs on this machine, so its CPU is read too.
         assert "broker_us" in row and "server_us" in row, name
+    # Every queue it made, the bare servers' and rpcframe's, is gone again.
+    left = {q for q in set(list_queues()) - queues_before if not q.startswith("reply_")}
+    assert not left, left
