@@ -549,6 +549,8 @@ def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout
 
 def main(args: Any, out: TextIO) -> int:
     """``rpcframe bench``, given parsed arguments (see :mod:`rpcframe.cli`)."""
+    if args.protocol_costs:
+        return _protocol_costs(args, out)  # needs neither tqdm nor matplotlib
     if not args.no_progress or args.plot:
         missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
         needed = [m for m in missing if m == "tqdm" or args.plot]
@@ -559,8 +561,6 @@ def main(args: Any, out: TextIO) -> int:
                 file=sys.stderr,
             )
             return 2
-    if args.protocol_costs:
-        return _protocol_costs(args, out)
     settings = BenchSettings(
         url=args.url,
         calls=args.calls,
