@@ -191,6 +191,7 @@ def test_every_rpcframe_exception_is_in_one_tree():
         ("rpcframe.transport", "get_transport"),
         ("rpcframe.exceptions", "MessagingTimeout"),
         ("rpcframe.server", "MessageHandlingServer"),
+        ("rpcframe.notify.middleware", "RequestNotifier"),
     ],
 )
 def test_module_paths_users_import_exist(module, name):
