@@ -32,10 +32,7 @@ figures need thousands of messages per round to mean anything.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
-import multiprocessing
 import os
 import statistics
 import time
@@ -43,9 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-import amqp
-
-from rpcframe.bench_raw import amqp_params
+from rpcframe.bench_raw import BareClient, EchoServers, Variant, amqp_params
 from rpcframe.bench_server import ServerProcess, delete_queues, load_library
 
 __all__ = ["CALLS", "CASTS", "Variant", "measure", "print_costs"]
@@ -53,18 +48,6 @@ __all__ = ["CALLS", "CASTS", "Variant", "measure", "print_costs"]
 #: The expiration of requests that carry one, in milliseconds.
 _EXPIRATION = "30000"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One way of doing a round trip or a cast with bare py-amqp."""
-
-    name: str
-    topic: bool = False  # through a topic exchange (else the default exchange)
-    expiration: bool = False  # the request carries an expiration
-    ack: bool = False  # the server acknowledges each message as it takes it
-    confirmed_reply: bool = False  # the reply is mandatory and confirmed
-    consumer: bool = True  # casts: a server takes them
 
 
 CALLS = (
@@ -82,39 +65,6 @@ CASTS = (
     Variant("+ topic exchange (no consumer)", topic=True, consumer=False),
     Variant("protocol: topic exchange, acknowledging consumer", topic=True, ack=True),
 )
-
-
-def _serve(params: dict[str, Any], queue: str, variant: Variant, ready: Any, stop: Any) -> None:
-    """A bare echo server for ``variant``: replies to what has a ``reply_to``."""
-    conn = amqp.Connection(**params)
-    conn.connect()
-    channel = conn.channel()
-    channel.queue_declare(queue, auto_delete=True)
-    if variant.topic:
-        channel.exchange_declare(queue, "topic", auto_delete=True)
-        channel.queue_bind(queue, queue, queue)
-    replies = channel
-    if variant.confirmed_reply:
-        confirming = amqp.Connection(**params, confirm_publish=True)
-        confirming.connect()
-        replies = confirming.channel()
-
-    def on_message(message: Any) -> None:
-        if variant.ack:
-            channel.basic_ack(message.delivery_tag)
-        if "reply_to" in message.properties:
-            replies.basic_publish(
-                amqp.Message(message.body),
-                routing_key=message.properties["reply_to"],
-                mandatory=variant.confirmed_reply,
-            )
-
-    if variant.consumer:
-        channel.basic_consume(queue, callback=on_message, no_ack=not variant.ack)
-    ready.set()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            conn.drain_events(timeout=0.5)
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -170,55 +120,6 @@ class _Accounts:
         }
 
 
-class _Bare:
-    """One client connection for round trips and one for confirmed publishes."""
-
-    def __init__(self, params: dict[str, Any], timeout: float, body: str) -> None:
-        self._timeout = timeout
-        self._body = body
-        self._replies: list[Any] = []
-        self._unconsumed: set[str] = set()
-        self._stack = contextlib.ExitStack()
-        self._calls = self._stack.enter_context(amqp.Connection(**params))
-        self._channel = self._calls.channel()
-        self._reply_queue, _, _ = self._channel.queue_declare("", exclusive=True)
-        self._channel.basic_consume(self._reply_queue, callback=self._replies.append, no_ack=True)
-        casting = self._stack.enter_context(amqp.Connection(**params, confirm_publish=True))
-        self._cast_channel = casting.channel()
-
-    def close(self) -> None:
-        self._stack.close()
-
-    def round_trips(self, variant: Variant, queue: str, count: int) -> None:
-        properties = {"expiration": _EXPIRATION} if variant.expiration else {}
-        exchange = queue if variant.topic else ""
-        for _ in range(count):
-            self._channel.basic_publish(
-                amqp.Message(self._body, reply_to=self._reply_queue, **properties),
-                exchange=exchange,
-                routing_key=queue,
-            )
-            while not self._replies:
-                self._calls.drain_events(timeout=self._timeout)
-            self._replies.pop()
-
-    def casts(self, variant: Variant, queue: str, count: int) -> None:
-        exchange = queue if variant.topic else ""
-        for _ in range(count):
-            self._cast_channel.basic_publish(
-                amqp.Message(self._body), exchange=exchange, routing_key=queue
-            )
-        if variant.consumer:
-            self.round_trips(variant, queue, 1)  # behind the last cast
-        else:
-            self._unconsumed.add(queue)
-
-    def settle(self) -> None:
-        """Empty the queues that casts nobody consumes went into (outside the timing)."""
-        while self._unconsumed:
-            self._cast_channel.queue_purge(self._unconsumed.pop())
-
-
 def measure(
     url: str,
     calls: int,
@@ -235,28 +136,14 @@ def measure(
     accounts = _Accounts(_broker_pid(params))
     body = json.dumps({"method": "echo", "args": {"value": "x" * payload_size}})
     payload = "x" * payload_size
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    servers: dict[Variant, tuple[str, int | None]] = {}
     topic = f"bench_costs_{uuid.uuid4().hex[:10]}"
+    queues = {v: f"{topic}_{number}" for number, v in enumerate(dict.fromkeys(CALLS + CASTS))}
     with contextlib.ExitStack() as stack:
-        processes: list[Any] = []
-        stack.callback(_stop, stop, processes)
-        for variant in dict.fromkeys(CALLS + CASTS):
-            queue = f"{topic}_{len(servers)}"
-            ready = context.Event()
-            process = context.Process(
-                target=_serve, args=(params, queue, variant, ready, stop), daemon=True
-            )
-            process.start()
-            processes.append(process)
-            if not ready.wait(timeout):
-                raise RuntimeError(f"the bare server for {variant.name!r} did not start")
-            servers[variant] = (queue, process.pid)
-        queues = [queue for queue, _pid in servers.values()]
-        stack.callback(delete_queues, url, [*queues, topic, f"{topic}.bench-server"])
+        stack.callback(delete_queues, url, [*queues.values(), topic, f"{topic}.bench-server"])
+        servers = stack.enter_context(EchoServers(params, timeout))
+        pids = {v: servers.start(queue, v) for v, queue in queues.items()}
         rpc_server = stack.enter_context(ServerProcess("rpcframe", url, topic))
-        bare = _Bare(params, timeout, body)
+        bare = BareClient(params, timeout)
         stack.callback(bare.close)
         _lib, conf = load_library("rpcframe")
         transport = rpcframe.get_rpc_transport(conf, url)
@@ -264,6 +151,27 @@ def measure(
         client = rpcframe.get_rpc_client(
             transport, rpcframe.Target(topic=topic, server="bench-server"), timeout=timeout
         )
+
+        def bare_calls(v: Variant) -> Callable[[int], None]:
+            queue = queues[v]
+            properties = {"expiration": _EXPIRATION} if v.expiration else {}
+
+            def run(count: int) -> None:
+                bare.round_trips(count, body, v.exchange(queue), queue, properties)
+
+            return run
+
+        def bare_casts(v: Variant) -> Callable[[int], None]:
+            queue = queues[v]
+
+            def run(count: int) -> None:
+                bare.confirmed_publishes(count, body, v.exchange(queue), queue, {})
+                if v.consumer:
+                    bare.round_trips(1, body, v.exchange(queue), queue, {})  # behind the last cast
+                else:
+                    unconsumed.append(queue)
+
+            return run
 
         def rpc_calls(count: int) -> None:
             for _ in range(count):
@@ -277,34 +185,29 @@ def measure(
             if received != count:
                 raise RuntimeError(f"the rpcframe server received {received} of {count} casts")
 
-        rows: list[tuple[str, Callable[[int], None], int | None]] = []
-        for v in CALLS:
-            queue, pid = servers[v]
-            rows.append((f"calls: {v.name}", functools.partial(bare.round_trips, v, queue), pid))
-        rows.append(("calls: rpcframe", rpc_calls, rpc_server.pid))
-        for v in CASTS:
-            queue, pid = servers[v]
-            rows.append((f"casts: {v.name}", functools.partial(bare.casts, v, queue), pid))
-        rows.append(("casts: rpcframe", rpc_casts, rpc_server.pid))
+        rows: list[tuple[str, Callable[[int], None], int | None, int]] = [
+            *((f"calls: {v.name}", bare_calls(v), pids[v], calls) for v in CALLS),
+            ("calls: rpcframe", rpc_calls, rpc_server.pid, calls),
+            *((f"casts: {v.name}", bare_casts(v), pids[v], casts) for v in CASTS),
+            ("casts: rpcframe", rpc_casts, rpc_server.pid, casts),
+        ]
+        unconsumed: list[str] = []
 
-        for _name, work, _pid in rows:  # warm-up
+        def settle() -> None:
+            """Empty the queues that casts nobody consumes went into (outside the timing)."""
+            while unconsumed:
+                bare.confirming.queue_purge(unconsumed.pop())
+
+        for _name, work, _pid, _count in rows:  # warm-up
             work(min(calls, casts, 200))
+            settle()
         for number in range(rounds):
             progress(f"round {number + 1} of {rounds}")
-            for name, work, pid in rows if number % 2 == 0 else rows[::-1]:
-                count = casts if name.startswith("casts") else calls
+            for name, work, pid, count in rows if number % 2 == 0 else rows[::-1]:
                 with accounts.chunk(name, count, pid):
                     work(count)
-                bare.settle()
+                settle()
     return {"url_host": params["host"], "rounds": rounds, "figures": accounts.medians()}
-
-
-def _stop(stop: Any, processes: list[Any]) -> None:
-    stop.set()
-    for process in processes:
-        process.join(10)
-        if process.is_alive():
-            process.kill()
 
 
 def print_costs(report: dict[str, Any], out: TextIO) -> None:

@@ -33,3 +33,17 @@ def test_every_part_of_the_protocol_and_rpcframe_get_a_rate_and_cpu_figures():
     # Every queue it made, the bare servers' and rpcframe's, is gone again.
     left = {q for q in set(list_queues()) - queues_before if not q.startswith("reply_")}
     assert not left, left
+
+
+def test_the_raw_references_of_compare_measure_and_clean_up_after_themselves():
+    from rpcframe.bench_raw import RawAmqp
+
+    require_rabbitmq()
+    queues_before = set(list_queues())
+    with RawAmqp(RABBIT_URL, payload_size=100, warmup=5, timeout=30) as raw:
+        assert len(raw.round_trips(7)) == 7
+        assert len(raw.protocol_round_trips(7)) == 7
+        assert raw.confirmed_publishes(7) > 0
+        assert raw.protocol_confirmed_casts(7) > 0
+    left = {q for q in set(list_queues()) - queues_before if not q.startswith("reply_")}
+    assert not left, left
