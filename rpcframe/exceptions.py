@@ -27,6 +27,7 @@ on)::
     └── MessagingServerError
         ├── ExecutorLoadFailure
         ├── ServerListenError
+        ├── TaskTimeout                   start/stop/wait gave up waiting (timeout=)
         └── RPCDispatcherError
             ├── NoSuchMethod (AttributeError)
             └── UnsupportedVersion
@@ -76,6 +77,7 @@ __all__ = [
     "RemoteError",
     "Requeue",
     "ServerListenError",
+    "TaskTimeout",
     "TransportDriverError",
     "UnsupportedVersion",
     "ValidationError",
@@ -275,6 +277,10 @@ class ServerListenError(MessagingServerError):
         super().__init__(f'Failed to listen on target "{target}": {ex}')
         self.target = target
         self.ex = ex
+
+
+class TaskTimeout(MessagingServerError):
+    """A server's start(), stop() or wait() gave up waiting for its turn (its ``timeout``)."""
 
 
 class RPCDispatcherError(MessagingServerError):

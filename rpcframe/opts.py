@@ -15,6 +15,8 @@ import copy
 
 from oslo_config import cfg
 
+from rpcframe import metrics
+
 __all__ = ["list_opts", "set_defaults"]
 
 transport_opts = [
@@ -257,9 +259,42 @@ rabbit_opts: list[cfg.Opt] = [
     ),
 ]
 
+#: oslo.messaging's OpenTelemetry tracing options: accepted, so that a
+#: configuration file that sets them loads, but rpcframe does not trace.
+tracing_opts = [
+    cfg.BoolOpt(
+        "tracing_enabled",
+        default=False,
+        help="Accepted for compatibility with oslo.messaging; rpcframe does not trace.",
+    ),
+    cfg.StrOpt(
+        "tracing_service_name",
+        default="openstack",
+        help="Accepted for compatibility with oslo.messaging; not used.",
+    ),
+    cfg.StrOpt(
+        "otel_exporter_otlp_endpoint",
+        default="http://localhost:4318",
+        help="Accepted for compatibility with oslo.messaging; not used.",
+    ),
+    cfg.StrOpt(
+        "otlp_protocol",
+        default="http/protobuf",
+        choices=["http/protobuf", "grpc"],
+        help="Accepted for compatibility with oslo.messaging; not used.",
+    ),
+    cfg.BoolOpt(
+        "insecure",
+        default=False,
+        help="Accepted for compatibility with oslo.messaging; not used.",
+    ),
+]
+
 CORE_GROUP = "rpcframe"
 NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
 RABBIT_GROUP = "oslo_messaging_rabbit"
+METRICS_GROUP = "oslo_messaging_metrics"
+TRACING_GROUP = "oslo_messaging_tracing"
 
 _default_opts = [*transport_opts, *client_opts, *pool_opts, *dispatcher_opts]
 
@@ -288,6 +323,8 @@ def _all_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
         (CORE_GROUP, list(core_opts)),
         (NOTIFICATIONS_GROUP, list(notifier_opts)),
         (RABBIT_GROUP, list(rabbit_opts)),
+        (METRICS_GROUP, list(metrics.metrics_opts)),
+        (TRACING_GROUP, list(tracing_opts)),
     ]
 
 

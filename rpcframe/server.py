@@ -15,8 +15,14 @@ how to subscribe (``_create_listener``) and how to handle one message
 Lifecycle, as in oslo.messaging: ``start()`` begins taking messages;
 ``stop()`` stops taking new ones and returns quickly; ``wait()`` lets the
 messages already taken finish (at most ``[rpcframe] server_stop_timeout``
-seconds) and releases the workers. ``wait()`` before ``stop()`` blocks until
-another thread stops the server. A waited-for server may be started again.
+seconds) and releases the workers. The three run in that order whatever
+order threads call them in: ``stop()`` first waits for ``start()`` to have
+run, ``wait()`` for ``stop()``; each runs once per cycle, however many
+threads call it (the others wait for it to finish), and a ``start()`` after
+a completed ``stop()`` begins a new cycle. Each takes oslo's keyword
+arguments: ``log_after`` (seconds before a waiting caller logs "Possible
+hang", default :data:`DEFAULT_LOG_AFTER`, 0 never) and ``timeout`` (seconds
+before it gives up with :class:`~rpcframe.exceptions.TaskTimeout`).
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from rpcframe.drivers import base
 from rpcframe.executors import Executor
 
 __all__ = [
+    "DEFAULT_LOG_AFTER",
     "ExecutorLoadFailure",
     "MessageHandlingServer",
     "MessagingServerError",
     "ServerListenError",
+    "TaskTimeout",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -46,10 +54,16 @@ LOG = logging.getLogger(__name__)
 ExecutorLoadFailure = exceptions.ExecutorLoadFailure
 MessagingServerError = exceptions.MessagingServerError
 ServerListenError = exceptions.ServerListenError
+TaskTimeout = exceptions.TaskTimeout
+
+#: Seconds a start(), stop() or wait() waits for its turn before it logs a
+#: possible hang (its ``log_after`` argument overrides it; 0 never logs).
+DEFAULT_LOG_AFTER = 30
 
 EXECUTOR_NAMESPACE = "rpcframe.executors"
 
-_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+_STEPS = ("start", "stop", "wait")
+_NOT_RUN, _RUNNING, _DONE = "not run", "running", "done"
 
 #: Per worker thread: the pool that counts it as finishing its message, if any.
 _worker_state = threading.local()
@@ -79,6 +93,11 @@ class MessageHandlingServer(abc.ABC):
     :param executor: ``"threading"`` (default) or ``"eventlet"`` (deprecated).
     """
 
+    #: One worker at a time receives, even where the driver allows concurrent
+    #: polls: a batch listener's batches would otherwise be split between
+    #: workers collecting at the same time.
+    _receive_alone = False
+
     #: Seconds before the first attempt to listen again after a transport
     #: failure; it doubles up to 30 s while the attempts fail.
     relisten_delay = 0.5
@@ -91,8 +110,9 @@ class MessageHandlingServer(abc.ABC):
         self.executor_type = executor or "threading"
         self._executor_cls = _load_executor(self.executor_type)
         self._lock = threading.RLock()
-        self._state_changed = threading.Condition(self._lock)
-        self._state = _NEW
+        self._steps_changed = threading.Condition(self._lock)
+        self._cycle = dict.fromkeys(_STEPS, _NOT_RUN)
+        self._pending: tuple[Executor, base.Listener] | None = None  # stopped, not waited for
         self._executor: Executor | None = None
         self.listener: base.Listener | None = None
         self._turns: _Turns | None = None
@@ -121,66 +141,119 @@ class MessageHandlingServer(abc.ABC):
 
     # -- lifecycle ------------------------------------------------------------
 
-    def start(self, override_pool_size: int | None = None) -> None:
-        """Start taking messages. A second start while running only warns."""
+    def start(
+        self,
+        override_pool_size: int | None = None,
+        *,
+        log_after: float = DEFAULT_LOG_AFTER,
+        timeout: float | None = None,
+    ) -> None:
+        """Start taking messages. A second start while running does nothing."""
+        self._step("start", None, lambda: self._start(override_pool_size), log_after, timeout)
+
+    def stop(self, *, log_after: float = DEFAULT_LOG_AFTER, timeout: float | None = None) -> None:
+        """Stop taking new messages (after start() has run); taken messages keep running."""
+        self._step("stop", "start", self._stop, log_after, timeout)
+
+    def wait(self, *, log_after: float = DEFAULT_LOG_AFTER, timeout: float | None = None) -> None:
+        """After stop() has run, let taken messages finish (bounded) and clean up."""
+        self._step("wait", "stop", self._wait, log_after, timeout)
+
+    def _step(
+        self,
+        step: str,
+        after: str | None,
+        run: Any,
+        log_after: float,
+        timeout: float | None,
+    ) -> None:
+        """Run ``step`` once in this cycle, after ``after`` has run (see the module doc)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            if self._state == _RUNNING:
-                LOG.warning("The server has already been started; ignoring the second start()")
+            if step == "start" and self._cycle["stop"] == _DONE:
+                self._cycle = dict.fromkeys(_STEPS, _NOT_RUN)
+            cycle = self._cycle
+            if after is not None:
+                self._wait_until(
+                    lambda: cycle[after] == _DONE,
+                    f"{step} is waiting for {after} to complete",
+                    log_after,
+                    deadline,
+                )
+            if cycle[step] == _RUNNING:
+                self._wait_until(
+                    lambda: cycle[step] != _RUNNING,
+                    f"{step} is waiting for another thread to complete",
+                    log_after,
+                    deadline,
+                )
                 return
-            if self._state == _STOPPED:
-                self._drain()
-            size = override_pool_size or self.conf.executor_thread_pool_size
-            executor = self._executor_cls(size, self._name)
-            try:
-                self.listener = self._create_listener()
-            except exceptions.TransportDriverError as exc:
-                raise ServerListenError(getattr(self, "target", None), exc) from exc
-            self._executor = executor
-            self._turns = _Turns(
-                executor,
-                size,
-                self.listener,
-                self.transport._driver.capabilities.concurrent_poll,
-                self.conf.rpcframe.server_handover_delay,
-            )
-            self._state = _RUNNING
-            self._turns.start(self._work)
-            self._state_changed.notify_all()
-
-    def stop(self) -> None:
-        """Stop taking new messages; messages already taken keep running."""
-        with self._lock:
-            if self._state != _RUNNING:
+            if cycle[step] == _DONE:
+                if step == "start":
+                    LOG.warning(
+                        "The server has already been started. Ignoring the redundant "
+                        "call to start()."
+                    )
                 return
-            self._state = _STOPPED
-            turns = self._turns
-            self._state_changed.notify_all()
-        assert turns is not None
-        turns.stop()
+            cycle[step] = _RUNNING
+        try:
+            run()
+        finally:
+            with self._lock:
+                cycle[step] = _DONE
+                self._steps_changed.notify_all()
 
-    def wait(self) -> None:
-        """Block until stopped, then let taken messages finish (bounded) and clean up."""
-        with self._lock:
-            if self._state == _NEW:
-                return
-            while self._state == _RUNNING:
-                self._state_changed.wait()
-            executor = self._take_executor()
-        # Drained without the lock, so start() and stop() elsewhere are not held up.
-        self._shutdown(executor)
+    def _wait_until(self, done: Any, what: str, log_after: float, deadline: float | None) -> None:
+        """Wait (lock held) until ``done()``.
 
-    def _take_executor(self) -> Executor | None:
-        executor, self._executor = self._executor, None
-        self.listener = None
-        self._turns = None
-        return executor
+        Logs once after ``log_after`` seconds; gives up at ``deadline``.
+        """
+        log_at = time.monotonic() + log_after if log_after else None
+        while not done():
+            now = time.monotonic()
+            if log_at is not None and now >= log_at:
+                LOG.warning("Possible hang: %s", what)
+                log_at = None
+            if deadline is not None and now >= deadline:
+                raise TaskTimeout(what)
+            wakes = [t - now for t in (log_at, deadline) if t is not None]
+            self._steps_changed.wait(min(wakes) if wakes else None)
 
-    def _drain(self) -> None:
-        self._shutdown(self._take_executor())
+    def _start(self, override_pool_size: int | None) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:  # stopped but never waited for: finish that first
+            self._shutdown(*pending)
+        size = override_pool_size or self.conf.executor_thread_pool_size
+        executor = self._executor_cls(size, self._name)
+        try:
+            listener = self._create_listener()
+        except exceptions.TransportDriverError as exc:
+            raise ServerListenError(getattr(self, "target", None), exc) from exc
+        self.listener = listener
+        self._executor = executor
+        self._turns = _Turns(
+            executor,
+            size,
+            listener,
+            self.transport.capabilities.concurrent_poll and not self._receive_alone,
+            self.conf.rpcframe.server_handover_delay,
+        )
+        self._turns.start(self._work)
 
-    def _shutdown(self, executor: Executor | None) -> None:
-        if executor is None:
-            return
+    def _stop(self) -> None:
+        turns, executor, listener = self._turns, self._executor, self.listener
+        self._turns = self._executor = None
+        if turns is not None:
+            turns.stop()
+        if executor is not None and listener is not None:
+            self._pending = (executor, listener)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._shutdown(*pending)
+
+    def _shutdown(self, executor: Executor, listener: base.Listener) -> None:
         timeout = self.conf.rpcframe.server_stop_timeout
         if not executor.shutdown(timeout):
             LOG.warning(
@@ -189,6 +262,7 @@ class MessageHandlingServer(abc.ABC):
                 self._name,
                 timeout,
             )
+        listener.cleanup()
 
     def reset(self) -> None:  # noqa: B027 - a no-op hook, as in oslo.messaging
         """Called on SIGHUP by service frameworks; nothing to do."""

@@ -310,11 +310,7 @@ def encode_request(
     *,
     namespace: str | None = None,
     version: str | None = None,
-    msg_id: str | None = None,
-    reply_q: str | None = None,
-    monitor_timeout: float | None = None,
-    deadline: float | None = None,
-    extra: Mapping[str, Any] | None = None,
+    **fields: Any,
 ) -> bytes:
     """Build the body of a cast (no ``msg_id``) or a call."""
     message: dict[str, Any] = {"method": method, "args": args}
@@ -322,17 +318,34 @@ def encode_request(
         message["namespace"] = namespace
     if version is not None:
         message["version"] = version
+    return encode_request_message(message, context, **fields)
+
+
+def encode_request_message(
+    message: Mapping[str, Any],
+    context: Any,
+    *,
+    msg_id: str | None = None,
+    reply_q: str | None = None,
+    monitor_timeout: float | None = None,
+    deadline: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Build a request body from oslo's request dict (``method``, ``args``,
+    optional ``namespace`` and ``version``), adding the call's routing fields
+    when ``msg_id`` is given."""
+    body: dict[str, Any] = dict(message)
     if msg_id is not None:
-        message["_msg_id"] = msg_id
-        message["_reply_q"] = reply_q
-        message["_timeout"] = monitor_timeout
+        body["_msg_id"] = msg_id
+        body["_reply_q"] = reply_q
+        body["_timeout"] = monitor_timeout
     if deadline is not None:
-        message["_deadline"] = deadline
+        body["_deadline"] = deadline
     if extra:
-        message.update(extra)
-    message["_unique_id"] = new_id()
-    pack_context(message, context)
-    return encode(message)
+        body.update(extra)
+    body["_unique_id"] = new_id()
+    pack_context(body, context)
+    return encode(body)
 
 
 def _optional(message: Mapping[str, Any], key: str, kinds: type | tuple[type, ...]) -> Any:

@@ -181,6 +181,15 @@ class Listener(abc.ABC):
         broken transport.
         """
 
+    def cleanup(self) -> None:
+        """Release what the listener holds, once its server has finished (oslo's name).
+
+        Servers call it from ``wait()``, after ``close()``. The default closes
+        the listener again, which is safe; drivers with more to release
+        override it.
+        """
+        self.close()
+
 
 class Inbox(Listener):
     """A listener with a unique address of its own, for replies.

@@ -34,7 +34,7 @@ from typing import Any
 from rpcframe import exceptions
 from rpcframe.drivers import base
 
-__all__ = ["FakeDriver"]
+__all__ = ["FakeDriver", "FakeExchangeManager"]
 
 LOG = logging.getLogger(__name__)
 
@@ -149,29 +149,36 @@ class _Broker:
             q.push(_Delivery(delivery.body, q, delivery.expires_at), front=True)
 
 
-class _Registry:
-    """Brokers by URL, alive while a transport uses them."""
+class FakeExchangeManager:
+    """Brokers by URL, alive while a transport uses them.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._brokers: dict[tuple[Any, ...], _Broker] = {}
+    The mapping is a class attribute under oslo.messaging's name, so a test
+    that replaces ``FakeExchangeManager._exchanges`` with an empty dict (as
+    oslo's own tests do) gives every transport it builds afterwards a new,
+    empty broker.
+    """
+
+    _exchanges: dict[tuple[Any, ...], _Broker] = {}
+    _lock = threading.Lock()
 
     def acquire(self, key: tuple[Any, ...]) -> _Broker:
         with self._lock:
-            broker = self._brokers.get(key)
+            brokers = type(self)._exchanges
+            broker = brokers.get(key)
             if broker is None:
-                broker = self._brokers[key] = _Broker()
+                broker = brokers[key] = _Broker()
             broker.users += 1
             return broker
 
     def release(self, key: tuple[Any, ...], broker: _Broker) -> None:
         with self._lock:
             broker.users -= 1
-            if broker.users <= 0 and self._brokers.get(key) is broker:
-                del self._brokers[key]
+            brokers = type(self)._exchanges
+            if broker.users <= 0 and brokers.get(key) is broker:
+                del brokers[key]
 
 
-_registry = _Registry()
+_registry = FakeExchangeManager()
 
 
 class _Listener(base.Inbox):

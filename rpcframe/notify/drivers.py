@@ -29,7 +29,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from rpcframe.notify import redaction
+from rpcframe import redaction
 from rpcframe.serializer import to_primitive
 
 __all__ = ["NOTIFICATIONS", "Driver", "LogDriver", "NoOpDriver", "TestDriver", "reset"]
@@ -77,32 +77,24 @@ class LogDriver(Driver):
 
     The logger name is oslo.messaging's, so existing logging configuration
     keeps applying. The record is the message as JSON, with the values of
-    secret-looking keys replaced by ``***``. ``AUDIT`` is logged at INFO;
-    ``SAMPLE`` notifications are not logged (they are high-frequency
-    measurements, not events).
+    secret-looking keys replaced by ``***``, logged through the logger's
+    method named after the priority (``logger.info(...)``; ``warn`` as
+    ``warning``). ``AUDIT`` is logged at INFO by a logger without an
+    ``audit`` method; ``SAMPLE`` notifications are not logged (they are
+    high-frequency measurements, not events) unless the logger has a
+    ``sample`` method.
     """
 
     LOGGER_BASE = "oslo.messaging.notification"
-    LEVELS = {
-        "AUDIT": logging.INFO,
-        "DEBUG": logging.DEBUG,
-        "INFO": logging.INFO,
-        "WARN": logging.WARNING,
-        "WARNING": logging.WARNING,
-        "ERROR": logging.ERROR,
-        "CRITICAL": logging.CRITICAL,
-    }
 
-    def notify(
-        self, ctxt: dict[str, Any], message: Mapping[str, Any], priority: str, retry: Any
-    ) -> None:
-        level = self.LEVELS.get(priority.upper())
-        if level is None:
-            return
+    def notify(self, ctxt: Any, message: Mapping[str, Any], priority: str, retry: Any) -> None:
+        name = priority.lower()
         logger = logging.getLogger(f"{self.LOGGER_BASE}.{message['event_type']}")
-        if logger.isEnabledFor(level):
-            text = json.dumps(to_primitive(redaction.mask_secrets(message)))
-            logger.log(level, "%s", text)
+        method = getattr(logger, "warning" if name == "warn" else name, None)
+        if method is None and name == "audit":
+            method = logger.info
+        if callable(method):
+            method(json.dumps(to_primitive(redaction.mask_secrets(message))))
 
 
 #: What the ``test`` driver received: ``(ctxt, message, priority, retry)`` tuples.

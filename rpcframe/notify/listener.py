@@ -92,13 +92,15 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
         _check_batch(batch_size, batch_timeout)
         priorities = dispatcher.supported_priorities
         if not priorities:
-            raise ValueError(
-                "no endpoint has a method for any notification priority "
-                f"({', '.join(notify_dispatcher.PRIORITIES)})"
+            LOG.warning(
+                "No endpoint has a method for any notification priority (%s): "
+                "this listener will receive nothing",
+                ", ".join(notify_dispatcher.PRIORITIES),
             )
         if not isinstance(transport, msg_transport.NotificationTransport):
             LOG.warning(
-                "Using an RPC transport for notifications; use get_notification_transport()"
+                "Using RPC transport for notifications. Please use "
+                "get_notification_transport to obtain a notification transport instance."
             )
         transport._require_driver_features(requeue=allow_requeue, pool=pool is not None)
         super().__init__(transport, dispatcher, executor)
@@ -115,15 +117,12 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
         return f"rpcframe-notify-{self.targets[0].topic}"
 
     def _create_listener(self) -> base.Listener:
-        addresses = [
-            base.Address(
-                target.exchange or self.conf.control_exchange,
-                f"{target.topic}.{priority}",
-                kind=base.NOTIFY,
-            )
-            for target, priority in itertools.product(self.targets, self._priorities)
-        ]
-        return self.transport._driver.listen(addresses, pool=self._pool)
+        return self.transport._listen_for_notifications(
+            list(itertools.product(self.targets, self._priorities)),
+            self._pool,
+            self._batch_size,
+            self._batch_timeout,
+        )
 
     # -- one message -------------------------------------------------------------
 
@@ -203,8 +202,11 @@ class NotificationServer(NotificationServerBase):
 class BatchNotificationServer(NotificationServerBase):
     """A listener that hands endpoints lists of notifications.
 
-    Build it with :func:`get_batch_notification_listener`.
+    Build it with :func:`get_batch_notification_listener`. One worker at a
+    time collects a batch, so batches are as full as the traffic allows.
     """
+
+    _receive_alone = True
 
     def _receive(self, listener: base.Listener) -> list[base.IncomingMessage] | None:
         first = listener.poll(None)
@@ -252,15 +254,10 @@ class BatchNotificationServer(NotificationServerBase):
 
 
 def _check_targets(targets: Sequence[Target]) -> list[Target]:
+    # What each target must have (a topic) is checked when the listener
+    # starts, where oslo.messaging checks it.
     if isinstance(targets, Target) or not isinstance(targets, (list, tuple)):
         raise TypeError(f"targets must be a list of Target, got {type(targets).__name__}")
-    if not targets:
-        raise ValueError("a notification listener needs at least one target")
-    for target in targets:
-        if not isinstance(target, Target):
-            raise TypeError(f"targets must be rpcframe Targets, got {type(target).__name__}")
-        if not target.topic:
-            raise exceptions.InvalidTarget("A target must have topic specified", target)
     return list(targets)
 
 

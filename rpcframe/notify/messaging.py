@@ -18,9 +18,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from rpcframe import exceptions, identity, wire
-from rpcframe.drivers import base
 from rpcframe.notify import drivers
+from rpcframe.target import Target
 
 __all__ = ["MessagingDriver", "MessagingV2Driver"]
 
@@ -30,32 +29,26 @@ LOG = logging.getLogger(__name__)
 class MessagingDriver(drivers.Driver):
     """Sends notifications without the envelope (message format 1.0)."""
 
-    envelope = False
-
     def __init__(self, conf: Any, topics: Any, transport: Any, version: float = 1.0) -> None:
         super().__init__(conf, topics, transport)
         self.version = version
-        if version == 2.0:
-            self.envelope = True
 
-    def notify(
-        self, ctxt: dict[str, Any], message: Mapping[str, Any], priority: str, retry: Any
-    ) -> None:
+    def notify(self, ctxt: Any, message: Mapping[str, Any], priority: str, retry: Any) -> None:
         """Send to every topic; raise the first failure after trying them all."""
-        sender = identity.local_wire(message.get("publisher_id"))
-        body = wire.encode_notification(message, ctxt, envelope=self.envelope, sender=sender)
-        exchange = self.conf.control_exchange
         level = priority.lower()
-        send = self.transport._driver.send
-        timeout = float(self.conf.rpc_response_timeout)
         failure: BaseException | None = None
         for topic in self.topics:
-            address = base.Address(exchange, f"{topic}.{level}", kind=base.NOTIFY)
+            target = Target(topic=f"{topic}.{level}")
             try:
-                send(address, body, retry=retry, timeout=timeout)
-            except exceptions.MessagingException as exc:
+                self.transport._send_notification(
+                    target, ctxt, message, version=self.version, retry=retry
+                )
+            except Exception as exc:  # noqa: BLE001 - the other topics still get it; raised below
                 LOG.error(
-                    "Could not send %r notification to %s: %s", message["event_type"], topic, exc
+                    "Could not send %r notification to %s: %s",
+                    message.get("event_type"),
+                    topic,
+                    exc,
                 )
                 failure = failure or exc
         if failure is not None:

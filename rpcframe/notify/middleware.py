@@ -22,7 +22,7 @@ What differs from oslo.messaging, on purpose:
 
 * No credentials leave the process. oslo.messaging drops only
   ``HTTP_X_AUTH_TOKEN``; here every environ key and response header whose
-  name says it holds a secret (:func:`rpcframe.notify.redaction.is_secret_key`:
+  name says it holds a secret (:func:`rpcframe.redaction.is_secret_key`:
   ``HTTP_AUTHORIZATION``, ``HTTP_X_SUBJECT_TOKEN``...) is left out, and so
   are cookies (``HTTP_COOKIE``, ``Set-Cookie``).
 * Plain WSGI, no WebOb: response headers are sent as a mapping (where a
@@ -50,7 +50,7 @@ from typing import Any
 from oslo_config import cfg
 
 from rpcframe.notify.notifier import Notifier, get_notification_transport
-from rpcframe.notify.redaction import is_secret_key
+from rpcframe.redaction import is_secret_key
 
 __all__ = ["RequestNotifier"]
 

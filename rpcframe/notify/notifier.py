@@ -10,7 +10,7 @@
 Each call builds one message in oslo.messaging's format (``message_id``,
 ``publisher_id``, ``event_type``, ``priority`` upper case, ``payload``,
 ``timestamp``) and hands it, with the sanitised context (see
-:mod:`rpcframe.notify.redaction`), to every driver. Options come from
+:mod:`rpcframe.redaction`), to every driver. Options come from
 ``[oslo_messaging_notifications]`` of the transport's ConfigOpts: ``driver``,
 ``topics``, ``retry`` (and ``routing_config`` for the routing driver).
 
@@ -31,16 +31,18 @@ import dataclasses
 import datetime
 import json
 import logging
+import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from stevedore import named
 
-from rpcframe import exceptions, opts, wire
+from rpcframe import exceptions, opts, redaction, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
-from rpcframe.notify import drivers, hooks, redaction
+from rpcframe.notify import drivers, hooks
 from rpcframe.notify import schemas as notify_schemas
 from rpcframe.notify.drivers import Driver
 from rpcframe.rpc.client import UNSET, _Unset
@@ -48,13 +50,23 @@ from rpcframe.transport import get_notification_transport
 
 __all__ = ["Driver", "Notifier", "get_notification_transport"]
 
-LOG = logging.getLogger(__name__)
+#: oslo.messaging's name for this logger, which services' tests patch.
+_LOG = logging.getLogger(__name__)
 
 _PRIORITIES = frozenset(p.upper() for p in wire.PRIORITIES) | {"WARNING"}
 
 
 def _timestamp() -> str:
-    """UTC now as oslo.messaging writes it: ``2024-05-01 12:00:00.123456``."""
+    """UTC now as oslo.messaging writes it: ``2024-05-01 12:00:00.123456``.
+
+    Where the process uses oslo.utils' clock it is read from there
+    (``timeutils.utcnow``), so that a test that freezes that clock
+    (``timeutils.set_time_override``, or a mock of ``utcnow``) sees its time
+    in the notifications it records, as with oslo.messaging.
+    """
+    timeutils = sys.modules.get("oslo_utils.timeutils")
+    if timeutils is not None:
+        return str(timeutils.utcnow())
     return str(datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
 
 
@@ -126,7 +138,7 @@ class Notifier:
         opts.register_notifications(conf)
         section = conf.oslo_messaging_notifications
         if not isinstance(transport, msg_transport.NotificationTransport):
-            LOG.warning(
+            _LOG.warning(
                 "Using an RPC transport for notifications; use get_notification_transport()"
             )
         self.transport = transport
@@ -181,10 +193,10 @@ class Notifier:
         if level == "WARNING":
             level = "WARN"
         payload = self._serializer.serialize_entity(ctxt, payload)
-        context = redaction.sanitize_context(ctxt, self._serializer)
+        context = self._serializer.serialize_context(redaction.sanitize_context(ctxt))
         self._check(event_type, payload, context)
         message = {
-            "message_id": wire.new_uuid(),
+            "message_id": str(uuid.uuid4()),
             "publisher_id": publisher_id or self.publisher_id,
             "event_type": event_type,
             "priority": level,
@@ -193,7 +205,7 @@ class Notifier:
         }
         self._publish(context, message, self.retry if retry is None else retry)
 
-    def _check(self, event_type: str, payload: Any, context: dict[str, Any]) -> None:
+    def _check(self, event_type: str, payload: Any, context: Any) -> None:
         """Refuse what cannot be sent or does not match the schema."""
         try:
             text = wire.dumps(payload)
@@ -201,19 +213,20 @@ class Notifier:
             raise exceptions.InvalidNotification(
                 f"the payload of {event_type!r} cannot be sent as JSON: {exc}", event_type
             ) from None
-        try:
-            wire.dumps(context)
-        except (TypeError, ValueError) as exc:
-            raise exceptions.InvalidNotification(
-                f"the context of {event_type!r} cannot be sent as JSON: {exc}; "
-                "give the notifier a serializer that converts it",
-                event_type,
-            ) from None
+        if isinstance(context, Mapping):  # an object context is converted when sent
+            try:
+                wire.dumps(context)
+            except (TypeError, ValueError) as exc:
+                raise exceptions.InvalidNotification(
+                    f"the context of {event_type!r} cannot be sent as JSON: {exc}; "
+                    "give the notifier a serializer that converts it",
+                    event_type,
+                ) from None
         if event_type in self._schemas:
             # Validate what travels: datetimes as strings, tuples as lists.
             self._schemas.validate(event_type, json.loads(text))
 
-    def _publish(self, context: dict[str, Any], message: dict[str, Any], retry: Any) -> None:
+    def _publish(self, context: Any, message: dict[str, Any], retry: Any) -> None:
         priority = message["priority"]
         watched = bool(
             hooks.before_publish.receivers
@@ -230,8 +243,8 @@ class Notifier:
         for name, driver in self._drivers:
             try:
                 driver.notify(context, message, priority, retry)
-            except Exception as exc:
-                LOG.exception(
+            except Exception as exc:  # noqa: BLE001 - logged; a notification never breaks its sender
+                _LOG.exception(
                     "Could not send %r notification through the %s driver",
                     message["event_type"],
                     name,

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from typing import Any
 
-from rpcframe import exceptions, identity, versions, wire
+from rpcframe import exceptions, metrics, versions
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
-from rpcframe.drivers import base
 from rpcframe.target import Target
 
 __all__ = [
@@ -61,7 +59,10 @@ _TARGET_FIELDS = ("exchange", "topic", "namespace", "version", "server", "fanout
 class _CallContext:
     """A target plus call settings; what ``prepare()`` returns.
 
-    Holds no mutable state, so one context may be used by many threads.
+    As in oslo.messaging nothing is checked when it is built: settings a
+    call cannot use (a negative timeout, a bad version cap) raise a clear
+    error when the call is made. Safe to share between threads as long as
+    nobody assigns to its target.
     """
 
     def __init__(
@@ -75,17 +76,6 @@ class _CallContext:
         call_monitor_timeout: float | None = None,
         transport_options: msg_transport.TransportOptions | None = None,
     ) -> None:
-        if not isinstance(target, Target):
-            raise TypeError(f"target must be a rpcframe Target, got {type(target).__name__}")
-        if version_cap is not None:
-            try:
-                versions.parse_version(version_cap)
-            except ValueError as exc:
-                raise exceptions.MessagingException(f"bad version_cap: {exc}") from None
-        _check_seconds("timeout", timeout)
-        _check_seconds("call_monitor_timeout", call_monitor_timeout)
-        if retry is not None and (not isinstance(retry, int) or retry < -1):
-            raise ValueError(f"retry must be None, -1 or a count >= 0, got {retry!r}")
         self.conf = transport.conf
         self.transport = transport
         self.target = target
@@ -147,71 +137,70 @@ class _CallContext:
         requested = self.target.version if version is UNSET else version
         return versions.is_compatible(self.version_cap, requested)  # type: ignore[arg-type]
 
-    def _check_version_cap(self, version: str | None) -> None:
-        if self.version_cap is not None and not versions.is_compatible(self.version_cap, version):
-            raise RPCVersionCapError(version=version, version_cap=self.version_cap)
+    def _check(self, version: str | None) -> None:
+        """Refuse settings that cannot be used, and a version above the cap."""
+        _check_seconds("timeout", self.timeout)
+        _check_seconds("call_monitor_timeout", self.call_monitor_timeout)
+        retry = self.retry
+        if retry is not None and (
+            isinstance(retry, bool) or not isinstance(retry, int) or retry < -1
+        ):
+            raise ValueError(f"retry must be None, -1 or a count >= 0, got {retry!r}")
+        cap = self.version_cap
+        if cap is None:
+            return
+        try:
+            versions.parse_version(cap)
+        except ValueError as exc:
+            raise exceptions.MessagingException(f"bad version_cap: {exc}") from None
+        try:
+            compatible = versions.is_compatible(cap, version)
+        except ValueError as exc:
+            raise exceptions.MessagingException(f"bad version: {exc}") from None
+        if not compatible:
+            raise RPCVersionCapError(version=version, version_cap=cap)
 
     # -- sending --------------------------------------------------------------
 
-    def _address(self) -> base.Address:
-        target = self.target
-        if not target.topic:
-            raise exceptions.InvalidTarget("A topic is required to send", target)
-        return base.Address(
-            target.exchange or self.conf.control_exchange,
-            target.topic,
-            target.server,
-            bool(target.fanout),
-        )
-
-    def _serialize(self, ctxt: Any, method: str, kwargs: dict[str, Any]) -> tuple[dict, Any]:
+    def _make_message(self, ctxt: Any, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """oslo's request dict: the method, serialized arguments, namespace, version."""
         if not isinstance(method, str) or not method:
             raise ValueError(f"method must be a non-empty string, got {method!r}")
         ser = self.serializer
-        args = {name: ser.serialize_entity(ctxt, value) for name, value in kwargs.items()}
-        return args, ser.serialize_context(ctxt)
-
-    def _encode(self, method: str, args: dict, context: Any, **fields: Any) -> bytes:
-        try:
-            return wire.encode_request(
-                method,
-                args,
-                context,
-                namespace=self.target.namespace,
-                version=self.target.version,
-                extra={wire.SENDER_KEY: identity.local_wire()},
-                **fields,
-            )
-        except (TypeError, ValueError) as exc:
-            raise _explain_encoding_error(method, args, context, exc) from None
-
-    def _effective_timeout(self) -> float:
-        return self.timeout if self.timeout is not None else float(self.conf.rpc_response_timeout)
+        message: dict[str, Any] = {
+            "method": method,
+            "args": {name: ser.serialize_entity(ctxt, value) for name, value in kwargs.items()},
+        }
+        target = self.target
+        if target.namespace is not None:
+            message["namespace"] = target.namespace
+        if target.version is not None:
+            message["version"] = target.version
+        return message
 
     def cast(self, ctxt: Any, method: str, **kwargs: Any) -> None:
         """Invoke ``method`` on a server and return once the transport owns the request.
 
         No result comes back. With ``fanout`` the request goes to every
         server listening on the topic. Raises MessagingTimeout if the
-        transport did not take the request within the client's timeout,
+        transport did not take the request within ``rpc_response_timeout``,
         MessageDeliveryFailure when ``retry`` is exhausted, and
         ClientSendError for other transport failures.
         """
-        address = self._address()
-        self._check_version_cap(self.target.version)
-        args, context = self._serialize(ctxt, method, kwargs)
-        body = self._encode(method, args, context)
-        mandatory = bool(self.transport_options and self.transport_options.at_least_once)
-        try:
-            self.transport._driver.send(
-                address,
-                body,
-                mandatory=mandatory,
-                retry=self.retry,
-                timeout=self._effective_timeout(),
-            )
-        except exceptions.TransportDriverError as exc:
-            raise ClientSendError(self.target, exc) from exc
+        message = self._make_message(ctxt, method, kwargs)
+        context = self.serializer.serialize_context(ctxt)
+        self._check(message.get("version"))
+        with metrics.measure(self.conf, self.target, method, "cast"):
+            try:
+                self.transport._send(
+                    self.target,
+                    context,
+                    message,
+                    retry=self.retry,
+                    transport_options=self.transport_options,
+                )
+            except exceptions.TransportDriverError as exc:
+                raise ClientSendError(self.target, exc) from exc
 
     def call(self, ctxt: Any, method: str, **kwargs: Any) -> Any:
         """Invoke ``method`` on a server and return its result.
@@ -221,56 +210,29 @@ class _CallContext:
         raised by the endpoint is re-raised here: as itself for builtins and
         ``allowed_remote_exmods``, otherwise as RemoteError.
         """
-        target = self.target
-        if target.fanout:
-            raise exceptions.InvalidTarget("A call cannot be used with fanout", target)
-        address = self._address()
-        self._check_version_cap(target.version)
-        args, context = self._serialize(ctxt, method, kwargs)
-        timeout = self._effective_timeout()
-        monitor = self.call_monitor_timeout
-        waiter = self.transport._reply_waiter()
-        msg_id = wire.new_id()
-        body = self._encode(
-            method,
-            args,
-            context,
-            msg_id=msg_id,
-            reply_q=waiter.address.topic,
-            monitor_timeout=monitor,
-            deadline=time.time() + timeout,
-        )
-        mandatory = bool(self.transport_options and self.transport_options.at_least_once)
-        started = time.monotonic()
-        waiter.register(msg_id)
-        try:
+        if self.target.fanout:
+            raise exceptions.InvalidTarget("A call cannot be used with fanout", self.target)
+        message = self._make_message(ctxt, method, kwargs)
+        context = self.serializer.serialize_context(ctxt)
+        timeout = self.timeout
+        if timeout is None:
+            timeout = self.conf.rpc_response_timeout
+        self._check(message.get("version"))
+        with metrics.measure(self.conf, self.target, method, "call"):
             try:
-                self.transport._driver.send(
-                    address,
-                    body,
-                    expiry=timeout,
-                    mandatory=mandatory,
-                    retry=self.retry,
+                result = self.transport._send(
+                    self.target,
+                    context,
+                    message,
+                    wait_for_reply=True,
                     timeout=timeout,
-                    # The reply proves delivery; a broker confirm would only add latency.
-                    confirm=mandatory,
+                    call_monitor_timeout=self.call_monitor_timeout,
+                    retry=self.retry,
+                    transport_options=self.transport_options,
                 )
             except exceptions.TransportDriverError as exc:
-                raise ClientSendError(target, exc) from exc
-            # One deadline for the whole call: time spent sending (reconnecting
-            # to a broker, say) comes off the time left to wait for the reply.
-            left = max(0.0, timeout - (time.monotonic() - started))
-            reply = waiter.wait(msg_id, left, monitor)
-        except exceptions.MessagingTimeout as exc:
-            exc.method, exc.target = method, target
-            if exc.timeout != monitor:
-                exc.timeout = timeout  # the call's timeout, not what was left of it
-            raise
-        finally:
-            waiter.unregister(msg_id)
-        if reply.failure is not None:
-            raise wire.deserialize_remote_exception(reply.failure, waiter.allowed_remote_exmods)
-        return self.serializer.deserialize_entity(ctxt, reply.result)
+                raise ClientSendError(self.target, exc) from exc
+        return self.serializer.deserialize_entity(ctxt, result)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target!r} timeout={self.timeout}>"
@@ -305,12 +267,16 @@ class RPCClient(_CallContext):
         transport_options: msg_transport.TransportOptions | None = None,
         _manual_load: bool = True,
     ) -> None:
-        if not isinstance(transport, msg_transport.Transport):
-            raise TypeError(
-                f"transport must come from get_rpc_transport(), got {type(transport).__name__}"
+        if _manual_load:
+            LOG.warning(
+                "Using RPCClient manually to instantiate client. "
+                "Please use get_rpc_client to obtain an RPC client instance."
             )
-        if isinstance(transport, msg_transport.NotificationTransport):
-            LOG.warning("Using a notification transport for RPC; use get_rpc_transport() instead")
+        if not isinstance(transport, msg_transport.RPCTransport):
+            LOG.warning(
+                "Using notification transport for RPC. Please use "
+                "get_rpc_transport to obtain an RPC transport instance."
+            )
         super().__init__(
             transport,
             target,
@@ -336,15 +302,5 @@ def get_rpc_client(
 def _check_seconds(name: str, value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-
-
-def _explain_encoding_error(method: str, args: dict, context: Any, exc: Exception) -> Exception:
-    """Name the argument that cannot be sent, for a clear error."""
-    for name, value in args.items():
-        try:
-            wire.encode({"x": value})
-        except (TypeError, ValueError) as inner:
-            return TypeError(f"argument {name!r} of RPC method {method!r} cannot be sent: {inner}")
-    return TypeError(f"RPC method {method!r}: the request cannot be sent: {exc}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")

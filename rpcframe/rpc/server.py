@@ -72,12 +72,6 @@ class RPCServer(msg_server.MessageHandlingServer):
         dispatcher: rpc_dispatcher.RPCDispatcher,
         executor: str | None = None,
     ) -> None:
-        if not isinstance(target, Target):
-            raise TypeError(f"target must be a rpcframe Target, got {type(target).__name__}")
-        if not (target.topic and target.server):
-            raise msg_exceptions.InvalidTarget(
-                "A server's target must have topic and server names specified", target
-            )
         super().__init__(transport, dispatcher, executor)
         self.target = target
         self._seen: collections.deque[str] = collections.deque(maxlen=_DEDUP_SIZE)
@@ -92,27 +86,19 @@ class RPCServer(msg_server.MessageHandlingServer):
         return f"rpcframe-rpc-{self.target.topic}"
 
     def _create_listener(self) -> base.Listener:
-        target = self.target
-        topic = target.topic or ""  # checked in __init__
-        exchange = target.exchange or self.conf.control_exchange
-        addresses = [
-            base.Address(exchange, topic),
-            base.Address(exchange, topic, server=target.server),
-        ]
-        if self.transport._driver.capabilities.fanout:
-            addresses.append(base.Address(exchange, topic, fanout=True))
-        return self.transport._driver.listen(addresses)
+        # A target without topic or server fails here, at start(), as in oslo.
+        return self.transport._listen(self.target, None, None)
 
-    def start(self, override_pool_size: int | None = None) -> None:
+    def _start(self, override_pool_size: int | None) -> None:
         self._timers.reopen()
-        super().start(override_pool_size)
+        super()._start(override_pool_size)
 
     def _on_received(self, incoming: base.IncomingMessage) -> None:
         # At most once: the request is settled before it runs, as oslo does.
         incoming.ack()
 
-    def wait(self) -> None:
-        super().wait()
+    def _wait(self) -> None:
+        super()._wait()
         self._timers.close()
 
     # -- one request ----------------------------------------------------------

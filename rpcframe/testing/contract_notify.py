@@ -363,7 +363,9 @@ class NotificationContract:
         for i in range(205):
             notifier.info({}, "thing.created", {"i": i})
         assert endpoint.until_total(205, WAIT)
-        assert sorted(len(b) for b in endpoint.batches) == [5, 100, 100]
+        assert sorted(len(b) for b in endpoint.batches) == [5, 100, 100], [
+            len(b) for b in endpoint.batches
+        ]
         received = sorted(m["payload"]["i"] for b in endpoint.batches for m in b)
         assert received == list(range(205))
         assert set(endpoint.batches[0][0]) == {

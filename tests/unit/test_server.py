@@ -12,6 +12,7 @@ import time
 import pytest
 
 import rpcframe
+import rpcframe.server
 from rpcframe import executors, opts, wire
 from rpcframe import server as rpcframe_server
 from rpcframe.drivers import base
@@ -86,9 +87,10 @@ class Gate:
         return value
 
 
-def test_a_server_target_needs_topic_and_server(transport):
+def test_a_server_target_needs_topic_and_server_when_it_starts(transport):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic="t"), [Gate()])
     with pytest.raises(rpcframe.InvalidTarget, match="topic and server"):
-        rpcframe.get_rpc_server(transport, rpcframe.Target(topic="t"), [Gate()])
+        server.start()
 
 
 def test_an_unknown_executor_is_an_executor_load_failure(transport, topic):
@@ -106,10 +108,40 @@ def test_start_twice_warns_and_keeps_serving(serve, client, caplog):
     assert client.call({}, "echo", value=1) == 1
 
 
-def test_stop_and_wait_before_start_return_at_once(transport, topic):
+def test_stop_before_start_gives_up_after_its_timeout(transport, topic):
     server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    with pytest.raises(rpcframe.server.TaskTimeout, match="stop is waiting for start"):
+        server.stop(timeout=0.05)
+
+
+def test_a_caller_waiting_too_long_logs_a_possible_hang(transport, topic, caplog):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    with caplog.at_level(logging.WARNING, logger="rpcframe.server"):
+        with pytest.raises(rpcframe.server.TaskTimeout):
+            server.wait(log_after=0.01, timeout=0.1)
+    assert "Possible hang: wait is waiting for stop to complete" in caplog.text
+
+
+def test_wait_stop_start_called_in_reverse_order_run_in_order(transport, topic):
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    order = []
+    waiter = threading.Thread(target=lambda: (server.wait(), order.append("wait")))
+    stopper = threading.Thread(target=lambda: (server.stop(), order.append("stop")))
+    waiter.start()
+    stopper.start()
+    server.start()
+    order.append("start")
+    waiter.join(10)
+    stopper.join(10)
+    assert order[-1] == "wait" and set(order) == {"start", "stop", "wait"}
+
+
+def test_a_started_server_can_be_started_again_after_stop_and_wait(serve, client):
+    server = serve(Gate())
     server.stop()
     server.wait()
+    server.start()
+    assert client.call({}, "echo", value=2) == 2
 
 
 def test_wait_blocks_until_another_thread_stops_the_server(transport, topic):
@@ -253,11 +285,12 @@ def test_a_duplicate_request_runs_once(transport, topic, serve, client):
     class Counter:
         def __init__(self):
             self.seen = []
-            self.event = threading.Event()
+            self.first = threading.Event()
 
         def record(self, ctxt, value):
             self.seen.append(value)
-            self.event.set()
+            if value == 1:
+                self.first.set()
 
     counter = Counter()
     serve(counter)
@@ -265,8 +298,12 @@ def test_a_duplicate_request_runs_once(transport, topic, serve, client):
     address = base.Address(transport.conf.control_exchange, topic)
     transport._driver.send(address, body)
     transport._driver.send(address, body)
+    assert counter.first.wait(10)
+    # Workers may handle the copies concurrently; calls made after both were
+    # received come back after both were handled (or dropped).
     assert client.call({}, "record", value=2) is None
-    assert counter.seen == [1, 2]
+    assert client.call({}, "record", value=3) is None
+    assert sorted(counter.seen) == [1, 2, 3]
 
 
 def test_the_threading_executor_runs_workers_on_named_threads():

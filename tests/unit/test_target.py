@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 import rpcframe
+import rpcframe.target
 from rpcframe import versions
 
 
@@ -17,35 +16,36 @@ def test_calling_a_target_returns_a_changed_copy():
     assert base.server is None
 
 
-def test_a_target_cannot_be_changed_in_place():
+def test_a_target_can_be_changed_in_place_as_in_oslo():
     target = rpcframe.Target(topic="t")
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        target.topic = "other"  # type: ignore[misc]
+    target.server = "host-1"
+    assert target == rpcframe.Target(topic="t", server="host-1")
 
 
 def test_calling_a_target_with_an_unknown_field_is_a_type_error():
-    with pytest.raises(TypeError, match="no field"):
+    with pytest.raises(TypeError, match="colour"):
         rpcframe.Target()(colour="red")
 
 
-def test_targets_with_equal_fields_are_equal_and_hash_alike():
-    assert rpcframe.Target(topic="t") == rpcframe.Target(topic="t")
-    assert len({rpcframe.Target(topic="t"), rpcframe.Target(topic="t")}) == 1
+def test_targets_with_equal_fields_are_equal_but_hash_by_identity():
+    a, b = rpcframe.Target(topic="t"), rpcframe.Target(topic="t")
+    assert a == b and not a != b
+    assert len({a, b}) == 2  # mutable, so hashed as oslo hashes it: by identity
 
 
-def test_a_bad_version_string_is_an_invalid_target_naming_it():
-    with pytest.raises(rpcframe.InvalidTarget, match="'1.x'"):
-        rpcframe.Target(version="1.x")
+def test_a_target_is_not_equal_to_another_kind_of_object():
+    assert rpcframe.Target(topic="t") != {"topic": "t"}
 
 
-def test_a_non_string_topic_is_an_invalid_target():
-    with pytest.raises(rpcframe.InvalidTarget, match="topic must be a string"):
-        rpcframe.Target(topic=5)  # type: ignore[arg-type]
+def test_anything_is_accepted_when_a_target_is_built_as_in_oslo():
+    target = rpcframe.Target(topic=5, version="1.x")  # type: ignore[arg-type]
+    assert target.topic == 5 and target.version == "1.x"
 
 
-def test_invalid_target_is_also_a_value_error():
-    with pytest.raises(ValueError):
-        rpcframe.Target(version="x")
+def test_a_bad_version_fails_when_checked_naming_it():
+    with pytest.raises(rpcframe.InvalidTarget, match="'1.x'") as caught:
+        rpcframe.target.check_version(rpcframe.Target(version="1.x"))
+    assert isinstance(caught.value, ValueError)
 
 
 def test_accepted_namespaces_include_the_legacy_ones():

@@ -145,7 +145,7 @@ def test_cleanup_is_idempotent_and_later_calls_fail_clearly(conf):
     transport.cleanup()
     transport.cleanup()
     client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic="t"), timeout=1)
-    with pytest.raises(exceptions.TransportDriverError):
+    with pytest.raises(exceptions.ClientSendError, match="cleaned up"):
         client.call({}, "x")
 
 

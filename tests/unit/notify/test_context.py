@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 import logging
+from unittest import mock
 
 import pytest
 from oslo_context import context as oslo_context
 
 import rpcframe
-from rpcframe.notify import drivers, redaction
-from rpcframe.serializer import NoOpSerializer, RequestContextSerializer
+from rpcframe import redaction, wire
+from rpcframe.notify import drivers
+from rpcframe.serializer import RequestContextSerializer
 
 
 def sent_context(transport, ctxt, serializer=None):
-    rpcframe.Notifier(transport, driver="test", serializer=serializer).info(ctxt, "a.b", {})
-    return drivers.NOTIFICATIONS[-1][0]
+    """The context as it goes on the wire with a notification."""
+    bodies = []
+    send = transport._driver.send
+
+    def capture(address, body, **kwargs):
+        bodies.append(body)
+        return send(address, body, **kwargs)
+
+    notifier = rpcframe.Notifier(
+        transport, driver="messagingv2", topics=["t"], serializer=serializer
+    )
+    with mock.patch.object(transport._driver, "send", capture):
+        notifier.info(ctxt, "a.b", {})
+    return wire.parse_notification(bodies[-1]).context
+
+
+def test_drivers_are_handed_the_serialized_context_as_oslo_hands_it(transport):
+    class Context:
+        def redacted_copy(self):
+            return self
+
+    ctxt = Context()
+    rpcframe.Notifier(transport, driver="test").info(ctxt, "a.b", {})
+    assert drivers.NOTIFICATIONS[-1][0] is ctxt
 
 
 def test_a_plain_dict_is_kept_without_its_secrets(transport):
@@ -77,12 +101,12 @@ def test_an_object_that_cannot_become_a_dict_is_left_out_with_a_warning(transpor
 
     with caplog.at_level(logging.WARNING):
         assert sent_context(transport, Opaque()) == {}
-    assert "Opaque context cannot be sent" in caplog.text
+    assert "Opaque context cannot be redacted" in caplog.text
 
 
-def test_the_callers_context_is_not_modified():
+def test_the_callers_context_is_not_modified(transport):
     ctxt = {"user_id": "u-1", "auth_token": "t"}
-    redaction.sanitize_context(ctxt, NoOpSerializer())
+    assert sent_context(transport, ctxt) == {"user_id": "u-1"}
     assert ctxt == {"user_id": "u-1", "auth_token": "t"}
 
 

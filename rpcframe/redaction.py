@@ -1,25 +1,25 @@
 """What of a context leaves the process with a notification, and what never does.
 
 Notifications are broadcast to whoever listens, often other teams' tools, so
-credentials must not ride along. The notifier turns the context it is given
-into a dict and removes secrets from it:
+credentials must not ride along. A context goes through three steps, the
+first two in the notifier (in oslo.messaging's order, so a serializer sees
+what oslo's would), the last where it is put on the wire:
 
-1. ``None`` becomes ``{}``.
-2. An object with ``redacted_copy()`` (oslo.context's ``RequestContext``) is
-   replaced by that copy, which already omits its tokens.
-3. The notifier's serializer turns the result into a dict
-   (``serialize_context``); an object it leaves as is becomes
-   ``to_dict()``. An object without ``to_dict()`` cannot be sent: the
-   notification goes without a context (logged as a warning).
-4. From that dict, at every depth of nested dicts, every key whose
-   lower-cased name contains one of :data:`SECRET_WORDS` is removed.
+1. :func:`sanitize_context`: ``None`` becomes ``{}``; an object with
+   ``redacted_copy()`` (oslo.context's ``RequestContext``) is replaced by
+   that copy, which omits its tokens; a dict is copied without its secret
+   keys; anything else cannot be redacted and is left out (logged).
+2. The notifier's serializer converts what is left (``serialize_context``);
+   drivers are handed the result as it is, as oslo.messaging's are.
+3. :func:`context_to_send`: an object becomes its ``to_dict()`` (one without
+   it is left out, logged), and from that dict, at every depth, every key
+   whose lower-cased name contains one of :data:`SECRET_WORDS` is removed.
 
-Everything else is kept as it was: a plain dict context, as
-``{"user_id": ..., "request_id": ..., "auth_token": ...}``, arrives as
-``{"user_id": ..., "request_id": ...}``. (oslo.messaging drops a plain dict
-context altogether; keeping it minus its secrets is what listeners expect.)
-Values are never inspected, only key names: put secrets under names that
-say so.
+A plain dict context, as ``{"user_id": ..., "request_id": ...,
+"auth_token": ...}``, thus arrives as ``{"user_id": ..., "request_id":
+...}`` (oslo.messaging drops a plain dict context altogether; keeping it
+minus its secrets is what listeners expect). Values are never inspected,
+only key names: put secrets under names that say so.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SECRET_WORDS", "is_secret_key", "mask_secrets", "sanitize_context", "strip_secrets"]
+__all__ = [
+    "SECRET_WORDS",
+    "context_to_send",
+    "is_secret_key",
+    "mask_secrets",
+    "sanitize_context",
+    "strip_secrets",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -76,14 +83,27 @@ def mask_secrets(data: Any) -> Any:
     return data
 
 
-def sanitize_context(ctxt: Any, serializer: Any) -> dict[str, Any]:
-    """The context as it may leave the process; see the module documentation."""
+def sanitize_context(ctxt: Any) -> Any:
+    """The context a notifier may hand on; see the module documentation."""
     if ctxt is None:
         return {}
+    if isinstance(ctxt, Mapping):
+        return strip_secrets(ctxt)
     redact = getattr(ctxt, "redacted_copy", None)
     if callable(redact):
-        ctxt = redact()
-    context = serializer.serialize_context(ctxt)
+        return redact()
+    if callable(getattr(ctxt, "to_dict", None)):
+        return ctxt
+    LOG.warning(
+        "A %s context cannot be redacted (no redacted_copy() or to_dict()); "
+        "sending the notification without it",
+        type(ctxt).__name__,
+    )
+    return {}
+
+
+def context_to_send(context: Any) -> dict[str, Any]:
+    """The serialized context as a dict without secret keys, for the wire."""
     if context is None:
         return {}
     if not isinstance(context, Mapping):
