@@ -47,11 +47,11 @@ class ConfFixture(fixtures.Fixture):
             self.transport_url = transport_url
 
     def _setUp(self) -> None:
-        self._wrap_overrides()
-        self.addCleanup(self._unwrap_overrides)
+        self._setup_decorator()
+        self.addCleanup(self._teardown_decorator)
         self.addCleanup(self.conf.reset)
 
-    def _wrap_overrides(self) -> None:
+    def _setup_decorator(self) -> None:
         conf = self.conf
         if hasattr(conf.set_override, "wrapped"):
             return
@@ -75,7 +75,7 @@ class ConfFixture(fixtures.Fixture):
         conf.set_override = set_override_compat
         conf.clear_override = clear_override_compat
 
-    def _unwrap_overrides(self) -> None:
+    def _teardown_decorator(self) -> None:
         conf = self.conf
         for name in ("set_override", "clear_override"):
             wrapped = getattr(getattr(conf, name), "wrapped", None)

@@ -11,7 +11,7 @@ peers ignore the key; messages from them simply have no sender.
 
 Receivers see it without any change to the context they are given: RPC
 endpoints call :func:`current_sender` while they run; notification endpoints
-find it in ``metadata["sender"]``.
+find it in ``metadata.sender``.
 """
 
 from __future__ import annotations

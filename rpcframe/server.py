@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import abc
 import logging
+import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 from stevedore import driver as stevedore_driver
@@ -103,6 +105,24 @@ class MessageHandlingServer(abc.ABC):
     relisten_delay = 0.5
 
     def __init__(self, transport: Any, dispatcher: Any, executor: str | None = None) -> None:
+        if executor is not None:
+            # oslo.messaging deprecates the argument itself, and eventlet with it.
+            warnings.warn(
+                "Using the 'executor' argument is deprecated: the eventlet executor is "
+                "now deprecated. Threading will be the only execution model available.",
+                category=DeprecationWarning,
+                stacklevel=3,
+            )
+        if executor == "eventlet":
+            warnings.warn(
+                "Eventlet usages are deprecated and the removal of Eventlet from "
+                "OpenStack is planned, for this reason the Eventlet executor is "
+                "deprecated. Start migrating your stack to the threading executor. "
+                "Please also start considering removing your internal Eventlet "
+                "usages. in version '2025.1' and will be removed in version '2026.1'",
+                category=DeprecationWarning,
+                stacklevel=3,
+            )
         self.conf = transport.conf
         opts.register_core(self.conf)
         self.transport = transport
@@ -287,6 +307,7 @@ class MessageHandlingServer(abc.ABC):
         """One worker: wait for the turn, receive, handle what came, and again."""
         turns = self._turns
         assert turns is not None
+        cooperative = _green_threads()
         try:
             while True:
                 counted = getattr(_worker_state, "finishing", None)
@@ -321,6 +342,11 @@ class MessageHandlingServer(abc.ABC):
                     LOG.exception("%s: unexpected error while handling a message", self._name)
                 finally:
                     turns.handled()
+                if cooperative:
+                    # Green threads are never preempted: a worker whose
+                    # messages keep arriving (a requeued one, say) lets the
+                    # others run between two of them.
+                    time.sleep(0)
         finally:
             turns.leave()
 
@@ -346,6 +372,12 @@ class MessageHandlingServer(abc.ABC):
                     return listener
             listener.close()
         return None
+
+
+def _green_threads() -> bool:
+    """Whether threads are eventlet's green threads here (never imports eventlet)."""
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
 
 
 class _Turns:

@@ -28,7 +28,7 @@ from oslo_config import cfg
 from stevedore import driver as stevedore_driver
 from stevedore import exception as stevedore_exception
 
-from rpcframe import exceptions, identity, opts, redaction, wire
+from rpcframe import exceptions, identity, leniency, opts, redaction, wire
 from rpcframe.drivers import base
 
 if TYPE_CHECKING:
@@ -55,6 +55,9 @@ DriverLoadFailure = exceptions.DriverLoadFailure
 InvalidTransportURL = exceptions.InvalidTransportURL
 
 DRIVER_NAMESPACE = "rpcframe.drivers"
+
+#: oslo.messaging's name for the options set_transport_defaults() changes.
+_transport_opts = opts.transport_opts
 
 
 def set_transport_defaults(control_exchange: str) -> None:
@@ -194,8 +197,8 @@ class TransportURL:
         if not parsed.scheme:
             raise InvalidTransportURL(
                 _mask_raw(url),
-                f"transport URL {_mask_raw(url)!r} has no driver scheme "
-                "(expected driver://[user:pass@]host:port/virtual_host)",
+                f'No scheme specified in "{_mask_raw(url)}": a transport URL names its '
+                "driver (expected driver://[user:pass@]host:port/virtual_host)",
             )
         query: dict[str, str] = {}
         if parsed.query:
@@ -278,6 +281,8 @@ class Transport:
     def __init__(self, driver: base.Driver) -> None:
         self.conf = driver.conf
         self._driver = driver
+        # The lenient fake hands objects over beside the body (rpcframe.leniency).
+        self._passes_objects = driver.capabilities.passes_objects
         #: Modules whose exceptions callers may rebuild (set by the factories).
         self.allowed_remote_exmods: list[str] = []
         self._lock = threading.Lock()
@@ -332,9 +337,12 @@ class Transport:
         if timeout is None:
             timeout = self._default_timeout()
         extra = {wire.SENDER_KEY: identity.local_wire()}
+        more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
         if not wait_for_reply:
             body = _encode_request(message, ctxt, extra=extra)
-            self._driver.send(address, body, mandatory=mandatory, retry=retry, timeout=timeout)
+            self._driver.send(
+                address, body, mandatory=mandatory, retry=retry, timeout=timeout, **more
+            )
             return None
         waiter = self._reply_waiter()
         msg_id = wire.new_id()
@@ -359,6 +367,7 @@ class Transport:
                 timeout=timeout,
                 # The reply proves delivery; a broker confirm would only add latency.
                 confirm=mandatory,
+                **more,
             )
             # One deadline for the whole call: time spent sending (reconnecting
             # to a broker, say) comes off the time left to wait for the reply.
@@ -372,7 +381,12 @@ class Transport:
         finally:
             waiter.unregister(msg_id)
         if reply.failure is not None:
-            raise wire.deserialize_remote_exception(reply.failure, self.allowed_remote_exmods)
+            error = wire.deserialize_remote_exception(reply.failure, self.allowed_remote_exmods)
+            if reply.attachments is not None:
+                error = leniency.exception(reply.attachments, error)
+            raise error
+        if reply.attachments is not None:
+            return leniency.result(reply.attachments, reply.result)
         return reply.result
 
     def _default_timeout(self) -> float:
@@ -393,7 +407,8 @@ class Transport:
         sender = identity.local_wire(message.get("publisher_id"))
         context = redaction.context_to_send(ctxt)
         body = wire.encode_notification(message, context, envelope=version == 2.0, sender=sender)
-        self._driver.send(address, body, retry=retry, timeout=self._default_timeout())
+        more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
+        self._driver.send(address, body, retry=retry, timeout=self._default_timeout(), **more)
 
     def _listen(
         self, target: Any, batch_size: int | None = None, batch_timeout: float | None = None

@@ -416,7 +416,7 @@ def parse_request(body: bytes | str) -> Request:
 class Reply:
     """A parsed reply: a result, a failure, or (``ending`` false) a heartbeat."""
 
-    __slots__ = ("msg_id", "result", "failure", "ending", "message")
+    __slots__ = ("msg_id", "result", "failure", "ending", "message", "attachments")
 
     def __init__(
         self, msg_id: str, result: Any, failure: str | None, ending: bool, message: dict[str, Any]
@@ -426,6 +426,8 @@ class Reply:
         self.failure = failure
         self.ending = ending
         self.message = message
+        #: Objects the lenient fake handed over beside the body (see rpcframe.leniency).
+        self.attachments: dict[str, Any] | None = None
 
     @property
     def is_heartbeat(self) -> bool:

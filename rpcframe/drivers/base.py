@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
@@ -83,6 +83,12 @@ class Capabilities:
     :param concurrent_poll: a listener may be polled by several threads at
         once, each message going to one of them, and ``close`` wakes them
         all; servers then let every idle worker wait in ``poll``.
+    :param passes_objects: the driver hands in-process objects over beside
+        the body: ``send`` takes ``attachments`` (a dict) and the receiving
+        :class:`IncomingMessage` has them as its ``attachments`` attribute.
+        Only the in-memory fake does, in the lenient mode that matches
+        oslo.messaging's fake (see :mod:`rpcframe.leniency`); the core never
+        passes ``attachments`` to a driver without it.
     """
 
     requeue: bool = True
@@ -91,6 +97,7 @@ class Capabilities:
     fanout: bool = True
     mandatory: bool = True
     concurrent_poll: bool = False
+    passes_objects: bool = False
 
 
 class IncomingMessage(abc.ABC):
@@ -212,7 +219,8 @@ class Driver(abc.ABC):
     """
 
     #: What the driver can do; see :class:`Capabilities`.
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: What this driver can do; an instance may narrow it (the fake in strict mode).
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self, conf: cfg.ConfigOpts, url: TransportURL) -> None:
         self.conf = conf
@@ -242,7 +250,8 @@ class Driver(abc.ABC):
         the message is written, without waiting for the broker's
         acknowledgement; the core asks for it only for call requests, whose
         reply proves delivery, and never together with ``mandatory``.
-        Thread-safe. A repeat sends a second copy.
+        Thread-safe. A repeat sends a second copy. A driver with the
+        ``passes_objects`` capability also takes ``attachments``.
         """
 
     @abc.abstractmethod

@@ -15,6 +15,15 @@ those transports is open: closing them all (``transport.cleanup()``, which
 ``ConfFixture`` and the test fixtures do) forgets every queue, so tests do not
 leak messages into each other.
 
+Two modes. By default the fake is as lenient as oslo.messaging's, so that a
+service's existing unit tests pass unchanged: beside the encoded body it
+hands the receiver the caller's context object, and the caller the
+endpoint's result object and exception, as they are, and warns once per
+kind of difference what a real transport would do instead
+(:mod:`rpcframe.leniency`). ``fake://?strict=true`` (or ``[oslo_messaging_fake]
+strict``) hands over nothing but the body, exactly as production does, so
+the same tests find the bugs production would show.
+
 Nothing here polls or sleeps: a poll blocks on the listener's own queue and
 wakes when a message is pushed or the listener is closed.
 """
@@ -31,10 +40,12 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from rpcframe import exceptions
+from oslo_config import cfg
+
+from rpcframe import exceptions, leniency
 from rpcframe.drivers import base
 
-__all__ = ["FakeDriver", "FakeExchangeManager"]
+__all__ = ["FakeDriver", "FakeExchangeManager", "fake_opts"]
 
 LOG = logging.getLogger(__name__)
 
@@ -42,13 +53,21 @@ _CLOSED = object()  # wakes a poll blocked on a closing listener
 
 
 class _Delivery(base.IncomingMessage):
-    __slots__ = ("queue", "listener", "expires_at")
+    __slots__ = ("queue", "listener", "expires_at", "attachments")
 
-    def __init__(self, body: bytes, queue_: _Queue, expires_at: float | None) -> None:
+    def __init__(
+        self,
+        body: bytes,
+        queue_: _Queue,
+        expires_at: float | None,
+        attachments: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(body)
         self.queue = queue_
         self.listener: _Listener | None = None
         self.expires_at = expires_at
+        #: In-process objects handed over beside the body (lenient mode only).
+        self.attachments = attachments
 
     def _ack(self) -> None:
         listener = self.listener
@@ -95,6 +114,8 @@ class _Broker:
         self.queues: dict[str, _Queue] = {}
         self.bindings: dict[tuple[str, str], list[_Queue]] = {}
         self.users = 0
+        #: topic -> exchanges with fanout listeners (for the lenient mode's warning)
+        self.fanout_exchanges: dict[str, set[str]] = {}
 
     def declare(
         self, name: str, keys: Sequence[tuple[str, str]], exclusive: bool = False
@@ -126,6 +147,7 @@ class _Broker:
         expires_at: float | None,
         mandatory: bool,
         declare: str | None,
+        attachments: dict[str, Any] | None = None,
     ) -> None:
         with self.lock:
             if declare is not None:
@@ -137,7 +159,7 @@ class _Broker:
                 LOG.debug("fake: no queue bound to %s/%s, message dropped", *key)
                 return
             for q in bound:
-                q.push(_Delivery(body, q, expires_at))
+                q.push(_Delivery(body, q, expires_at, attachments))
 
     def redeliver(self, delivery: _Delivery) -> None:
         """Put a message back at the front of its queue, as a new delivery."""
@@ -146,7 +168,9 @@ class _Broker:
             if self.queues.get(q.name) is not q:
                 LOG.debug("fake: queue %s is gone, requeued message dropped", q.name)
                 return
-            q.push(_Delivery(delivery.body, q, delivery.expires_at), front=True)
+            q.push(
+                _Delivery(delivery.body, q, delivery.expires_at, delivery.attachments), front=True
+            )
 
 
 class FakeExchangeManager:
@@ -266,17 +290,34 @@ class _Listener(base.Inbox):
         self.unacked.clear()
 
 
+GROUP = "oslo_messaging_fake"
+
+fake_opts = [
+    cfg.BoolOpt(
+        "strict",
+        default=False,
+        help="Make fake:// behave exactly as a real transport: the endpoint gets "
+        "the context as a dict rebuilt from the wire, the caller gets the result "
+        "as JSON carries it and remote errors as production raises them. By "
+        "default the fake is as lenient as oslo.messaging's (it hands those "
+        "objects over as they are) and warns once per kind of difference. The "
+        "transport URL's ?strict=true overrides it.",
+    ),
+]
+
+
 class FakeDriver(base.Driver):
     """In-memory transport; see the module documentation."""
 
-    capabilities = base.Capabilities(concurrent_poll=True)
+    capabilities = base.Capabilities(concurrent_poll=True, passes_objects=True)
 
     def __init__(self, conf: Any, url: Any) -> None:
         super().__init__(conf, url)
-        if url.query:
-            raise exceptions.ConfigurationError(
-                f"the fake driver takes no URL parameters, got {', '.join(sorted(url.query))}"
-            )
+        options = base.driver_options(conf, GROUP, fake_opts, url.query)
+        self._lenient = not options.strict
+        if options.strict:
+            # Production's behaviour: nothing but the encoded body travels.
+            self.capabilities = base.Capabilities(concurrent_poll=True)
         key = (tuple(h.hostname for h in url.hosts), url.virtual_host or "")
         self.broker = _registry.acquire(key)
         self._lock = threading.Lock()
@@ -296,6 +337,7 @@ class FakeDriver(base.Driver):
         retry: int | None = None,
         timeout: float | None = None,
         confirm: bool = True,
+        attachments: dict[str, Any] | None = None,
     ) -> None:
         # Delivery is synchronous in memory: confirmed or not, the broker owns it now.
         if self._closed:
@@ -310,12 +352,16 @@ class FakeDriver(base.Driver):
             key = (address.exchange, address.topic)
             declare = f"{address.exchange}:{address.topic}"
         elif address.fanout:
-            key = (f"{address.topic}_fanout", address.topic)
+            key = self._fanout_key(address)
+            if self._lenient:
+                others = self.broker.fanout_exchanges.get(address.topic, set()) - {address.exchange}
+                if others:
+                    leniency.fanout_in_one_exchange(address.topic, address.exchange, others)
         elif address.server:
             key = (address.exchange, f"{address.topic}.{address.server}")
         else:
             key = (address.exchange, address.topic)
-        self.broker.publish(key, body, expires_at, mandatory, declare)
+        self.broker.publish(key, body, expires_at, mandatory, declare, attachments)
 
     # -- receiving ----------------------------------------------------------
 
@@ -339,8 +385,9 @@ class FakeDriver(base.Driver):
                     raise ValueError("reply addresses come from open_inbox(), not listen()")
                 elif address.fanout:
                     name = f"{address.topic}_fanout_{uuid.uuid4().hex}"
-                    fkey = (f"{address.topic}_fanout", address.topic)
+                    fkey = self._fanout_key(address)
                     listener.subscribe(broker.declare(name, [fkey], exclusive=True))
+                    broker.fanout_exchanges.setdefault(address.topic, set()).add(address.exchange)
                 elif address.server:
                     routing = f"{address.topic}.{address.server}"
                     listener.subscribe(
@@ -354,6 +401,14 @@ class FakeDriver(base.Driver):
             if pool_keys:
                 listener.subscribe(broker.declare(f"pool:{pool}", pool_keys))
         return listener
+
+    def _fanout_key(self, address: base.Address) -> tuple[str, str]:
+        # On RabbitMQ a fanout exchange is named after the topic alone, so a
+        # fanout cast reaches the topic's servers in every exchange; oslo's
+        # fake keeps it within the target's exchange, and the lenient mode does.
+        if self._lenient:
+            return (f"{address.exchange}/{address.topic}_fanout", address.topic)
+        return (f"{address.topic}_fanout", address.topic)
 
     def open_inbox(self) -> base.Inbox:
         listener = self._new_listener()

@@ -22,6 +22,10 @@ from rpcframe.notify.log_handler import LoggingErrorNotificationHandler, Publish
 from rpcframe.notify.logger import LoggingNotificationHandler
 from rpcframe.notify.notifier import Notifier, get_notification_transport
 
+# oslo.messaging's private driver modules, which tests reach as attributes
+# (oslo_messaging.notify._impl_test.NOTIFICATIONS) without importing them.
+from rpcframe.notify import _impl_log, _impl_test  # noqa: F401  isort: skip
+
 __all__ = [
     "Drop",
     "HaltListener",

@@ -105,7 +105,7 @@ class _Printer:
         payload: Any,
         metadata: dict[str, Any],
     ) -> None:
-        sender = metadata.get("sender")
+        sender = getattr(metadata, "sender", None)
         with self._lock:
             if self.done.is_set():  # already shown enough; the listener is stopping
                 raise exceptions.Requeue()
@@ -162,7 +162,7 @@ def _pretty(
     payload: Any,
     metadata: dict[str, Any],
 ) -> str:
-    sender = metadata.get("sender")
+    sender = getattr(metadata, "sender", None)
     who = f" ({sender})" if sender is not None else ""
     body = json.dumps(payload, indent=2, sort_keys=True, default=str).replace("\n", "\n    ")
     lines = [

@@ -4,10 +4,19 @@ Endpoints are plain objects with a method per priority they handle
 (``audit``, ``debug``, ``info``, ``warn``, ``error``, ``critical``,
 ``sample``), called as ``method(ctxt, publisher_id, event_type, payload,
 metadata)``; batch endpoints get one list of dicts with those keys instead.
-``metadata`` holds ``message_id`` and ``timestamp``, and ``sender`` (a
-:class:`~rpcframe.identity.Sender`) when the notifier said who it was. An
+``metadata`` is oslo.messaging's dict, ``{"message_id": ..., "timestamp":
+...}``, exactly (so tests that compare it with a dict still pass); who sent
+the notification, when the notifier said so, is its attribute
+``metadata.sender`` (a :class:`~rpcframe.identity.Sender`, or None). An
 endpoint with a ``filter_rule`` (:class:`~rpcframe.NotificationFilter`) only
 sees what matches it.
+
+A dispatcher takes what a listener received: rpcframe's parsed
+:class:`~rpcframe.wire.Notification`, or an oslo-style message with
+``ctxt`` and a ``message`` dict (as oslo.messaging's tests build them). A
+notification of a priority that is not one of :data:`PRIORITIES` is logged
+and dispatched to nobody (``dispatch`` returns None; the listener
+acknowledges it).
 
 Endpoints are called in order. Each decides the message's fate by what it
 returns or raises:
@@ -40,6 +49,7 @@ from rpcframe import serializer as msg_serializer
 __all__ = [
     "PRIORITIES",
     "BatchNotificationDispatcher",
+    "Metadata",
     "NotificationDispatcher",
     "NotificationResult",
 ]
@@ -60,6 +70,37 @@ class NotificationResult:
 Callback = tuple[Any, Callable[..., Any]]  # (filter_rule or None, bound method)
 
 
+class Metadata(dict):
+    """A notification's ``metadata``: oslo's dict, plus who sent it as ``.sender``."""
+
+    __slots__ = ("sender",)
+
+    def __init__(self, message_id: Any, timestamp: Any, sender: Any = None) -> None:
+        super().__init__(message_id=message_id, timestamp=timestamp)
+        #: The :class:`~rpcframe.identity.Sender` the notifier named, or None.
+        self.sender = sender
+
+
+def _fields(incoming: Any) -> tuple[str, Any, dict[str, Any]]:
+    """(priority, wire context, message fields) of a received notification."""
+    if isinstance(incoming, wire.Notification):
+        return (
+            incoming.priority,
+            incoming.context,
+            {
+                "publisher_id": incoming.publisher_id,
+                "event_type": incoming.event_type,
+                "payload": incoming.payload,
+                "message_id": incoming.message_id,
+                "timestamp": incoming.timestamp,
+                "sender": incoming.sender,
+            },
+        )
+    message = incoming.message
+    priority = message.get("priority") or ""
+    return str(priority).lower(), incoming.ctxt, message
+
+
 class NotificationDispatcher:
     """Calls the endpoints of one priority for each notification.
 
@@ -70,7 +111,7 @@ class NotificationDispatcher:
     def __init__(
         self, endpoints: Sequence[Any], serializer: msg_serializer.Serializer | None = None
     ) -> None:
-        self.endpoints = list(endpoints)
+        self.endpoints = endpoints  # the caller's list, as oslo keeps it
         self.serializer = serializer or msg_serializer.NoOpSerializer()
         self._callbacks: dict[str, list[Callback]] = {}
         for endpoint, priority in itertools.product(self.endpoints, PRIORITIES):
@@ -84,22 +125,22 @@ class NotificationDispatcher:
         """The priorities some endpoint handles, in :data:`PRIORITIES` order."""
         return [p for p in PRIORITIES if p in self._callbacks]
 
-    def extract(self, notification: wire.Notification) -> dict[str, Any]:
+    def extract(self, incoming: Any) -> dict[str, Any]:
         """What endpoints and filters see of a notification."""
-        ctxt = self.serializer.deserialize_context(notification.context)
-        metadata: dict[str, Any] = {
-            "message_id": notification.message_id,
-            "timestamp": notification.timestamp,
-        }
-        sender = identity.Sender.from_wire(notification.sender)
-        if sender is not None:
-            metadata["sender"] = sender
+        return self._extract(*_fields(incoming)[1:])
+
+    def _extract(self, context: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        ctxt = self.serializer.deserialize_context(context)
         return {
             "ctxt": ctxt,
-            "publisher_id": notification.publisher_id,
-            "event_type": notification.event_type,
-            "payload": self.serializer.deserialize_entity(ctxt, notification.payload),
-            "metadata": metadata,
+            "publisher_id": fields.get("publisher_id"),
+            "event_type": fields.get("event_type"),
+            "payload": self.serializer.deserialize_entity(ctxt, fields.get("payload")),
+            "metadata": Metadata(
+                fields.get("message_id"),
+                fields.get("timestamp"),
+                identity.Sender.from_wire(fields.get("sender")),
+            ),
         }
 
     @staticmethod
@@ -135,13 +176,20 @@ class NotificationDispatcher:
             return NotificationResult.REQUEUE
         return None
 
-    def dispatch(self, notification: wire.Notification) -> str:
-        """Run the endpoints for one notification; return HANDLED or REQUEUE."""
-        callbacks = self._callbacks.get(notification.priority)
+    def dispatch(self, incoming: Any) -> str | None:
+        """Run the endpoints for one notification; return HANDLED or REQUEUE.
+
+        None for a priority that is not one of :data:`PRIORITIES`.
+        """
+        priority, context, fields = _fields(incoming)
+        if priority not in PRIORITIES:
+            LOG.warning('Unknown priority "%s"', priority)
+            return None
+        callbacks = self._callbacks.get(priority)
         if not callbacks:
             return NotificationResult.HANDLED
-        message = self.extract(notification)
-        what = f"{notification.event_type!r} ({notification.message_id})"
+        message = self._extract(context, fields)
+        what = f"{message['event_type']!r} ({message['metadata']['message_id']})"
         for rule, method in callbacks:
             if not self._shown(rule, message):
                 continue
@@ -161,7 +209,7 @@ class NotificationDispatcher:
 class BatchNotificationDispatcher(NotificationDispatcher):
     """Calls each endpoint once per batch, per priority, with a list of messages."""
 
-    def dispatch_batch(self, notifications: Sequence[wire.Notification]) -> set[int]:
+    def dispatch_batch(self, notifications: Sequence[Any]) -> set[int]:
         """Run the endpoints on a batch; return the indexes of messages to requeue.
 
         A priority group's decision covers every message of that group.
@@ -169,14 +217,17 @@ class BatchNotificationDispatcher(NotificationDispatcher):
         """
         requeue: set[int] = set()
         groups: dict[str, list[int]] = {}
-        for index, notification in enumerate(notifications):
-            groups.setdefault(notification.priority, []).append(index)
+        fields = [_fields(n) for n in notifications]
+        for index, (priority, _, _) in enumerate(fields):
+            groups.setdefault(priority, []).append(index)
+        for priority in set(groups) - set(PRIORITIES):
+            LOG.warning('Unknown priority "%s"', priority)
         for priority in PRIORITIES:
             indexes = groups.get(priority)
             callbacks = self._callbacks.get(priority)
             if not indexes or not callbacks:
                 continue
-            messages = [self.extract(notifications[i]) for i in indexes]
+            messages = [self._extract(*fields[i][1:]) for i in indexes]
             what = f"a batch of {len(messages)} {priority} notifications"
             for rule, method in callbacks:
                 shown = [m for m in messages if self._shown(rule, m)]

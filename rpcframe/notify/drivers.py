@@ -51,7 +51,7 @@ class Driver(abc.ABC):
 
     def __init__(self, conf: cfg.ConfigOpts, topics: Sequence[str], transport: Any) -> None:
         self.conf = conf
-        self.topics = list(topics)
+        self.topics = list(topics or ())
         self.transport = transport
 
     @abc.abstractmethod

@@ -39,7 +39,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rpcframe import exceptions, wire
+from rpcframe import exceptions, leniency, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import server as msg_server
 from rpcframe import transport as msg_transport
@@ -92,7 +92,7 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
         _check_batch(batch_size, batch_timeout)
         priorities = dispatcher.supported_priorities
         if not priorities:
-            LOG.warning(
+            LOG.info(
                 "No endpoint has a method for any notification priority (%s): "
                 "this listener will receive nothing",
                 ", ".join(notify_dispatcher.PRIORITIES),
@@ -111,6 +111,7 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
         self._schemas = notify_schemas.default_registry if schemas is None else schemas
         self._schemas.load()
         self._priorities = priorities
+        self._passes_objects = transport.capabilities.passes_objects is True
 
     @property
     def _name(self) -> str:
@@ -136,6 +137,9 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
         except exceptions.ValidationError as exc:
             LOG.warning("%s: dropping an invalid notification: %s", self._name, exc)
         else:
+            if self._passes_objects:
+                attached = getattr(incoming, "attachments", None)
+                notification.context = leniency.context(attached, notification.context)
             return notification
         self._settle(incoming, requeue=False)
         return None

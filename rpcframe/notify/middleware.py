@@ -25,8 +25,14 @@ What differs from oslo.messaging, on purpose:
   name says it holds a secret (:func:`rpcframe.redaction.is_secret_key`:
   ``HTTP_AUTHORIZATION``, ``HTTP_X_SUBJECT_TOKEN``...) is left out, and so
   are cookies (``HTTP_COOKIE``, ``Set-Cookie``).
-* Plain WSGI, no WebOb: response headers are sent as a mapping (where a
-  header repeats, its last value).
+* No WebOb needed: it is plain WSGI, and response headers are sent as a
+  mapping (where a header repeats, its last value; looked up in any case).
+  Called with a WebOb request instead of ``(environ, start_response)``, as
+  oslo's (a ``webob.dec.wsgify`` middleware) may be, it answers with a WebOb
+  response; :meth:`~RequestNotifier.process_request` and
+  :meth:`~RequestNotifier.process_response` take WebOb-style objects (a
+  request with ``environ`` and ``host``, a response with ``status`` and
+  ``headers``), as oslo's do.
 
 A notification that cannot be sent is logged and the request goes on: the
 middleware never fails a request of its own.
@@ -43,7 +49,7 @@ from __future__ import annotations
 import logging
 import os.path
 import sys
-import traceback
+import traceback as _traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -103,11 +109,42 @@ class RequestNotifier:
         """The CGI variables of ``environ`` (upper-case keys; PEP 3333), without secrets."""
         return {k: _plain(v) for k, v in environ.items() if k.isupper() and _shown(k)}
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    # -- oslo's middleware methods: a request and a response, errors logged -------------
+
+    def process_request(self, request: Any) -> None:
+        """Announce ``request`` (anything with ``environ`` and ``host``) as ``http.request``."""
+        request.environ["HTTP_X_SERVICE_NAME"] = self.service_name or request.host
+        self._notify("http.request", {"request": self.environ_to_dict(request.environ)})
+
+    def process_response(
+        self, request: Any, response: Any, exception: Any = None, traceback: Any = None
+    ) -> None:
+        """Announce the answer to ``request`` (or what it raised) as ``http.response``."""
+        payload: dict[str, Any] = {"request": self.environ_to_dict(request.environ)}
+        if response:
+            payload["response"] = {
+                "status": response.status,
+                "headers": _Headers((k, v) for k, v in response.headers.items() if _shown(k)),
+            }
+        if exception is not None:
+            payload["exception"] = {
+                "value": repr(exception),
+                "traceback": _traceback.format_tb(traceback),
+            }
+        self._notify("http.response", payload)
+
+    # -- WSGI --------------------------------------------------------------------------
+
+    def __call__(
+        self, environ: Any, start_response: StartResponse | None = None
+    ) -> Iterable[bytes]:
+        if start_response is None:
+            # A WebOb request, as oslo's wsgify-decorated middleware accepts one.
+            return environ.get_response(self)
         if str(environ.get("REQUEST_METHOD", "")).upper() in self.ignore_req_list:
             return self.application(environ, start_response)
-        environ["HTTP_X_SERVICE_NAME"] = self.service_name or _host(environ)
-        self._notify("http.request", {"request": self.environ_to_dict(environ)})
+        request = _Request(environ)
+        self.process_request(request)
         answer: dict[str, Any] = {}
 
         def remember(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
@@ -117,24 +154,10 @@ class RequestNotifier:
         try:
             body = _started(self.application(environ, remember), answer)
         except Exception as exc:
-            self._notify(
-                "http.response",
-                {
-                    "request": self.environ_to_dict(environ),
-                    "exception": {
-                        "value": repr(exc),
-                        "traceback": traceback.format_tb(exc.__traceback__),
-                    },
-                },
-            )
+            self.process_response(request, None, exc, exc.__traceback__)
             raise
-        payload: dict[str, Any] = {"request": self.environ_to_dict(environ)}
-        if "status" in answer:
-            payload["response"] = {
-                "status": answer["status"],
-                "headers": {k: v for k, v in answer["headers"] if _shown(k)},
-            }
-        self._notify("http.response", payload)
+        response = _Response(answer["status"], answer["headers"]) if "status" in answer else None
+        self.process_response(request, response)
         return body
 
     def _notify(self, event_type: str, payload: dict[str, Any]) -> None:
@@ -142,6 +165,42 @@ class RequestNotifier:
             self.notifier.info({}, event_type, payload)
         except Exception:
             LOG.exception("could not send the %s notification; the request goes on", event_type)
+
+
+class _Request:
+    """What process_request reads of a WSGI request, shaped as WebOb's."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+
+    @property
+    def host(self) -> str:
+        return _host(self.environ)
+
+
+class _Response:
+    """What process_response reads of a WSGI response, shaped as WebOb's."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.headers = _Headers(headers)
+
+
+class _Headers(dict):
+    """Response headers as sent (their own case), looked up in any case, as WebOb's."""
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(items)
+        self._names = {name.lower(): name for name in self}
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(self._names.get(name.lower(), name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._names
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[name] if name in self else default
 
 
 def _host(environ: Mapping[str, Any]) -> str:

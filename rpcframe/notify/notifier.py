@@ -139,7 +139,8 @@ class Notifier:
         section = conf.oslo_messaging_notifications
         if not isinstance(transport, msg_transport.NotificationTransport):
             _LOG.warning(
-                "Using an RPC transport for notifications; use get_notification_transport()"
+                "Using RPC transport for notifications. Please use "
+                "get_notification_transport to obtain a notification transport instance."
             )
         self.transport = transport
         self.publisher_id = publisher_id

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from oslo_config import cfg
+
 from rpcframe import exceptions, versions
 from rpcframe import serializer as msg_serializer
 from rpcframe.target import Target
@@ -89,6 +91,11 @@ class RPCDispatcher:
     :param serializer: converts the context, arguments and result.
     :param access_policy: an RPCAccessPolicyBase subclass (or instance);
         default :class:`DefaultRPCAccessPolicy`.
+    :param conf: the ConfigOpts whose ``rpc_ping_enabled`` adds an endpoint
+        answering ``oslo_rpc_server_ping`` (:func:`~rpcframe.get_rpc_server`
+        passes the transport's). A dispatcher built without one reads the
+        global ``cfg.CONF``, where oslo.messaging's reads it (an option not
+        registered there counts as off).
     """
 
     def __init__(
@@ -96,6 +103,8 @@ class RPCDispatcher:
         endpoints: Sequence[Any],
         serializer: msg_serializer.Serializer | None,
         access_policy: type[RPCAccessPolicyBase] | RPCAccessPolicyBase | None = None,
+        *,
+        conf: cfg.ConfigOpts | None = None,
     ) -> None:
         for endpoint in endpoints:
             target = getattr(endpoint, "target", None)
@@ -107,7 +116,7 @@ class RPCDispatcher:
                 )
             if target is not None and target.version is not None:
                 versions.parse_version(target.version)
-        self.endpoints = list(endpoints)
+        self.endpoints = endpoints  # the caller's list, as oslo keeps it
         self.serializer = serializer or msg_serializer.NoOpSerializer()
         if access_policy is None:
             self.access_policy: RPCAccessPolicyBase = DefaultRPCAccessPolicy()
@@ -117,12 +126,16 @@ class RPCDispatcher:
             self.access_policy = access_policy()
         else:
             raise TypeError("access_policy must be a subclass of RPCAccessPolicyBase")
+        if _ping_enabled(cfg.CONF if conf is None else conf):
+            self.add_ping_endpoint()
 
     def add_ping_endpoint(self) -> None:
         """Answer pings, unless an endpoint already defines the ping method."""
         if any(hasattr(ep, PING_METHOD) for ep in self.endpoints):
             LOG.warning("rpc_ping_enabled is set but an endpoint already defines %s", PING_METHOD)
             return
+        if not isinstance(self.endpoints, list):
+            self.endpoints = list(self.endpoints)
         self.endpoints.append(PingEndpoint())
 
     def _find(self, method: str, namespace: str | None, version: str) -> Any:
@@ -164,6 +177,15 @@ class RPCDispatcher:
             _explain_bad_arguments(func, method, ctxt, args)
             raise
         return ser.serialize_entity(ctxt, result)
+
+
+def _ping_enabled(conf: cfg.ConfigOpts) -> bool:
+    if not isinstance(conf, cfg.ConfigOpts):  # a test's mock transport
+        return False
+    try:
+        return bool(conf.rpc_ping_enabled)
+    except cfg.NoSuchOptError:  # never registered there: rpcframe does not touch cfg.CONF
+        return False
 
 
 def _explain_bad_arguments(func: Any, method: str, ctxt: Any, args: dict[str, Any]) -> None:

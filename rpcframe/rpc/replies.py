@@ -55,6 +55,7 @@ class ReplyWaiter:
 
     def __init__(self, driver: base.Driver, allowed_remote_exmods: Iterable[str]) -> None:
         self._driver = driver
+        self._passes_objects = driver.capabilities.passes_objects
         self.allowed_remote_exmods = list(allowed_remote_exmods)
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
@@ -162,6 +163,8 @@ class ReplyWaiter:
         except exceptions.MalformedMessage as exc:
             LOG.warning("Dropping malformed reply: %s", exc.reason)
             return
+        if self._passes_objects:
+            reply.attachments = getattr(incoming, "attachments", None)
         with self._lock:
             slot = self._slots.get(reply.msg_id)
             if slot is None:

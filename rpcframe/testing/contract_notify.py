@@ -45,7 +45,7 @@ class _Recorder:
         react: Callable[[str, str, Any], Any] | None = None,
         cond: threading.Condition | None = None,
     ) -> None:
-        self.calls: list[tuple[str, Any, Any, str, Any, dict[str, Any]]] = []
+        self.calls: list[tuple[str, Any, Any, str, Any, Any]] = []
         self.react = react
         self._cond = cond or threading.Condition()
 
@@ -56,7 +56,7 @@ class _Recorder:
         publisher_id: Any,
         event_type: str,
         payload: Any,
-        metadata: dict[str, Any],
+        metadata: Any,
     ) -> Any:
         with self._cond:
             self.calls.append((priority, ctxt, publisher_id, event_type, payload, metadata))
@@ -208,7 +208,7 @@ class NotificationContract:
         listeners(topic, [endpoint])
         self.notifier(notification_transport, topic).info({}, "thing.created", {})
         assert endpoint.until(1)
-        sender = endpoint.calls[0][5]["sender"]
+        sender = endpoint.calls[0][5].sender
         assert sender.name == "contract.publisher"
         assert sender.pid > 0 and sender.host
 

@@ -4,4 +4,6 @@ from rpcframe.testing.contract import DriverContract
 
 
 class TestFakeDriver(DriverContract):
-    url = "fake://"
+    # Strict: the contract is what production does; the lenient default only
+    # differs in handing objects over beside the body (tests/unit/test_fake_modes.py).
+    url = "fake://?strict=true"

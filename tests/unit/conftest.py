@@ -19,7 +19,9 @@ def conf():
 
 @pytest.fixture
 def transport(conf):
-    transport = rpcframe.get_rpc_transport(conf, "fake://")
+    # Strict: these tests are about what production does (tests/unit/test_fake_modes.py
+    # covers the lenient default).
+    transport = rpcframe.get_rpc_transport(conf, "fake://?strict=true")
     yield transport
     transport.cleanup()
 

@@ -65,7 +65,7 @@ def test_a_url_without_a_scheme_is_invalid_and_the_error_hides_the_password(conf
     with pytest.raises(rpcframe.InvalidTransportURL) as info:
         parse(conf, "//user:secret@host/")
     assert "secret" not in str(info.value)
-    assert "no driver scheme" in str(info.value)
+    assert "No scheme specified" in str(info.value)
 
 
 def test_a_bad_port_is_invalid_and_the_error_hides_the_password(conf):

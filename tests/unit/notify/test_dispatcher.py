@@ -70,7 +70,8 @@ def test_metadata_names_the_sender_when_the_notifier_did():
     sender = identity.local_sender("svc")
     NotificationDispatcher([endpoint]).dispatch(notification(sender=sender.to_wire()))
     metadata = endpoint.calls[0][4]
-    assert metadata["sender"] == sender
+    assert metadata.sender == sender
+    assert metadata == {"message_id": metadata["message_id"], "timestamp": metadata["timestamp"]}
 
 
 def test_a_malformed_sender_is_left_out_of_the_metadata():

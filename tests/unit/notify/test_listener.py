@@ -102,12 +102,12 @@ def test_targets_must_be_a_list_of_targets(transport, bad):
         rpcframe.get_notification_listener(transport, bad, [InfoEndpoint()])
 
 
-def test_endpoints_without_any_priority_method_build_a_listener_that_warns(transport, caplog):
+def test_endpoints_without_any_priority_method_build_a_listener_that_says_so(transport, caplog):
     class Nothing:
         def created(self, *args):
             pass
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         rpcframe.get_notification_listener(transport, targets(), [Nothing()])
     assert "No endpoint has a method for any notification priority" in caplog.text
 
