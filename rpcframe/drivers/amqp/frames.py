@@ -55,6 +55,7 @@ _CONTENT_ENCODING = 1 << 14
 _DELIVERY_MODE = 1 << 12
 _PRIORITY = 1 << 11
 _HEADERS = 1 << 13
+_HEADERS_HIGH = _HEADERS >> 8  # the flag in the first byte of the property flags
 _EXPIRATION = 1 << 8
 _MESSAGE_ID = 1 << 7
 
@@ -261,7 +262,7 @@ class FrameReader:
             if kind == _HEADER:
                 # class-id, weight, then the body size and the property flags
                 pending.size = _TAG.unpack_from(buf, start + 4)[0]
-                if buf[start + 12] & _HEADERS >> 8:
+                if buf[start + 12] & _HEADERS_HIGH:
                     pending.headers = _headers(buf, start + 14, buf[start + 12] << 8)
             else:
                 pending.parts.append(buf[start:end])
