@@ -44,7 +44,7 @@ class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return None
         return self.target + fullname[len(self.alias) :]
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002 - finder protocol
+    def find_spec(self, fullname, path=None, target=None):
         target_name = self._target_name(fullname)
         if target_name is None:
             return None

@@ -77,7 +77,7 @@ class WheelTests(importlib.abc.MetaPathFinder):
     def __init__(self, tests_dir: pathlib.Path) -> None:
         self.tests_dir = tests_dir
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002
+    def find_spec(self, fullname, path=None, target=None):
         if fullname == "oslo_messaging.tests":
             return importlib.util.spec_from_file_location(
                 fullname,
@@ -101,9 +101,7 @@ def prepare_imports(against: str, workdir: pathlib.Path) -> None:
     oslo_dir = installed_oslo_messaging()
     if against == "oslo":
         copy = workdir / "oslo_messaging_reference"
-        shutil.copytree(
-            oslo_dir, copy, ignore=shutil.ignore_patterns("tests", "__pycache__")
-        )
+        shutil.copytree(oslo_dir, copy, ignore=shutil.ignore_patterns("tests", "__pycache__"))
         sys.path.insert(0, str(workdir))
         target = "oslo_messaging_reference"
     else:
@@ -117,8 +115,8 @@ def prepare_imports(against: str, workdir: pathlib.Path) -> None:
 
 def load_known_failures() -> dict[str, str]:
     known = {}
-    for line in KNOWN_FAILURES.read_text().splitlines():
-        line = line.strip()
+    for raw in KNOWN_FAILURES.read_text().splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         test_id, _, reason = line.partition(" | ")
@@ -182,9 +180,7 @@ def load_suite(suites: list[str]) -> unittest.TestSuite:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", choices=("rpcframe", "oslo"), default="rpcframe")
-    parser.add_argument(
-        "--suite", choices=("oslo", "keystonemiddleware", "all"), default="all"
-    )
+    parser.add_argument("--suite", choices=("oslo", "keystonemiddleware", "all"), default="all")
     parser.add_argument("--report", action="store_true", help="print every failure's error")
     parser.add_argument("--json", type=pathlib.Path, help="write every outcome to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress dots")
