@@ -251,7 +251,9 @@ class Publisher:
             try:
                 topology.declare_exchange(channel, exchange, passive=exchange.name in self._foreign)
                 if queue is not None:
-                    topology.declare(channel, queue)
+                    # Its exchange is declared just above (passively if foreign).
+                    topology.declare_queue(channel, queue)
+                    topology.bind(channel, queue)
                 self._declared.add(key)
             except amqp.exceptions.PreconditionFailed as exc:
                 refused = exc

@@ -348,17 +348,6 @@ def refusal(queue: Queue, reply_text: str) -> str:
     )
 
 
-def declare(channel: Any, queue: Queue) -> None:
-    """Declare ``queue``, its exchanges and bindings on a py-amqp channel (synchronous)."""
-    seen: set[str] = set()
-    for exchange, _ in queue.bindings:
-        if exchange.name and exchange.name not in seen:
-            declare_exchange(channel, exchange)
-            seen.add(exchange.name)
-    declare_queue(channel, queue)
-    bind(channel, queue)
-
-
 def declare_queue(channel: Any, queue: Queue) -> None:
     channel.queue_declare(
         queue.name,
