@@ -476,6 +476,27 @@ def test_a_fanout_exchange_declared_durable_by_others_is_used_as_it_is(tmp_path)
     assert "from-rf" in oslo_got
 
 
+def test_queues_others_declared_transient_are_used_transient_as_oslo_does(deploy):
+    # Services with default options declared the topic's queues and exchange
+    # transient; a server with amqp_durable_queues joins them.
+    topic = kolla.topic(deploy, "transient")
+    exchange = f"{deploy.exchange}_transient"
+    with brokers.admin_channels() as channel_of:
+        channel = channel_of()
+        channel.exchange_declare(exchange, "topic", durable=False, auto_delete=False)
+        channel.queue_declare(topic, durable=False, auto_delete=False)
+        channel.queue_bind(topic, exchange, topic)
+    conf = brokers.conf_for_exchange(exchange)
+    transport = rpcframe.get_rpc_transport(conf, f"{brokers.RABBIT_URL}?amqp_durable_queues=true")
+    try:
+        with _serving(transport, topic, Endpoint("rf-t")):
+            assert _client(transport, topic).call(CTXT, "whoami") == "rf-t"
+    finally:
+        transport.cleanup()
+        brokers.delete_exchanges([exchange])
+    assert brokers.queue_properties([topic])[topic]["durable"] is False
+
+
 # -- the queue manager's counter, shared with oslo.messaging processes ------------------------
 
 

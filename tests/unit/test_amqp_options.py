@@ -447,3 +447,13 @@ def test_exchange_flags_are_told_apart_from_queue_arguments():
     assert topology_module.inequivalent(text) == ("exchange", "durable")
     assert topology_module.inequivalent(text) in topology_module.TOLERATED
     assert topology_module.inequivalent("NOT_FOUND - no queue 'x'") is None
+
+
+def test_a_queue_refused_as_durable_because_it_exists_transient_is_told_apart():
+    transient = _refused("durable", "queue", "compute", "'true'", "'false'")
+    durable = _refused("durable", "queue", "compute", "'false'", "'true'")
+    assert topology_module.exists_transient(transient)
+    assert not topology_module.exists_transient(durable)
+    assert not topology_module.exists_transient(
+        _refused("durable", "exchange", "compute_fanout", "'true'", "'false'")
+    )

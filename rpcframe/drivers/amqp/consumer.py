@@ -41,14 +41,17 @@ its offsets afresh.
 
 Exchanges that exist with other flags than this service's (another service
 declared them durable, or not) are used as they are, as oslo.messaging does
-for ``durable``. A queue that exists with other flags or arguments fails
-the subscription with an error naming the options to align.
+for ``durable``. A queue that exists transient where this service declares
+it durable is declared transient, as oslo.messaging does. A queue that
+exists with other flags or arguments otherwise fails the subscription with
+an error naming the options to align.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -211,13 +214,35 @@ class Consumer(base.Inbox):
             for exchange in {exchange.name: exchange for exchange, _ in queue.bindings}.values():
                 if exchange.name:
                     channel = self._declare_exchange(conn, channel, exchange)
-            try:
-                topology.declare_queue(channel, queue)
-            except amqp.exceptions.PreconditionFailed as exc:
+            channel = self._declare_queue(conn, channel, queue)
+            topology.bind(channel, queue)
+        return channel
+
+    def _declare_queue(
+        self, conn: amqp.Connection, channel: amqp.Channel, queue: topology.Queue
+    ) -> amqp.Channel:
+        try:
+            topology.declare_queue(channel, queue)
+            return channel
+        except amqp.exceptions.PreconditionFailed as exc:
+            if not (queue.durable and topology.exists_transient(exc.reply_text)):
                 raise exceptions.TransportDriverError(
                     topology.refusal(queue, exc.reply_text)
                 ) from exc
-            topology.bind(channel, queue)
+            # oslo.messaging's fallback: a queue another service declared
+            # transient is declared transient (with the same arguments).
+            LOG.warning(
+                "%s: queue %r exists transient (%s); declaring it transient",
+                self.name,
+                queue.name,
+                exc.reply_text,
+            )
+        channel = conn.channel()
+        transient = dataclasses.replace(queue, durable=False)
+        try:
+            topology.declare_queue(channel, transient)
+        except amqp.exceptions.PreconditionFailed as exc:
+            raise exceptions.TransportDriverError(topology.refusal(queue, exc.reply_text)) from exc
         return channel
 
     def _declare_exchange(

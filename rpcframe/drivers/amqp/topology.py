@@ -323,6 +323,16 @@ def inequivalent(reply_text: str) -> tuple[str, str] | None:
     return (match["kind"], match["arg"]) if match else None
 
 
+def exists_transient(reply_text: str) -> bool:
+    """Whether a queue was refused as durable because it exists transient."""
+    match = _INEQUIVALENT.search(reply_text or "")
+    return bool(
+        match
+        and (match["kind"], match["arg"]) == ("queue", "durable")
+        and match["current"].strip() == "'false'"
+    )
+
+
 def refusal(queue: Queue, reply_text: str) -> str:
     """Why RabbitMQ refused to declare ``queue``, naming the options to align."""
     match = _INEQUIVALENT.search(reply_text or "")
