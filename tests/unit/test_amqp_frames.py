@@ -143,6 +143,16 @@ def test_headers_are_found_without_content_type_or_encoding():
     assert got["headers"] == [{"x-stream-offset": 0}]
 
 
+def test_a_headers_table_that_cannot_be_decoded_counts_as_none():
+    # flags: headers only; a table claiming 200 bytes holding one bad field
+    properties = struct.pack(">HI", 1 << 13, 200) + b"\x01kZ" + b"\x00" * 197
+    conn = Connection(deliver(1, 6) + header(1, 2, properties) + body(1, b"ok"))
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert got["deliveries"] == [(6, b"ok")]
+    assert got["headers"] == [None]
+
+
 def test_a_body_in_several_frames_and_an_empty_body():
     conn = Connection(
         deliver(1, 1)

@@ -294,15 +294,33 @@ class FrameReader:
             transport._read_buffer = head + transport._read_buffer
 
 
+#: What a malformed property list makes the decoding raise.
+_MALFORMED = (
+    struct.error,
+    IndexError,
+    KeyError,
+    ValueError,
+    TypeError,
+    amqp.exceptions.AMQPError,
+)
+
+
 def _headers(buf: bytes, pos: int, flags: int) -> dict[str, Any] | None:
-    """The ``headers`` table of the properties at ``buf[pos:]``; None if empty."""
-    if flags & _CONTENT_TYPE:
-        pos += 1 + buf[pos]
-    if flags & _CONTENT_ENCODING:
-        pos += 1 + buf[pos]
-    if not _SIZE.unpack_from(buf, pos)[0]:
+    """The ``headers`` table of the properties at ``buf[pos:]``; None if empty.
+
+    A table that cannot be decoded counts as none: the body still reaches
+    its consumer, which refuses it if it is malformed too.
+    """
+    try:
+        if flags & _CONTENT_TYPE:
+            pos += 1 + buf[pos]
+        if flags & _CONTENT_ENCODING:
+            pos += 1 + buf[pos]
+        if not _SIZE.unpack_from(buf, pos)[0]:
+            return None
+        table: dict[str, Any] = serialization.loads("F", buf, pos)[0][0]
+    except _MALFORMED:
         return None
-    table: dict[str, Any] = serialization.loads("F", buf, pos)[0][0]
     return table
 
 
