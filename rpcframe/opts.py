@@ -12,12 +12,16 @@ need on the ``ConfigOpts`` they are given, through the ``register_*`` helpers.
 from __future__ import annotations
 
 import copy
+import os
+import socket
+import sys
 
 from oslo_config import cfg
 
 from rpcframe import metrics
+from rpcframe.drivers import fake
 
-__all__ = ["list_opts", "set_defaults"]
+__all__ = ["RABBIT_ACCEPTED_ONLY", "list_opts", "set_defaults"]
 
 transport_opts = [
     cfg.StrOpt(
@@ -122,7 +126,33 @@ notifier_opts: list[cfg.Opt] = [
     ),
 ]
 
+#: Help text ending of the ``[oslo_messaging_rabbit]`` options rpcframe reads
+#: but does not act on (kept so that oslo.messaging configuration files and
+#: URL parameters stay valid); the RabbitMQ admin guide lists them.
+_ACCEPTED_ONLY = " Accepted for compatibility with oslo.messaging; rpcframe does not act on it"
+
 rabbit_opts: list[cfg.Opt] = [
+    cfg.IntOpt(
+        "rpc_conn_pool_size",
+        default=30,
+        min=1,
+        help="Most connections in oslo.messaging's pool of sending connections."
+        + _ACCEPTED_ONLY
+        + " (one sending connection per transport, shared by every thread).",
+    ),
+    cfg.IntOpt(
+        "conn_pool_min_size",
+        default=2,
+        help="Connections oslo.messaging keeps in its pool however long they "
+        "are idle." + _ACCEPTED_ONLY + " (there is no pool).",
+    ),
+    cfg.IntOpt(
+        "conn_pool_ttl",
+        default=1200,
+        help="Seconds an idle pooled connection of oslo.messaging lives."
+        + _ACCEPTED_ONLY
+        + " (there is no pool).",
+    ),
     cfg.BoolOpt("ssl", default=False, help="Connect to RabbitMQ over TLS."),
     cfg.StrOpt(
         "ssl_version",
@@ -149,6 +179,14 @@ rabbit_opts: list[cfg.Opt] = [
         help="Check that the broker's certificate names the host connected to "
         "(only when ssl_ca_file is set).",
     ),
+    cfg.BoolOpt(
+        "ssl_enforce_fips_mode",
+        default=False,
+        deprecated_for_removal=True,
+        deprecated_reason="OpenSSL 3 has no switch for FIPS mode; the option "
+        "has no effect in oslo.messaging either.",
+        help="Put OpenSSL into FIPS mode." + _ACCEPTED_ONLY + ".",
+    ),
     cfg.FloatOpt(
         "kombu_reconnect_delay",
         default=1.0,
@@ -163,6 +201,22 @@ rabbit_opts: list[cfg.Opt] = [
         min=0.0,
         help="Up to this many extra random seconds are added to every "
         "reconnection wait, so that many clients do not reconnect at once.",
+    ),
+    cfg.StrOpt(
+        "kombu_compression",
+        help="Compress the body of every message sent (gzip, bz2; also lzma, "
+        "brotli or zstd where their modules are installed) and mark it with "
+        "kombu's 'compression' header. Received messages that carry the "
+        "header are decompressed whatever this option says. Unset: no "
+        "compression. oslo.messaging calls this experimental.",
+    ),
+    cfg.IntOpt(
+        "kombu_missing_consumer_retry_timeout",
+        deprecated_name="kombu_reconnect_timeout",
+        default=60,
+        help="Seconds oslo.messaging keeps trying to send a reply whose "
+        "caller's reply queue is missing." + _ACCEPTED_ONLY + ": a server "
+        "retries such a reply until the caller's own deadline instead.",
     ),
     cfg.StrOpt(
         "kombu_failover_strategy",
@@ -196,12 +250,32 @@ rabbit_opts: list[cfg.Opt] = [
         help="Longest wait, in seconds, between two attempts to reconnect.",
     ),
     cfg.BoolOpt(
+        "rabbit_ha_queues",
+        default=False,
+        help="Declare every queue with the argument x-ha-policy: all, which "
+        "asked RabbitMQ 2.x to mirror it on every node. Since RabbitMQ 3.0 "
+        "only a policy mirrors queues (and RabbitMQ 4 has no mirrored queues "
+        "at all: use quorum queues); the argument is still sent, so that "
+        "queues declared by oslo.messaging services with this option match. "
+        "Cannot be combined with rabbit_quorum_queue or "
+        "rabbit_transient_quorum_queue.",
+    ),
+    cfg.BoolOpt(
         "rabbit_quorum_queue",
         default=False,
         help="Declare RPC topic and notification queues as quorum queues "
         "(x-queue-type: quorum; RabbitMQ 3.8 or later). Quorum queues are "
         "always durable, so amqp_durable_queues is then ignored. Queues that "
         "already exist with another type must be deleted first.",
+    ),
+    cfg.BoolOpt(
+        "rabbit_transient_quorum_queue",
+        default=False,
+        help="Declare reply and fanout queues as quorum queues too (durable, "
+        "x-queue-type: quorum, still removed by the broker after "
+        "rabbit_transient_queues_ttl unused), and fanout exchanges durable, "
+        "so that they survive the loss of a RabbitMQ node. Needs RabbitMQ 3.8 "
+        "or later.",
     ),
     cfg.IntOpt(
         "rabbit_quorum_delivery_limit",
@@ -225,13 +299,16 @@ rabbit_opts: list[cfg.Opt] = [
         default=1800,
         help="Seconds an unused reply or fanout queue lives before the broker "
         "deletes it (x-expires). 0 disables the expiry; then something else "
-        "(a broker policy) must delete the queues of processes that died.",
+        "(a broker policy) must delete the queues of processes that died. "
+        "With rabbit_stream_fanout it is instead how long the fanout stream "
+        "keeps messages (x-max-age); 0 then keeps them until the disk is full.",
     ),
     cfg.IntOpt(
         "rabbit_qos_prefetch_count",
         default=0,
         help="Most unacknowledged messages the broker pushes to one listener "
-        "ahead of time. 0: no limit.",
+        "ahead of time. 0: no limit (not allowed with rabbit_stream_fanout: "
+        "stream consumers need a limit).",
     ),
     cfg.IntOpt(
         "heartbeat_timeout_threshold",
@@ -243,6 +320,69 @@ rabbit_opts: list[cfg.Opt] = [
         "heartbeat_rate",
         default=3,
         help="How many heartbeats are sent within heartbeat_timeout_threshold.",
+    ),
+    cfg.BoolOpt(
+        "heartbeat_in_pthread",
+        default=False,
+        deprecated_for_removal=True,
+        deprecated_reason="It only chose between a native and a green thread "
+        "for heartbeats under eventlet; oslo.messaging removed it in 18.0.",
+        help="Send heartbeats from a native thread in an eventlet-patched "
+        "process." + _ACCEPTED_ONLY + ": each connection's keeper thread "
+        "sends its heartbeats in any process model.",
+    ),
+    cfg.BoolOpt(
+        "direct_mandatory_flag",
+        default=True,
+        deprecated_for_removal=True,
+        deprecated_reason="Replies are always sent mandatory.",
+        help="Send replies with the mandatory flag, so that a reply whose "
+        "queue is missing comes back instead of vanishing."
+        + _ACCEPTED_ONLY
+        + ": replies are always mandatory.",
+    ),
+    cfg.BoolOpt(
+        "enable_cancel_on_failover",
+        default=False,
+        help="Consume with the argument x-cancel-on-ha-failover: true, so that "
+        "RabbitMQ cancels a consumer of a mirrored queue whose leader moved "
+        "(the driver then subscribes again) instead of keeping it silently. "
+        "Stream consumers (rabbit_stream_fanout) do not get the argument.",
+    ),
+    cfg.BoolOpt(
+        "use_queue_manager",
+        default=False,
+        help="Name reply and fanout queues <hostname>:<processname>:<counter> "
+        "instead of with a random id, so that a restarted service uses its "
+        "queues again. The counter is shared, as oslo.messaging shares it, "
+        "through a file in /dev/shm locked in [oslo_concurrency] lock_path "
+        "(which must then be set, or OSLO_LOCK_PATH), so that the processes "
+        "of one host never pick the same name. Such queues are left to "
+        "expire (rabbit_transient_queues_ttl) rather than deleted.",
+    ),
+    cfg.StrOpt(
+        "hostname",
+        default=socket.gethostname(),
+        sample_default="node1.example.com",
+        help="The host name the queue manager puts in queue names. Defaults "
+        "to socket.gethostname().",
+    ),
+    cfg.StrOpt(
+        "processname",
+        default=os.path.basename(sys.argv[0]),
+        sample_default="nova-api",
+        help="The process name the queue manager puts in queue names. "
+        "Defaults to the name of the running program.",
+    ),
+    cfg.BoolOpt(
+        "rabbit_stream_fanout",
+        default=False,
+        help="Replace the per-listener fanout queues by one stream queue "
+        "per topic, <topic>_fanout (x-queue-type: stream; RabbitMQ 3.9 or "
+        "later), which every listener of the topic reads from its own "
+        "offset. Needs rabbit_transient_quorum_queue and a positive "
+        "rabbit_qos_prefetch_count. rabbit_transient_queues_ttl sets how "
+        "long the stream keeps messages.",
     ),
     cfg.BoolOpt(
         "amqp_durable_queues",
@@ -290,11 +430,29 @@ tracing_opts = [
     ),
 ]
 
+#: The ``[oslo_messaging_rabbit]`` options that change nothing in rpcframe.
+RABBIT_ACCEPTED_ONLY = frozenset(
+    opt.dest for opt in rabbit_opts if _ACCEPTED_ONLY in (opt.help or "")
+)
+
+#: The lock directory of the queue manager: oslo.concurrency's option, used
+#: as it is when oslo.concurrency is installed, else this equivalent. Not
+#: listed for the generator: it belongs to oslo.concurrency's group.
+lock_path_opts: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "lock_path",
+        default=os.environ.get("OSLO_LOCK_PATH"),
+        help="Directory for inter-process lock files. Defaults to the "
+        "OSLO_LOCK_PATH environment variable.",
+    ),
+]
+
 CORE_GROUP = "rpcframe"
 NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
 RABBIT_GROUP = "oslo_messaging_rabbit"
 METRICS_GROUP = "oslo_messaging_metrics"
 TRACING_GROUP = "oslo_messaging_tracing"
+LOCK_GROUP = "oslo_concurrency"
 
 _default_opts = [*transport_opts, *client_opts, *pool_opts, *dispatcher_opts]
 
@@ -325,6 +483,7 @@ def _all_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
         (RABBIT_GROUP, list(rabbit_opts)),
         (METRICS_GROUP, list(metrics.metrics_opts)),
         (TRACING_GROUP, list(tracing_opts)),
+        (fake.GROUP, list(fake.fake_opts)),
     ]
 
 

@@ -9,6 +9,7 @@ broker does not fill up with test queues.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +25,10 @@ __all__ = [
     "RABBIT_PORT",
     "RABBIT_URL",
     "conf_for_exchange",
+    "delete_exchanges",
     "delete_queues",
+    "exchange_properties",
+    "queue_properties",
     "require_rabbitmq",
 ]
 
@@ -64,8 +68,40 @@ def list_queues() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def _listed(entity: str, prefixes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``rabbitmqctl list_<entity>``: name -> type, durable, auto_delete, arguments."""
+    out = rabbitmqctl(
+        f"list_{entity}",
+        "--formatter",
+        "json",
+        "name",
+        "type",
+        "durable",
+        "auto_delete",
+        "arguments",
+        timeout=60,
+    )
+    found = {}
+    for row in json.loads(out or "[]"):
+        if row["name"].startswith(prefixes):
+            name = row.pop("name")
+            row["arguments"] = {key: value for key, _type, value in row["arguments"]}
+            found[name] = row
+    return found
+
+
+def queue_properties(prefixes: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """How the broker holds the queues whose names start with a prefix."""
+    return _listed("queues", tuple(prefixes))
+
+
+def exchange_properties(prefixes: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """How the broker holds the exchanges whose names start with a prefix."""
+    return _listed("exchanges", tuple(prefixes))
+
+
 @contextlib.contextmanager
-def _admin_channels() -> Iterator[Callable[[], Any]]:
+def admin_channels() -> Iterator[Callable[[], Any]]:
     """A raw py-amqp connection; yields a factory of fresh channels.
 
     Each deletion gets its own channel, so one that the broker refuses (and
@@ -95,14 +131,20 @@ def delete_queues(prefixes: Iterable[str] = (), names: Iterable[str] = ()) -> No
         _delete("queue_delete", sorted(doomed))
 
 
-def delete_exchanges(names: Iterable[str]) -> None:
-    _delete("exchange_delete", list(names))
+def delete_exchanges(names: Iterable[str] = (), prefixes: Iterable[str] = ()) -> None:
+    """Delete the named exchanges and every exchange whose name starts with a prefix."""
+    doomed = set(names)
+    prefixes = tuple(prefixes)
+    if prefixes:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            doomed.update(exchange_properties(prefixes))
+    _delete("exchange_delete", sorted(doomed))
 
 
 def _delete(method: str, names: list[str]) -> None:
     import amqp
 
-    with contextlib.suppress(OSError, amqp.exceptions.AMQPError), _admin_channels() as channel:
+    with contextlib.suppress(OSError, amqp.exceptions.AMQPError), admin_channels() as channel:
         for name in names:
             ch = channel()
             with contextlib.suppress(amqp.exceptions.AMQPError):

@@ -6,6 +6,16 @@ closes (it prints ``ready`` first). ``... client URL EXCHANGE TOPIC``
 calls an rpcframe server with oslo.messaging and prints one JSON object
 with every outcome. ``... notify URL EXCHANGE TOPIC`` sends notifications,
 ``... listen URL EXCHANGE TOPIC COUNT`` receives them and prints them.
+``... fleet URL EXCHANGE TOPIC SERVER[,SERVER...] VALUE`` makes round-robin
+and direct ``whoami`` calls and casts ``VALUE`` to every server (fanout).
+``... caster URL EXCHANGE`` reads ``TOPIC VALUE`` lines and casts each value
+to every server of the topic, printing ``sent`` after each.
+``... draw HOSTNAME PROCESSNAME LOCK_PATH`` reads counts and draws that many
+queue-manager names for each, printing them as JSON.
+
+``--config-file PATH`` before the command reads the options from that file
+(both sides read the same file); an empty URL then means its
+``transport_url``.
 
 Only oslo.messaging is imported here, never rpcframe, so the two libraries
 meet on the wire and nowhere else.
@@ -39,18 +49,26 @@ class AdminEndpoint:
         return "admin-pong"
 
 
+#: The configuration file of ``--config-file``, if any.
+CONFIG_FILES: list[str] = []
+
+
 def _conf(exchange: str) -> cfg.ConfigOpts:
     # oslo.messaging 18 registers some options (tracing) on the global
     # cfg.CONF only, so it must be the one used here.
     conf = cfg.CONF
-    conf([])
     om.set_transport_defaults(exchange)
+    conf([f"--config-file={path}" for path in CONFIG_FILES])
     return conf
+
+
+def _transport(conf: cfg.ConfigOpts, url: str) -> Any:
+    return om.get_rpc_transport(conf, url or None, allowed_remote_exmods=ALLOWED)
 
 
 def serve(url: str, exchange: str, topic: str, name: str) -> None:
     conf = _conf(exchange)
-    transport = om.get_rpc_transport(conf, url, allowed_remote_exmods=ALLOWED)
+    transport = _transport(conf, url)
     server = om.get_rpc_server(
         transport,
         om.Target(topic=topic, server=name, exchange=exchange),
@@ -81,7 +99,7 @@ def _outcome(fn: Any) -> dict[str, Any]:
 
 def call(url: str, exchange: str, topic: str) -> None:
     conf = _conf(exchange)
-    transport = om.get_rpc_transport(conf, url, allowed_remote_exmods=ALLOWED)
+    transport = _transport(conf, url)
     target = om.Target(topic=topic, exchange=exchange, version="1.0")
     client = om.get_rpc_client(transport, target, timeout=20)
     ctxt = {"user_id": "oslo-user", "roles": ["reader"], "request_id": "req-oslo"}
@@ -108,7 +126,7 @@ def call(url: str, exchange: str, topic: str) -> None:
 
 def notify(url: str, exchange: str, topic: str) -> None:
     conf = _conf(exchange)
-    transport = om.get_notification_transport(conf, url)
+    transport = om.get_notification_transport(conf, url or None)
     notifier = om.Notifier(
         transport, publisher_id="oslo.peer", driver="messagingv2", topics=[topic]
     )
@@ -151,7 +169,7 @@ class _Collector:
 
 def listen(url: str, exchange: str, topic: str, count: str) -> None:
     conf = _conf(exchange)
-    transport = om.get_notification_transport(conf, url)
+    transport = om.get_notification_transport(conf, url or None)
     collector = _Collector(int(count))
     listener = om.get_notification_listener(
         transport, [om.Target(topic=topic, exchange=exchange)], [collector], executor="threading"
@@ -164,8 +182,63 @@ def listen(url: str, exchange: str, topic: str, count: str) -> None:
     transport.cleanup()
 
 
+def fleet(url: str, exchange: str, topic: str, servers: str, value: str) -> None:
+    """Calls and casts of an oslo.messaging client in a mixed fleet."""
+    conf = _conf(exchange)
+    transport = _transport(conf, url)
+    client = om.get_rpc_client(transport, om.Target(topic=topic, exchange=exchange), timeout=20)
+    ctxt = {"user_id": "oslo-fleet"}
+    names = servers.split(",")
+    outcomes = {
+        "round_robin": [client.call(ctxt, "whoami") for _ in range(4 * len(names))],
+        "direct": {name: client.prepare(server=name).call(ctxt, "whoami") for name in names},
+    }
+    client.prepare(fanout=True).cast(ctxt, "record", value=value)
+    print(json.dumps(outcomes), flush=True)
+    transport.cleanup()
+
+
+def caster(url: str, exchange: str) -> None:
+    conf = _conf(exchange)
+    transport = _transport(conf, url)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        topic, value = line.split()
+        client = om.get_rpc_client(transport, om.Target(topic=topic, exchange=exchange))
+        client.prepare(fanout=True).cast({}, "record", value=value)
+        print("sent", flush=True)
+    transport.cleanup()
+
+
+def draw(hostname: str, processname: str, lock_path: str) -> None:
+    """Queue-manager names drawn by oslo.messaging's own QManager, on request."""
+    from oslo_messaging._drivers import amqpdriver
+
+    conf = _conf("unused")
+    conf.set_override("lock_path", lock_path, group="oslo_concurrency")
+    manager = amqpdriver.QManager(hostname=hostname, processname=processname)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps([manager.get() for _ in range(int(line))]), flush=True)
+
+
 if __name__ == "__main__":
     if os.environ.get("RPCFRAME_PEER_DEBUG"):  # oslo.messaging's debug log on stderr
         logging.basicConfig(level=logging.DEBUG)
-    commands = {"server": serve, "client": call, "notify": notify, "listen": listen}
-    commands[sys.argv[1]](*sys.argv[2:])
+    args = sys.argv[1:]
+    if args[0] == "--config-file":
+        CONFIG_FILES.append(args[1])
+        args = args[2:]
+    commands = {
+        "server": serve,
+        "client": call,
+        "notify": notify,
+        "listen": listen,
+        "fleet": fleet,
+        "caster": caster,
+        "draw": draw,
+    }
+    commands[args[0]](*args[1:])

@@ -45,10 +45,17 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None]:
-    """An oslo.messaging RPC server, running until the block ends."""
+def oslo_process(
+    *args: str, config_file: str | None = None, new_session: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """A long-running peer command; its standard input closes when the block ends.
+
+    The peer stays in this process group, as a worker of the same service
+    would, unless ``new_session``: then it is a service of its own.
+    """
     proc = subprocess.Popen(
-        _command("server", url, exchange, topic, name),
+        _command(*_config(config_file), *args),
+        start_new_session=new_session,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,8 +64,7 @@ def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None
         env=_env(),
     )
     try:
-        assert read_line(proc, 60) == "ready"
-        yield
+        yield proc
     finally:
         assert proc.stdin is not None
         with contextlib.suppress(OSError):
@@ -70,16 +76,39 @@ def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None
             proc.wait(10)
 
 
-def run_oslo(*args: str, timeout: float = 120.0) -> Any:
+@contextlib.contextmanager
+def oslo_server(
+    url: str, exchange: str, topic: str, name: str, config_file: str | None = None
+) -> Iterator[None]:
+    """An oslo.messaging RPC server, running until the block ends."""
+    with oslo_process("server", url, exchange, topic, name, config_file=config_file) as proc:
+        assert read_line(proc, 60) == "ready"
+        yield
+
+
+def tell(proc: subprocess.Popen[str], line: str, timeout: float = 30.0) -> str:
+    """Write one line to an interactive peer and return its answer."""
+    assert proc.stdin is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return read_line(proc, timeout)
+
+
+def _config(config_file: str | None) -> list[str]:
+    return ["--config-file", config_file] if config_file else []
+
+
+def run_oslo(*args: str, timeout: float = 120.0, config_file: str | None = None) -> Any:
     """Run a one-shot peer command and return the JSON it printed last."""
     done = subprocess.run(
-        _command(*args),
+        _command(*_config(config_file), *args),
         capture_output=True,
         text=True,
         cwd=ROOT,
         env=_env(),
         timeout=timeout,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import amqp
 import amqp.exceptions
 import pytest
 from amqp import serialization
@@ -20,8 +21,22 @@ def deliver(channel, tag, consumer_tag="amq.ctag-1"):
     return frame(1, channel, struct.pack(">HH", 60, 60) + arguments)
 
 
-def header(channel, size):
-    return frame(2, channel, struct.pack(">HHQH", 60, 0, size, 0))
+def header(channel, size, properties=b"\x00\x00"):
+    """A content header; ``properties``: encoded flags and properties (none by default)."""
+    return frame(2, channel, struct.pack(">HHQ", 60, 0, size) + properties)
+
+
+def kombu_properties(**headers):
+    """The properties kombu sends: JSON, UTF-8 and a headers table (empty unless given)."""
+    message = amqp.Message(
+        b"",
+        content_type="application/json",
+        content_encoding="utf-8",
+        application_headers=headers,
+        delivery_mode=2,
+        priority=0,
+    )
+    return message._serialize_properties()
 
 
 def body(channel, data):
@@ -67,7 +82,13 @@ class Connection:
 def reader_for(conn):
     reader = frames.FrameReader(conn)
     got = {"deliveries": [], "acks": [], "nacks": []}
-    reader.on_delivery(1, lambda tag, data: got["deliveries"].append((tag, data)))
+    got["headers"] = []
+
+    def on_delivery(tag, data, headers):
+        got["deliveries"].append((tag, data))
+        got["headers"].append(headers)
+
+    reader.on_delivery(1, on_delivery)
     reader.on_confirm(
         2,
         lambda tag, multiple: got["acks"].append((tag, multiple)),
@@ -89,12 +110,47 @@ def test_deliveries_and_confirms_are_handled_without_py_amqp():
     assert reader.pump() == 6
     assert got == {
         "deliveries": [(7, b"hello")],
+        "headers": [None],
         "acks": [(3, False), (9, True)],
         "nacks": [(10, False)],
     }
     assert conn.passed_on == []
     assert conn.bytes_recv == 6  # heartbeat bookkeeping sees every frame
     assert conn.transport._read_buffer == b""
+
+
+def test_the_empty_headers_table_kombu_always_sends_is_no_headers():
+    conn = Connection(deliver(1, 3) + header(1, 2, kombu_properties()) + body(1, b"{}"))
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert got["deliveries"] == [(3, b"{}")]
+    assert got["headers"] == [None]
+
+
+def test_application_headers_reach_the_handler():
+    properties = kombu_properties(compression="application/x-gzip", **{"x-stream-offset": 41})
+    conn = Connection(deliver(1, 4) + header(1, 1, properties) + body(1, b"z"))
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert got["headers"] == [{"compression": "application/x-gzip", "x-stream-offset": 41}]
+
+
+def test_headers_are_found_without_content_type_or_encoding():
+    properties = amqp.Message(b"", application_headers={"x-stream-offset": 0})
+    conn = Connection(deliver(1, 5) + header(1, 0, properties._serialize_properties()))
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert got["headers"] == [{"x-stream-offset": 0}]
+
+
+def test_a_headers_table_that_cannot_be_decoded_counts_as_none():
+    # flags: headers only; a table claiming 200 bytes holding one bad field
+    properties = struct.pack(">HI", 1 << 13, 200) + b"\x01kZ" + b"\x00" * 197
+    conn = Connection(deliver(1, 6) + header(1, 2, properties) + body(1, b"ok"))
+    reader, got = reader_for(conn)
+    reader.pump()
+    assert got["deliveries"] == [(6, b"ok")]
+    assert got["headers"] == [None]
 
 
 def test_a_body_in_several_frames_and_an_empty_body():

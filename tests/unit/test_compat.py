@@ -210,23 +210,89 @@ def test_module_paths_users_import_exist(module, name):
     assert hasattr(sys.modules[module], name), f"{module}.{name} is missing"
 
 
+#: The option groups compared with oslo.messaging's, every option of each
+#: (deprecation state and limits too for ``[oslo_messaging_rabbit]``).
+COMPARED_GROUPS = (None, "oslo_messaging_notifications", "oslo_messaging_rabbit")
+
+#: rpcframe options oslo.messaging 18 no longer has, and why they stay.
+KEPT_AFTER_OSLO_REMOVED = {
+    ("oslo_messaging_rabbit", "heartbeat_in_pthread"): "removed in oslo.messaging 18.0; "
+    "deployment tools (Kolla-Ansible) still write it, so it stays accepted and deprecated",
+}
+
+
 def _oslo_options():
     for group, group_opts in oslo_opts.list_opts():
-        if group in (None, "oslo_messaging_notifications"):
+        if group in COMPARED_GROUPS:
             for opt in group_opts:
                 yield group, opt
+
+
+def _our_options():
+    return {(g, o.name): o for g, group_opts in opts.list_opts() for o in group_opts}
+
+
+def _deprecated_names(opt):
+    return sorted((d.group, d.name) for d in opt.deprecated_opts)
 
 
 @pytest.mark.parametrize(
     ("group", "opt"), list(_oslo_options()), ids=lambda v: getattr(v, "name", v)
 )
 def test_options_keep_oslo_names_types_and_defaults(group, opt):
-    ours = {(g, o.name): o for g, group_opts in opts.list_opts() for o in group_opts}
-    mine = ours.get((group, opt.name))
+    mine = _our_options().get((group, opt.name))
     assert mine is not None, f"[{group or 'DEFAULT'}] {opt.name} is missing"
     assert type(mine) is type(opt), f"{opt.name}: {type(mine).__name__} != {type(opt).__name__}"
     assert mine.default == opt.default, f"{opt.name}: default differs"
+    assert mine.sample_default == opt.sample_default, f"{opt.name}: sample default differs"
     assert bool(mine.secret) == bool(opt.secret)
+
+
+def _oslo_rabbit_options():
+    return [(g, opt) for g, opt in _oslo_options() if g == "oslo_messaging_rabbit"]
+
+
+@pytest.mark.parametrize(
+    ("group", "opt"), _oslo_rabbit_options(), ids=lambda v: getattr(v, "name", v)
+)
+def test_rabbit_options_keep_oslo_deprecation_state_and_limits(group, opt):
+    mine = _our_options()[(group, opt.name)]
+    assert mine.deprecated_for_removal == opt.deprecated_for_removal, opt.name
+    assert _deprecated_names(mine) == _deprecated_names(opt), f"{opt.name}: deprecated names"
+    for limit in ("min", "max", "choices"):
+        theirs = getattr(opt.type, limit, None)
+        ours = getattr(mine.type, limit, None)
+        if limit == "choices" and theirs is not None:
+            theirs, ours = list(theirs), list(ours or ())
+        assert ours == theirs, f"{opt.name}: {limit} differs"
+
+
+def test_every_rabbit_option_is_one_of_oslos():
+    group = "oslo_messaging_rabbit"
+    theirs = {opt.name for g, opt in _oslo_options() if g == group}
+    ours = {name for g, name in _our_options() if g == group}
+    extra = {name for name in ours - theirs if (group, name) not in KEPT_AFTER_OSLO_REMOVED}
+    assert not extra, f"[{group}] options oslo.messaging does not have: {extra}"
+
+
+def test_options_kept_after_oslo_removed_them_are_deprecated_for_removal():
+    ours = _our_options()
+    for key in KEPT_AFTER_OSLO_REMOVED:
+        assert ours[key].deprecated_for_removal, key
+
+
+def test_rabbit_options_without_effect_are_listed_in_the_admin_guide():
+    page = pathlib.Path(__file__).parents[2] / "doc" / "source" / "admin" / "rabbitmq.rst"
+    text = page.read_text()
+    section = text.split("Accepted without effect", 1)[1].split("\n===", 1)[0]
+    for name in opts.RABBIT_ACCEPTED_ONLY:
+        assert f"``{name}``" in section, f"rabbitmq.rst does not list {name} as without effect"
+    assert opts.RABBIT_ACCEPTED_ONLY >= {
+        "rpc_conn_pool_size",
+        "conn_pool_min_size",
+        "conn_pool_ttl",
+        "heartbeat_in_pthread",
+    }
 
 
 def test_deprecated_option_names_are_still_read(tmp_path):

@@ -23,18 +23,43 @@ Closing a listener cancels its consumers, gives back (requeues) what was
 received but not polled, deletes its private queue (fanout, reply) and
 wakes a blocked ``poll``. Messages already polled stay settle-able; the
 connection closes when the last of them is settled, or with the driver.
+
+Streams (``rabbit_stream_fanout``) are consumed on a channel each, so that
+every delivery tells which stream it came from. A stream keeps its
+messages, and every consumer says where to start reading: a new
+subscription starts with the messages that arrive after it (``next``, as a
+fresh fanout queue would), and a resubscription after a reconnect just
+after the last message received, so nothing sent meanwhile is lost and
+nothing is read twice. Deliveries of a lost connection are handed out all
+the same (the broker would not send them again), and settling a stream
+delivery, even a requeue, only acknowledges it: streams refuse rejections
+(RabbitMQ closes the connection), and their acknowledgements only make room
+in the prefetch window. After the broker cancels a stream consumer (the
+stream was deleted, or moved) the next subscription starts at ``last``, the
+last chunk written, as oslo.messaging does: a stream declared again starts
+its offsets afresh.
+
+Exchanges that exist with other flags than this service's (another service
+declared them durable, or not) are used as they are, as oslo.messaging does
+for ``durable``. A queue that exists transient where this service declares
+it durable is declared transient, as oslo.messaging does. A queue that
+exists with other flags or arguments otherwise fails the subscription with
+an error naming the options to align.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import amqp
+import kombu.compression
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
@@ -49,14 +74,29 @@ LOG = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 5.0
 
 
+#: A stream consumer's first offset, and the one after the broker cancelled it.
+FIRST_OFFSET, AFTER_CANCEL_OFFSET = "next", "last"
+
+
 class Delivery(base.IncomingMessage):
     """A message received on one connection generation of a consumer."""
 
-    __slots__ = ("_consumer", "_tag", "_generation")
+    __slots__ = ("_consumer", "_channel", "_tag", "_generation")
 
-    def __init__(self, body: bytes, consumer: Consumer, tag: int, generation: int) -> None:
+    #: Handed out even after its connection was lost (stream deliveries).
+    outlives_connection = False
+
+    def __init__(
+        self,
+        body: bytes,
+        consumer: Consumer,
+        channel: amqp.Channel | None,
+        tag: int,
+        generation: int,
+    ) -> None:
         super().__init__(body)
         self._consumer = consumer
+        self._channel = channel
         self._tag = tag
         self._generation = generation
 
@@ -65,6 +105,17 @@ class Delivery(base.IncomingMessage):
 
     def _requeue(self) -> None:
         self._consumer._settle(self, requeue=True)
+
+
+class StreamDelivery(Delivery):
+    """A delivery from a stream: never rejected, never dropped on a reconnect."""
+
+    __slots__ = ()
+
+    outlives_connection = True
+
+    def _requeue(self) -> None:
+        self._consumer._settle(self, requeue=False)
 
 
 class Consumer(base.Inbox):
@@ -104,7 +155,13 @@ class Consumer(base.Inbox):
         self._released = False
         self._outstanding: set[Delivery] = set()
         self._channel: amqp.Channel | None = None
-        self._tags: list[str] = []
+        self._tags: list[tuple[amqp.Channel, str]] = []
+        # Where each stream is read from next (see the module documentation).
+        self._offsets: dict[str, int | str] = {
+            queue.name: FIRST_OFFSET for queue in self.queues if queue.stream
+        }
+        # Exchanges declared by others with other flags: declared passively.
+        self._foreign: set[str] = set()
         self.link = Link(settings, name, self._setup, keep_connected=True)
 
     def start(self, deadline: float | None) -> None:
@@ -114,55 +171,168 @@ class Consumer(base.Inbox):
     # -- connection setup ------------------------------------------------------------
 
     def _setup(self, conn: amqp.Connection, generation: int) -> None:
-        channel = conn.channel()
+        channel = self._declare_all(conn)
         if self._prefetch:
             channel.basic_qos(0, self._prefetch, False)
-        tags = []
-        on_delivery = self._receiver(channel, generation)
+        reader = frames.reader_of(conn)
         # Every frame of the connection passes through the link's frame
         # reader, py-amqp's own reads while subscribing included: registered
         # before the first basic.consume, it hands over every delivery.
-        frames.reader_of(conn).on_delivery(channel.channel_id, on_delivery)
+        reader.on_delivery(channel.channel_id, self._receiver(channel, generation))
+        tags = []
         for queue in self.queues:
-            try:
-                topology.declare(channel, queue)
-            except amqp.exceptions.PreconditionFailed as exc:
-                raise exceptions.TransportDriverError(
-                    f"RabbitMQ refused to declare queue {queue.name!r}: {exc.reply_text} "
-                    "(does it exist with other settings, e.g. durable or quorum? Delete it "
-                    "or align the options)"
-                ) from exc
-            tags.append(
-                channel.basic_consume(
-                    queue.name,
-                    no_ack=self._no_ack,
-                    on_cancel=self._cancelled(generation),
+            consumer_channel = channel
+            arguments = queue.consumer_arguments
+            if queue.stream:
+                consumer_channel = conn.channel()
+                consumer_channel.basic_qos(0, self._prefetch, False)
+                reader.on_delivery(
+                    consumer_channel.channel_id,
+                    self._stream_receiver(consumer_channel, generation, queue.name),
                 )
+                offset = self._offsets[queue.name]
+                arguments = {**(arguments or {}), "x-stream-offset": offset}
+                LOG.debug("%s: reading stream %s from offset %s", self.name, queue.name, offset)
+            tag = consumer_channel.basic_consume(
+                queue.name,
+                no_ack=self._no_ack,
+                arguments=arguments,
+                on_cancel=self._cancelled(generation, queue),
             )
+            tags.append((consumer_channel, tag))
         self._channel = channel
         self._tags = tags
+
+    def _declare_all(self, conn: amqp.Connection) -> amqp.Channel:
+        """Declare every queue, exchange and binding; returns an open channel.
+
+        The broker closes the channel of a refused declaration: an exchange
+        that exists with other flags is declared again, passively, on a new one.
+        """
+        channel = conn.channel()
+        for queue in self.queues:
+            for exchange in {exchange.name: exchange for exchange, _ in queue.bindings}.values():
+                if exchange.name:
+                    channel = self._declare_exchange(conn, channel, exchange)
+            channel = self._declare_queue(conn, channel, queue)
+            topology.bind(channel, queue)
+        return channel
+
+    def _declare_queue(
+        self, conn: amqp.Connection, channel: amqp.Channel, queue: topology.Queue
+    ) -> amqp.Channel:
+        try:
+            topology.declare_queue(channel, queue)
+            return channel
+        except amqp.exceptions.PreconditionFailed as exc:
+            if not (queue.durable and topology.exists_transient(exc.reply_text)):
+                raise exceptions.TransportDriverError(
+                    topology.refusal(queue, exc.reply_text)
+                ) from exc
+            # oslo.messaging's fallback: a queue another service declared
+            # transient is declared transient (with the same arguments).
+            LOG.warning(
+                "%s: queue %r exists transient (%s); declaring it transient",
+                self.name,
+                queue.name,
+                exc.reply_text,
+            )
+        channel = conn.channel()
+        transient = dataclasses.replace(queue, durable=False)
+        try:
+            topology.declare_queue(channel, transient)
+        except amqp.exceptions.PreconditionFailed as exc:
+            raise exceptions.TransportDriverError(topology.refusal(queue, exc.reply_text)) from exc
+        return channel
+
+    def _declare_exchange(
+        self, conn: amqp.Connection, channel: amqp.Channel, exchange: topology.Exchange
+    ) -> amqp.Channel:
+        try:
+            topology.declare_exchange(channel, exchange, passive=exchange.name in self._foreign)
+            return channel
+        except amqp.exceptions.PreconditionFailed as exc:
+            if topology.inequivalent(exc.reply_text) not in topology.TOLERATED:
+                raise exceptions.TransportDriverError(
+                    f"RabbitMQ refused to declare exchange {exchange.name!r}: {exc.reply_text}"
+                ) from exc
+            LOG.warning(
+                "%s: exchange %r exists with other settings (%s); using it as it is",
+                self.name,
+                exchange.name,
+                exc.reply_text,
+            )
+        self._foreign.add(exchange.name)
+        channel = conn.channel()
+        topology.declare_exchange(channel, exchange, passive=True)
+        return channel
 
     def _receiver(self, channel: amqp.Channel, generation: int) -> frames.OnDelivery:
         buffer = self._buffer
         changed = self.link.changed
 
-        def on_delivery(tag: int, body: bytes) -> None:
+        def on_delivery(tag: int, body: bytes, headers: dict[str, Any] | None) -> None:
             if self._closed and not self._no_ack:
                 # Arrived after close: straight back to the queue.
                 channel.basic_reject(tag, requeue=True)
                 return
-            buffer.append(Delivery(body, self, tag, generation))
+            if headers is not None:
+                body = self._decompressed(body, headers)
+            buffer.append(Delivery(body, self, channel, tag, generation))
             changed()
 
         return on_delivery
 
-    def _cancelled(self, generation: int) -> Callable[[str], None]:
+    def _stream_receiver(
+        self, channel: amqp.Channel, generation: int, stream: str
+    ) -> frames.OnDelivery:
+        buffer = self._buffer
+        changed = self.link.changed
+        offsets = self._offsets
+
+        def on_delivery(tag: int, body: bytes, headers: dict[str, Any] | None) -> None:
+            offset = headers.get("x-stream-offset") if headers else None
+            if isinstance(offset, int):
+                offsets[stream] = offset + 1
+            if headers is not None:
+                body = self._decompressed(body, headers)
+            buffer.append(StreamDelivery(body, self, channel, tag, generation))
+            changed()
+
+        return on_delivery
+
+    def _decompressed(self, body: bytes, headers: dict[str, Any]) -> bytes:
+        """The body of a message kombu compressed (``compression`` header)."""
+        compression = headers.get("compression")
+        if not compression:
+            return body
+        try:
+            decoded: bytes = kombu.compression.decompress(body, compression)
+        except Exception as exc:  # noqa: BLE001 - a bad message must not stop the reader
+            LOG.error(
+                "%s: cannot decompress a message (compression %r): %s; passing it on as it is",
+                self.name,
+                compression,
+                exc,
+            )
+            return body
+        return decoded
+
+    def _cancelled(self, generation: int, queue: topology.Queue) -> Callable[[str], None]:
         def on_cancel(consumer_tag: str) -> None:
             LOG.warning(
                 "%s: RabbitMQ cancelled consumer %s (queue deleted or moved); subscribing again",
                 self.name,
                 consumer_tag,
             )
+            if queue.stream:
+                LOG.warning(
+                    "%s: reading stream %s again from its last chunk (it was at offset %s)",
+                    self.name,
+                    queue.name,
+                    self._offsets.get(queue.name),
+                )
+                self._offsets[queue.name] = AFTER_CANCEL_OFFSET
             self.link.broken(
                 generation,
                 amqp.exceptions.ConsumerCancelled(consumer_tag),
@@ -191,7 +361,7 @@ class Consumer(base.Inbox):
                     return None
                 if self._no_ack:
                     return delivery
-                if delivery._generation != link.generation:
+                if delivery._generation != link.generation and not delivery.outlives_connection:
                     continue  # its connection is gone: the broker redelivers it
                 with self._lock:
                     self._outstanding.add(delivery)
@@ -222,7 +392,9 @@ class Consumer(base.Inbox):
     def _settle(self, delivery: Delivery, requeue: bool) -> None:
         if self._no_ack:
             if requeue:
-                self._buffer.appendleft(Delivery(delivery.body, self, 0, delivery._generation))
+                self._buffer.appendleft(
+                    Delivery(delivery.body, self, None, 0, delivery._generation)
+                )
             return
         try:
             self.link.write(
@@ -243,7 +415,7 @@ class Consumer(base.Inbox):
                 self._release()
 
     def _write_settle(self, conn: amqp.Connection, delivery: Delivery, requeue: bool) -> None:
-        channel = self._channel
+        channel = delivery._channel
         assert channel is not None
         if requeue:
             channel.basic_reject(delivery._tag, requeue=True)
@@ -272,16 +444,21 @@ class Consumer(base.Inbox):
             return
         deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
-            with self.link.exclusive(deadline) as (_conn, generation):
+            with self.link.exclusive(deadline) as (conn, generation):
                 channel = self._channel
                 if channel is None:
                     return
-                for tag in self._tags:
-                    channel.basic_cancel(tag)
+                for consumer_channel, tag in self._tags:
+                    consumer_channel.basic_cancel(tag)
                 if not self._no_ack:
                     while self._buffer:
                         delivery = self._buffer.popleft()
-                        if delivery._generation == generation:
+                        if delivery._generation != generation or delivery._channel is None:
+                            continue
+                        if delivery.outlives_connection:
+                            # Streams refuse rejections; their messages stay in them.
+                            frames.ack(conn, delivery._channel.channel_id, delivery._tag)
+                        else:
                             channel.basic_reject(delivery._tag, requeue=True)
                 for queue in self.queues:
                     if queue.private:

@@ -11,6 +11,12 @@ Confirm strategy: every send waits for the broker's publisher confirm,
 except what the core sends with ``confirm=False`` (call requests, not
 mandatory): their reply proves delivery, and the call's own deadline bounds
 the wait.
+
+Option combinations oslo.messaging refuses (stream fanout without transient
+quorum queues or without a prefetch count, mirrored with quorum queues) and
+an unknown ``kombu_compression`` are a ConfigurationError when the driver is
+built. The queue manager (``use_queue_manager``) draws its names when a
+reply inbox or fanout listener is opened.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import kombu.compression
 from oslo_config import cfg
 
 from rpcframe import exceptions, opts
@@ -31,6 +38,7 @@ from rpcframe.drivers.amqp import topology
 from rpcframe.drivers.amqp.connection import CONNECT_TIMEOUT, Host, LinkSettings
 from rpcframe.drivers.amqp.consumer import Consumer
 from rpcframe.drivers.amqp.publisher import Publisher, deadline_after
+from rpcframe.drivers.amqp.queue_manager import QueueManager
 
 __all__ = ["RabbitDriver"]
 
@@ -58,7 +66,15 @@ class RabbitDriver(base.Driver):
     def __init__(self, conf: cfg.ConfigOpts, url: Any) -> None:
         super().__init__(conf, url)
         self.options = base.driver_options(conf, opts.RABBIT_GROUP, opts.rabbit_opts, url.query)
-        self.topology = topology.Topology.from_options(self.options)
+        _check_combinations(self.options)
+        self.queue_manager: QueueManager | None = None
+        if self.options.use_queue_manager:
+            self.queue_manager = QueueManager(
+                self.options.hostname, self.options.processname, _lock_path(conf)
+            )
+        self.topology = topology.Topology.from_options(
+            self.options, self.queue_manager.next_name if self.queue_manager else None
+        )
         self.settings = _link_settings(url, self.options)
         self._name = f"rpcframe-amqp-{id(self):x}"
         self._lock = threading.Lock()
@@ -81,7 +97,12 @@ class RabbitDriver(base.Driver):
             if self._closed:
                 raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
             if self._publisher is None:
-                self._publisher = Publisher(self.settings, self._name)
+                compression = self.options.kombu_compression
+                self._publisher = Publisher(
+                    self.settings,
+                    self._name,
+                    compression_name(compression) if compression else None,
+                )
             return self._publisher
 
     def send(
@@ -185,6 +206,61 @@ class RabbitDriver(base.Driver):
             consumer.shutdown()
         if publisher is not None:
             publisher.close()
+
+
+def _check_combinations(options: Any) -> None:
+    """Refuse what oslo.messaging refuses, naming the options."""
+    group = f"[{opts.RABBIT_GROUP}]"
+    if options.rabbit_stream_fanout and options.rabbit_qos_prefetch_count <= 0:
+        raise exceptions.ConfigurationError(
+            f"{group} rabbit_stream_fanout needs rabbit_qos_prefetch_count greater than 0 "
+            "(RabbitMQ only lets a stream be read with a prefetch limit)"
+        )
+    if options.rabbit_stream_fanout and not options.rabbit_transient_quorum_queue:
+        raise exceptions.ConfigurationError(
+            f"{group} rabbit_stream_fanout needs rabbit_transient_quorum_queue = true"
+        )
+    if options.rabbit_ha_queues and options.rabbit_quorum_queue:
+        raise exceptions.ConfigurationError(
+            f"{group} rabbit_ha_queues and rabbit_quorum_queue are both set: a queue is "
+            "either mirrored or a quorum queue"
+        )
+    if options.rabbit_ha_queues and options.rabbit_transient_quorum_queue:
+        raise exceptions.ConfigurationError(
+            f"{group} rabbit_ha_queues and rabbit_transient_quorum_queue are both set: a "
+            "queue is either mirrored or a quorum queue"
+        )
+    if options.kombu_compression:
+        compression_name(options.kombu_compression)
+
+
+#: Names oslo.messaging's documentation promises that kombu does not know.
+_COMPRESSION_ALIASES = {"bz2": "bzip2"}
+
+
+def compression_name(name: str) -> str:
+    """The kombu name of the ``kombu_compression`` value ``name``; ConfigurationError if none."""
+    kombu_name = _COMPRESSION_ALIASES.get(name, name)
+    try:
+        kombu.compression.get_encoder(kombu_name)
+    except KeyError:
+        known = ", ".join(kombu.compression.encoders())
+        raise exceptions.ConfigurationError(
+            f"[{opts.RABBIT_GROUP}] kombu_compression {name!r} is unknown: use gzip, bz2 "
+            f"or a compression kombu knows here ({known})"
+        ) from None
+    return kombu_name
+
+
+def _lock_path(conf: cfg.ConfigOpts) -> str | None:
+    """``[oslo_concurrency] lock_path`` of ``conf``, registered as oslo.concurrency does."""
+    try:
+        from oslo_concurrency import lockutils
+    except ImportError:
+        conf.register_opts(opts.lock_path_opts, group=opts.LOCK_GROUP)
+        path: str | None = conf.oslo_concurrency.lock_path
+        return path
+    return lockutils.get_lock_path(conf)
 
 
 def _link_settings(url: Any, options: Any) -> LinkSettings:

@@ -5,8 +5,9 @@ Writing
 
 Every message rpcframe publishes carries the same few AMQP properties
 (oslo.messaging's: JSON content type, UTF-8, persistent delivery, priority
-0), plus an optional ``expiration`` and, for mandatory messages, a
-``message_id``. Encoding them, and the ``basic.publish`` arguments of a
+0), plus an optional ``expiration``, for mandatory messages a
+``message_id``, and with ``kombu_compression`` kombu's ``compression``
+header. Encoding them, and the ``basic.publish`` arguments of a
 route, once instead of per message takes a noticeable share off the cost of
 a call. :class:`Outgoing` is the duck-typed "content" py-amqp's frame writer
 accepts (``body`` and ``_serialize_properties``).
@@ -16,7 +17,9 @@ Reading
 py-amqp turns every frame it reads into Python objects through several
 layers (frame handler, ``Message``, property decoding, channel dispatch).
 The frames a busy connection mostly carries need none of that: a delivery
-to a consumer is a delivery tag and a body, a publisher confirm a tag.
+to a consumer is a delivery tag, a body and, rarely, application headers
+(a stream's offset, kombu's compression; the empty table kombu always
+sends is not decoded), a publisher confirm a tag.
 :class:`FrameReader` parses those straight from the read buffer and hands
 every other frame to py-amqp unchanged, so the rest of the protocol
 (channel and connection close, returns, cancels, heartbeats) stays
@@ -51,6 +54,8 @@ _CONTENT_TYPE = 1 << 15
 _CONTENT_ENCODING = 1 << 14
 _DELIVERY_MODE = 1 << 12
 _PRIORITY = 1 << 11
+_HEADERS = 1 << 13
+_HEADERS_HIGH = _HEADERS >> 8  # the flag in the first byte of the property flags
 _EXPIRATION = 1 << 8
 _MESSAGE_ID = 1 << 7
 
@@ -60,7 +65,9 @@ def _shortstr(text: str) -> bytes:
     return struct.pack(">B", len(raw)) + raw
 
 
-_FIXED = _shortstr("application/json") + _shortstr("utf-8") + struct.pack(">BB", 2, 0)
+_TYPES = _shortstr("application/json") + _shortstr("utf-8")
+_MODES = struct.pack(">BB", 2, 0)  # persistent, priority 0
+_FIXED = _TYPES + _MODES
 _FIXED_FLAGS = _CONTENT_TYPE | _CONTENT_ENCODING | _DELIVERY_MODE | _PRIORITY
 
 
@@ -71,9 +78,28 @@ def _expiring(expiration: str | None) -> bytes:
     return struct.pack(">H", _FIXED_FLAGS | _EXPIRATION) + _FIXED + _shortstr(expiration)
 
 
-def encode_properties(expiration: str | None = None, message_id: str | None = None) -> bytes:
-    """The encoded basic properties of one message, as kombu would send them."""
-    encoded = _expiring(expiration)
+@functools.lru_cache(maxsize=256)
+def _with_headers(expiration: str | None, headers: bytes) -> bytes:
+    flags = _FIXED_FLAGS | _HEADERS | (_EXPIRATION if expiration is not None else 0)
+    encoded = struct.pack(">H", flags) + _TYPES + headers + _MODES
+    return encoded if expiration is None else encoded + _shortstr(expiration)
+
+
+@functools.lru_cache(maxsize=16)
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """An AMQP field table of string values (the ``headers`` property)."""
+    encoded: bytes = serialization.dumps("F", (dict(headers),))
+    return encoded
+
+
+def encode_properties(
+    expiration: str | None = None, message_id: str | None = None, headers: bytes | None = None
+) -> bytes:
+    """The encoded basic properties of one message, as kombu would send them.
+
+    ``headers`` is an :func:`encode_headers` table.
+    """
+    encoded = _expiring(expiration) if headers is None else _with_headers(expiration, headers)
     if message_id is None:
         return encoded
     flags = struct.unpack_from(">H", encoded)[0] | _MESSAGE_ID
@@ -112,8 +138,9 @@ def publish(connection: object, channel_id: int, arguments: bytes, message: Outg
 
 # -- reading ----------------------------------------------------------------------------
 
-#: A handler of deliveries on one channel: (delivery tag, body).
-OnDelivery = Callable[[int, bytes], None]
+#: A handler of deliveries on one channel: (delivery tag, body, application
+#: headers or None when there are none).
+OnDelivery = Callable[[int, bytes, "dict[str, Any] | None"], None]
 #: A handler of confirms on one channel: (delivery tag, multiple).
 OnConfirm = Callable[[int, bool], None]
 
@@ -131,7 +158,7 @@ _TAG_BITS = struct.Struct(">QB")
 class _Content:
     """A delivery whose header and body frames are still coming."""
 
-    __slots__ = ("handler", "tag", "size", "parts", "received")
+    __slots__ = ("handler", "tag", "size", "parts", "received", "headers")
 
     def __init__(self, handler: OnDelivery, tag: int) -> None:
         self.handler = handler
@@ -139,6 +166,7 @@ class _Content:
         self.size = -1
         self.parts: list[bytes] = []
         self.received = 0
+        self.headers: dict[str, Any] | None = None
 
 
 class FrameReader:
@@ -232,8 +260,10 @@ class FrameReader:
             if pending is None:
                 return False
             if kind == _HEADER:
-                # class-id, weight, then the body size
+                # class-id, weight, then the body size and the property flags
                 pending.size = _TAG.unpack_from(buf, start + 4)[0]
+                if buf[start + 12] & _HEADERS_HIGH:
+                    pending.headers = _headers(buf, start + 14, buf[start + 12] << 8)
             else:
                 pending.parts.append(buf[start:end])
                 pending.received += end - start
@@ -241,7 +271,9 @@ class FrameReader:
                 del self._content[channel]
                 parts = pending.parts
                 self._connection.bytes_recv += 1
-                pending.handler(pending.tag, parts[0] if len(parts) == 1 else b"".join(parts))
+                pending.handler(
+                    pending.tag, parts[0] if len(parts) == 1 else b"".join(parts), pending.headers
+                )
                 return True
         else:
             return False
@@ -260,6 +292,36 @@ class FrameReader:
             # and keeps the surplus buffered.
             head = transport._read(need, True)
             transport._read_buffer = head + transport._read_buffer
+
+
+#: What a malformed property list makes the decoding raise.
+_MALFORMED = (
+    struct.error,
+    IndexError,
+    KeyError,
+    ValueError,
+    TypeError,
+    amqp.exceptions.AMQPError,
+)
+
+
+def _headers(buf: bytes, pos: int, flags: int) -> dict[str, Any] | None:
+    """The ``headers`` table of the properties at ``buf[pos:]``; None if empty.
+
+    A table that cannot be decoded counts as none: the body still reaches
+    its consumer, which refuses it if it is malformed too.
+    """
+    try:
+        if flags & _CONTENT_TYPE:
+            pos += 1 + buf[pos]
+        if flags & _CONTENT_ENCODING:
+            pos += 1 + buf[pos]
+        if not _SIZE.unpack_from(buf, pos)[0]:
+            return None
+        table: dict[str, Any] = serialization.loads("F", buf, pos)[0][0]
+    except _MALFORMED:
+        return None
+    return table
 
 
 def reader_of(connection: Any) -> FrameReader:

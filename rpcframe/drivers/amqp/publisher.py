@@ -17,6 +17,10 @@ If the connection breaks before the confirm, the message is published
 again on the next connection: a send that returns was confirmed, possibly
 twice (the RPC server drops duplicate ``_unique_id``\\ s). Exchanges (and
 notification queues) are declared once per connection.
+
+With ``kombu_compression`` every body is compressed as kombu does it, and
+marked with kombu's ``compression`` header, so that oslo.messaging (and
+rpcframe) receivers decompress it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 import amqp
 import amqp.exceptions
+import kombu.compression
 
 from rpcframe import exceptions
 from rpcframe.drivers.amqp import frames, topology
@@ -54,8 +59,14 @@ class _Confirm:
 class Publisher:
     """Publishes for a driver; thread-safe. See the module documentation."""
 
-    def __init__(self, settings: LinkSettings, name: str) -> None:
+    def __init__(self, settings: LinkSettings, name: str, compression: str | None = None) -> None:
+        """``compression``: a kombu compression name (validated by the caller) or None."""
         self.link = Link(settings, f"{name}-send", self._setup)
+        self._compress: Any = None
+        self._headers: bytes | None = None
+        if compression:
+            self._compress, mime = kombu.compression.get_encoder(compression)
+            self._headers = frames.encode_headers((("compression", mime),))
         self._confirm_ch: amqp.Channel | None = None
         self._plain_ch: amqp.Channel | None = None
         self._seq = 0
@@ -134,6 +145,7 @@ class Publisher:
         """
         expiration = None if expiry is None else str(max(1, int(expiry * 1000)))
         exchange = route.exchange.name if route.exchange is not None else topology.DEFAULT_EXCHANGE
+        payload = body if self._compress is None else self._compress(body)
         arguments = frames.publish_arguments(exchange, route.routing_key, mandatory)
         wait = confirm or mandatory
         left = retry if retry is not None and retry >= 0 else None
@@ -142,8 +154,9 @@ class Publisher:
             generation = link.ensure(deadline, left)
             try:
                 self._declare(route, generation, deadline)
+                mode = mandatory if wait else None
                 outcome = self._send_once(
-                    generation, arguments, body, expiration, mandatory if wait else None, deadline
+                    generation, arguments, payload, expiration, mode, deadline
                 )
             except LinkDown:
                 outcome = None
@@ -179,7 +192,9 @@ class Publisher:
         if the connection changed first. Raises LinkDown, MessagingTimeout."""
         link = self.link
         if mandatory is None:
-            message = frames.Outgoing(body, frames.encode_properties(expiration))
+            message = frames.Outgoing(
+                body, frames.encode_properties(expiration, None, self._headers)
+            )
             link.write(generation, lambda conn: self._plain(conn, arguments, message))
             return _ACKED
         pending = link.write(
@@ -214,7 +229,9 @@ class Publisher:
         self._seq += 1
         pending = _Confirm(self._seq, generation)
         # A mandatory message carries its tag, so that a return finds its send.
-        properties = frames.encode_properties(expiration, str(pending.tag) if mandatory else None)
+        properties = frames.encode_properties(
+            expiration, str(pending.tag) if mandatory else None, self._headers
+        )
         self._pending[pending.tag] = pending
         frames.publish(conn, channel.channel_id, arguments, frames.Outgoing(body, properties))
         return pending
@@ -234,7 +251,9 @@ class Publisher:
             try:
                 topology.declare_exchange(channel, exchange, passive=exchange.name in self._foreign)
                 if queue is not None:
-                    topology.declare(channel, queue)
+                    # Its exchange is declared just above (passively if foreign).
+                    topology.declare_queue(channel, queue)
+                    topology.bind(channel, queue)
                 self._declared.add(key)
             except amqp.exceptions.PreconditionFailed as exc:
                 refused = exc
@@ -242,7 +261,9 @@ class Publisher:
             return
         # The broker closed the channel; rebuild the connection either way.
         self.link.broken(generation, refused)
-        if queue is None and exchange.name not in self._foreign:
+        what = topology.inequivalent(refused.reply_text)
+        exchange_flags = what in topology.TOLERATED or (what is None and queue is None)
+        if exchange_flags and exchange.name not in self._foreign:
             LOG.warning(
                 "exchange %r exists with other settings (%s); using it as it is",
                 exchange.name,
@@ -250,6 +271,10 @@ class Publisher:
             )
             self._foreign.add(exchange.name)
             raise LinkDown("exchange flags differ")
+        if queue is not None and what is not None and what[0] == "queue":
+            raise exceptions.TransportDriverError(
+                topology.refusal(queue, refused.reply_text)
+            ) from refused
         raise exceptions.TransportDriverError(
             f"RabbitMQ refused to declare {key!r}: {refused.reply_text} (does it exist "
             "with other settings, e.g. durable or quorum? Delete it or align the options)"
