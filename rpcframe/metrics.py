@@ -1,16 +1,15 @@
 """RPC metrics for oslo.metrics: counts and durations of calls and casts.
 
 With ``[oslo_messaging_metrics] metrics_enabled``, every call and cast a
-client makes, and every request a server dispatches, is counted and timed,
-and sent to the oslo.metrics collector over its Unix datagram socket
-(``metrics_socket_file``), in the format oslo.messaging uses: so an
-oslo.metrics deployment that graphs oslo.messaging services graphs rpcframe
-services the same way. Metric names::
-
-    rpc_client_invocation_start_total   rpc_server_invocation_start_total
-    rpc_client_invocation_end_total     rpc_server_invocation_end_total
-    rpc_client_processing_seconds       rpc_server_processing_seconds
-    rpc_client_exception_total          rpc_server_exception_total
+client makes is counted and timed, and sent to the oslo.metrics collector
+over its Unix datagram socket (``metrics_socket_file``), in the format
+oslo.messaging uses: so an oslo.metrics deployment that graphs
+oslo.messaging services graphs rpcframe services the same way. The metrics
+are oslo.messaging's ``rpc_client_invocation_start_total``,
+``rpc_client_invocation_end_total``, ``rpc_client_processing_seconds`` and
+``rpc_client_exception_total``, labelled with the target, method, call type
+and timeout (and the exception's class name), plus ``process``
+(``metrics_process_name``).
 
 Sending never holds a caller up: metrics go into a bounded queue
 (``metrics_buffer_size``; when it is full a metric is dropped with a
@@ -33,7 +32,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-__all__ = ["MetricsCollectorClient", "get_collector", "measure", "measure_server"]
+__all__ = ["MetricsCollectorClient", "get_collector", "measure"]
 
 LOG = logging.getLogger(__name__)
 
@@ -171,17 +170,23 @@ class MetricsCollectorClient:
 
 _INC = {"action": "inc", "value": None}
 
-_collector: MetricsCollectorClient | None = None
+_collectors: dict[tuple[Any, ...], MetricsCollectorClient] = {}
 _collector_lock = threading.Lock()
 
 
 def get_collector(conf: cfg.ConfigOpts) -> MetricsCollectorClient:
-    """The process's collector client, made on first use."""
-    global _collector
+    """The collector client for ``conf``'s metrics options, made on first use.
+
+    One per process and set of options (usually exactly one).
+    """
+    conf.register_opts(metrics_opts, group=GROUP)
+    section = getattr(conf, GROUP)
+    key = tuple(section[opt.dest] for opt in metrics_opts)
     with _collector_lock:
-        if _collector is None:
-            _collector = MetricsCollectorClient(conf)
-        return _collector
+        collector = _collectors.get(key)
+        if collector is None:
+            collector = _collectors[key] = MetricsCollectorClient(conf)
+        return collector
 
 
 def _enabled(conf: Any) -> bool:
@@ -217,33 +222,3 @@ def measure(conf: Any, target: Any, method: str, call_type: str) -> Iterator[Non
     elapsed = {"action": "observe", "value": time.monotonic() - started}
     report("rpc_client_processing_seconds", elapsed, target, method, call_type, None)
     report("rpc_client_invocation_end_total", _INC, target, method, call_type, None)
-
-
-@contextlib.contextmanager
-def measure_server(
-    conf: Any, target: Any, endpoint: str, namespace: str | None, version: str | None, method: str
-) -> Iterator[None]:
-    """Count and time one request a server dispatches (when metrics are enabled)."""
-    if not _enabled(conf):
-        yield
-        return
-    report = get_collector(conf).put_rpc_server_metrics_to_txqueue
-    report("rpc_server_invocation_start_total", _INC, target, endpoint, namespace, version, method)
-    started = time.monotonic()
-    try:
-        yield
-    except Exception as exc:
-        report(
-            "rpc_server_exception_total",
-            _INC,
-            target,
-            endpoint,
-            namespace,
-            version,
-            method,
-            type(exc).__name__,
-        )
-        raise
-    elapsed = {"action": "observe", "value": time.monotonic() - started}
-    report("rpc_server_processing_seconds", elapsed, target, endpoint, namespace, version, method)
-    report("rpc_server_invocation_end_total", _INC, target, endpoint, namespace, version, method)

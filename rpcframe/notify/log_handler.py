@@ -7,8 +7,9 @@ Each record it handles is sent at ERROR priority, publisher
 configured notification drivers it sends nothing: the log driver would log
 the notification, which would come back here.
 
-Like :class:`~rpcframe.notify.logger.LoggingNotificationHandler` it uses
-``conf=`` (or a subclass's ``CONF``), never the global ``cfg.CONF``.
+Like :class:`~rpcframe.notify.logger.LoggingNotificationHandler`, and as
+oslo.messaging's, it uses ``conf=``, else the class attribute ``CONF``: the
+global ``cfg.CONF`` unless a subclass sets another.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from oslo_config import cfg
 
 from rpcframe.notify import notifier as notify_notifier
-from rpcframe.notify.logger import ReentryGuard, fresh_conf
+from rpcframe.notify.logger import ReentryGuard
 
 __all__ = ["LoggingErrorNotificationHandler", "PublishErrorsHandler"]
 
@@ -28,17 +29,17 @@ class LoggingErrorNotificationHandler(logging.Handler):
     """Sends the log records it handles as error notifications.
 
     :param conf: the ConfigOpts whose notification transport and drivers to
-        use (default: ``CONF``, else defaults).
+        use (default: the class's ``CONF``, oslo.config's global ``cfg.CONF``).
     :param url: the notification transport URL (default: the configured one).
     """
 
-    CONF: cfg.ConfigOpts | None = None
+    CONF: cfg.ConfigOpts = cfg.CONF
 
     def __init__(
         self, *args: Any, conf: cfg.ConfigOpts | None = None, url: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        conf = conf or self.CONF or fresh_conf()
+        conf = conf if conf is not None else self.CONF
         self._transport = notify_notifier.get_notification_transport(conf, url)
         self._notifier = notify_notifier.Notifier(self._transport, publisher_id="error.publisher")
         self._guard = ReentryGuard()

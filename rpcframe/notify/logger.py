@@ -10,10 +10,15 @@
 
 Each record becomes a ``logrecord`` notification at the record's level
 (``error``, ``warning``...; levels without a notifier method are skipped)
-whose payload describes the record. Unlike oslo.messaging this handler does
-not read the global ``cfg.CONF``: pass ``conf=``, or set the class attribute
-``CONF`` in a subclass (oslo.messaging's documented way); without either it
-uses a fresh ConfigOpts with default options.
+whose payload describes the record.
+
+A logging configuration file names the handler and its arguments, and cannot
+pass a ConfigOpts: so, as in oslo.messaging, the handler reads the global
+``cfg.CONF`` (the one the service parsed) unless given ``conf=``, or a
+subclass sets the class attribute ``CONF``. This and
+:class:`~rpcframe.notify.log_handler.LoggingErrorNotificationHandler` are
+the only places rpcframe reads ``cfg.CONF`` on its own: oslo's entry points
+without a ``conf`` parameter.
 """
 
 from __future__ import annotations
@@ -29,13 +34,6 @@ from rpcframe.notify import notifier as notify_notifier
 __all__ = ["LoggingNotificationHandler"]
 
 _FORMATTER = logging.Formatter()
-
-
-def fresh_conf() -> cfg.ConfigOpts:
-    """A ConfigOpts with nothing but defaults (parsed with no arguments)."""
-    conf = cfg.ConfigOpts()
-    conf([], default_config_files=[], default_config_dirs=[])
-    return conf
 
 
 class ReentryGuard(threading.local):
@@ -56,10 +54,11 @@ class LoggingNotificationHandler(logging.Handler):
     :param driver: the notifier driver (default: the configured ones).
     :param topic: a topic or a list of topics (default: the configured ones).
     :param serializer: a serializer *class*, instantiated here (as oslo does).
-    :param conf: the ConfigOpts to use (default: ``CONF``, else defaults).
+    :param conf: the ConfigOpts to use (default: the class's ``CONF``,
+        oslo.config's global ``cfg.CONF``).
     """
 
-    CONF: cfg.ConfigOpts | None = None
+    CONF: cfg.ConfigOpts = cfg.CONF
 
     def __init__(
         self,
@@ -72,7 +71,7 @@ class LoggingNotificationHandler(logging.Handler):
         conf: cfg.ConfigOpts | None = None,
     ) -> None:
         super().__init__()
-        conf = conf or self.CONF or fresh_conf()
+        conf = conf if conf is not None else self.CONF
         self.transport = notify_notifier.get_notification_transport(conf, url)
         topics = topic if isinstance(topic, list) or topic is None else [topic]
         self.notifier = notify_notifier.Notifier(

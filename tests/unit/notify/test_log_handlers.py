@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +134,39 @@ def test_a_failing_notification_is_reported_by_logging_not_raised(conf, handlers
     bad.extra = object()  # cannot travel as JSON
     handler.emit(bad)
     assert handled == [bad]
+
+
+LOGGING_CONFIG_SERVICE = """
+import logging, logging.config, sys
+from oslo_config import cfg
+from rpcframe.notify import drivers
+
+cfg.CONF(["--config-file", sys.argv[1]])  # the service parses its configuration first
+logging.config.fileConfig(sys.argv[2])
+logging.getLogger("svc").error("disk %s is full", "sda")
+(ctxt, message, priority, retry), = drivers.NOTIFICATIONS
+print(message["event_type"], priority, message["payload"]["msg"])
+"""
+
+
+def test_a_logging_configuration_file_sends_records_with_the_services_config(tmp_path):
+    # The handler is built by logging.config, which cannot pass a ConfigOpts:
+    # it reads the driver from the global cfg.CONF the service parsed, as oslo's does.
+    service_conf = tmp_path / "service.conf"
+    service_conf.write_text("[oslo_messaging_notifications]\ndriver = test\n")
+    logging_conf = tmp_path / "logging.conf"
+    logging_conf.write_text(
+        "[loggers]\nkeys = root\n[handlers]\nkeys = notifier\n[formatters]\nkeys =\n"
+        "[logger_root]\nlevel = ERROR\nhandlers = notifier\n"
+        "[handler_notifier]\nclass = rpcframe.LoggingNotificationHandler\n"
+        "level = ERROR\nargs = ('fake://',)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", LOGGING_CONFIG_SERVICE, str(service_conf), str(logging_conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["logrecord", "ERROR", "disk", "sda", "is", "full"]
