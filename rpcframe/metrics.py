@@ -192,8 +192,11 @@ def get_collector(conf: cfg.ConfigOpts) -> MetricsCollectorClient:
 def _enabled(conf: Any) -> bool:
     if not isinstance(conf, cfg.ConfigOpts):  # a test's mock transport has no options
         return False
-    conf.register_opts(metrics_opts, group=GROUP)
-    return bool(conf.oslo_messaging_metrics.metrics_enabled)
+    try:
+        return bool(conf.oslo_messaging_metrics.metrics_enabled)
+    except cfg.NoSuchOptError:  # registered with the core options; not here yet
+        conf.register_opts(metrics_opts, group=GROUP)
+        return bool(conf.oslo_messaging_metrics.metrics_enabled)
 
 
 @contextlib.contextmanager

@@ -461,6 +461,7 @@ def register_core(conf: cfg.ConfigOpts) -> None:
     """Register the [DEFAULT] and [rpcframe] options every entry point needs."""
     conf.register_opts(_default_opts)
     conf.register_opts(core_opts, group=CORE_GROUP)
+    conf.register_opts(metrics.metrics_opts, group=METRICS_GROUP)
 
 
 def register_notifications(conf: cfg.ConfigOpts) -> None:
