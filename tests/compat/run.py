@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import unittest
+import warnings
 
 HERE = pathlib.Path(__file__).resolve().parent
 KNOWN_FAILURES = HERE / "known_failures.txt"
@@ -227,6 +228,9 @@ def run_here(suite: str, args: argparse.Namespace) -> tuple[dict, dict]:
     # one that runs away with memory fails instead of taking the machine down.
     os.environ.setdefault("OS_TEST_TIMEOUT", "60")
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    # What the projects' own code warns about on every test is not our news.
+    warnings.filterwarnings("ignore", category=UserWarning, module="pycadf")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     with tempfile.TemporaryDirectory(prefix="rpcframe-compat-") as workdir:
         prepare_imports(args.against, pathlib.Path(workdir))
         tests = load_suite([suite])
