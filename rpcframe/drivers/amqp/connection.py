@@ -7,6 +7,11 @@ closed stay closed, the socket is blocking with kernel-side time limits and
 reads ahead, and a :class:`~rpcframe.drivers.amqp.frames.FrameReader` sees
 every frame. The settings every link of a driver shares, and the helpers to
 drop or describe a connection without leaking credentials, live here too.
+
+In an eventlet-patched process the socket is green: it is non-blocking
+underneath, so the kernel's time limits do not apply and eventlet's own
+(``settimeout``, which costs nothing there) bound each read and write
+instead.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import amqp
 import amqp.exceptions
 import kombu
 
+from rpcframe import green
 from rpcframe.drivers.amqp import frames
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "LinkSettings",
     "describe",
     "discard",
+    "idle_timeout",
     "open_connection",
     "socket_of",
 ]
@@ -136,6 +143,11 @@ def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.
     # Deliveries and confirms are parsed without py-amqp's layers.
     conn.rpcframe_frames = frames.FrameReader(conn)
     sock = transport.sock
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if green.patched():
+        sock.settimeout(IO_TIMEOUT)
+        return conn
     # A blocking socket with kernel-side time limits: Python's own
     # timeouts would poll() before every send and recv.
     sock.settimeout(None)
@@ -143,8 +155,16 @@ def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
+
+
+def idle_timeout() -> float | None:
+    """A connection socket's time limit outside deadline-bound sections.
+
+    None (blocking; the kernel's limits apply) in a threaded process;
+    IO_TIMEOUT in a patched one, whose sockets only have eventlet's limits.
+    """
+    return IO_TIMEOUT if green.patched() else None
 
 
 def socket_of(conn: amqp.Connection) -> socket.socket | None:

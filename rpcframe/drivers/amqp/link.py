@@ -20,6 +20,9 @@ the rules that make it safe and fast to use from any thread:
   else does (so the broker's heartbeats and stray frames are consumed even
   while the application is busy), notices a dead peer, and, for links that
   carry consumers, reconnects at once and restores them.
+* In an eventlet-patched process all of these threads are green, and
+  waiting on the socket goes through the hub
+  (:mod:`~rpcframe.drivers.amqp.polling`).
 
 Every connection has a *generation*. Things learnt on one connection
 (delivery tags, declared exchanges, pending confirms) belong to its
@@ -39,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import select
 import socket
 import threading
 import time
@@ -50,7 +52,7 @@ import amqp
 import amqp.exceptions
 
 from rpcframe import exceptions
-from rpcframe.drivers.amqp import frames
+from rpcframe.drivers.amqp import frames, polling
 from rpcframe.drivers.amqp.connection import (
     CONNECT_TIMEOUT,
     IO_ERRORS,
@@ -59,6 +61,7 @@ from rpcframe.drivers.amqp.connection import (
     LinkSettings,
     describe,
     discard,
+    idle_timeout,
     open_connection,
     socket_of,
 )
@@ -72,8 +75,6 @@ _IDLE_TICK = 5.0
 
 #: Most frames the keeper reads in one go, so it gets back to heartbeats.
 _BEAT_BUDGET = 1000
-
-_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 class LinkDown(Exception):
@@ -136,7 +137,7 @@ class Link:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._keeper: threading.Thread | None = None
-        self._poller: tuple[int, Any] | None = None
+        self._poller: tuple[int, polling.Poller] | None = None
 
     # -- state ------------------------------------------------------------------
 
@@ -273,11 +274,15 @@ class Link:
             LOG.warning(
                 "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, describe(error)
             )
-        # Shut the socket first: that wakes a reader blocked in poll().
+        # Shut the socket first: that wakes a reader blocked in poll(). A
+        # green reader waits through the hub, which would not see that event
+        # once the socket is closed: the wake-up socket tells it instead.
         sock = socket_of(conn)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
         with self.io_lock:
             discard(conn)
         self._nudge.set()
@@ -367,11 +372,8 @@ class Link:
         if cached is not None and cached[0] == generation:
             poller = cached[1]
         else:
-            poller = select.poll()
-            poller.register(sock.fileno(), _POLL_IN)
-            poller.register(self._wake_r.fileno(), select.POLLIN)
+            poller = polling.poller(sock.fileno(), self._wake_r.fileno())
             self._poller = (generation, poller)
-        wake_fd = self._wake_r.fileno()
         reader = frames.reader_of(conn)
         try:
             while True:
@@ -379,14 +381,13 @@ class Link:
                 if ready() or self._exclusive_wanted or self._closed:
                     return
                 if not transport._read_buffer and not (pending and pending()):
-                    remaining = _remaining(deadline)
-                    events = poller.poll(None if remaining is None else remaining * 1000)
-                    if not events:
-                        return
-                    if any(fd == wake_fd for fd, _ in events):
+                    ready_to_read, woken = poller.wait(_remaining(deadline))
+                    if woken:
                         _drain(self._wake_r)
-                        if len(events) == 1:
+                    if not ready_to_read:
+                        if woken:
                             continue
+                        return
                 with self.io_lock:
                     if generation != self._generation or self._conn is None:
                         raise LinkDown(self._why())
@@ -413,12 +414,7 @@ class Link:
         sock = transport.sock
         if transport._read_buffer or getattr(sock, "pending", lambda: 0)():
             return True
-        try:
-            poller = select.poll()
-            poller.register(sock.fileno(), _POLL_IN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return False
+        return polling.readable(sock)
 
     def _notify_if_changed(self) -> None:
         """Wake the waiters whose condition holds, if a callback said one may."""
@@ -602,8 +598,8 @@ def _drain(sock: socket.socket) -> None:
 
 
 def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
-    """Bound socket calls by ``deadline``; None: back to blocking (kernel limits only)."""
-    left = None if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
+    """Bound socket calls by ``deadline``; None: back to the idle time limit."""
+    left = idle_timeout() if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
     sock = socket_of(conn)
     if sock is not None:
         sock.settimeout(left)

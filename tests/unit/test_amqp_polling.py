@@ -1,0 +1,70 @@
+"""Waiting on a link's sockets, in threaded and in eventlet-patched processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from rpcframe.drivers.amqp import polling
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, broker = socket.socketpair()
+    yield ours, broker
+    ours.close()
+    broker.close()
+
+
+def test_the_poller_tells_the_connection_from_the_wake_up_socket():
+    conn, broker = socket.socketpair()
+    wake_r, wake_w = socket.socketpair()
+    try:
+        poller = polling.poller(conn.fileno(), wake_r.fileno())
+        assert poller.wait(0) == (False, False)
+        wake_w.send(b"!")
+        assert poller.wait(5) == (False, True)
+        broker.send(b"x")
+        assert poller.wait(5) == (True, True)
+    finally:
+        for sock in (conn, broker, wake_r, wake_w):
+            sock.close()
+
+
+def test_readable_sees_waiting_bytes_without_waiting(pair):
+    ours, broker = pair
+    assert not polling.readable(ours)
+    broker.send(b"x")
+    assert polling.readable(ours)
+
+
+def test_the_green_poller_answers_at_once_when_bytes_are_there():
+    pytest.importorskip("eventlet")
+    code = (
+        "import eventlet; eventlet.monkey_patch()\n"
+        "import socket\n"
+        "from rpcframe.drivers.amqp import polling\n"
+        "a, b = socket.socketpair(); w, x = socket.socketpair()\n"
+        "poller = polling.poller(a.fileno(), w.fileno())\n"
+        "print(type(poller).__name__, poller.wait(0.01))\n"
+        "b.send(b'x'); print(poller.wait(None))\n"
+        "eventlet.spawn(x.send, b'!'); a.recv(1); print(poller.wait(5))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
+    assert done.stdout.splitlines() == [
+        "GreenPoller (False, False)",
+        "(True, False)",
+        "(False, True)",
+    ], done.stderr
