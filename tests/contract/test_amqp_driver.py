@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from rpcframe import green
 from rpcframe.testing.contract import DriverContract
 from tests import brokers
 
@@ -17,6 +18,14 @@ class TestRabbitDriver(DriverContract):
     def _rabbitmq(self) -> Iterator[None]:
         brokers.require_rabbitmq()
         yield
+
+
+if green.patched():  # python -m tests.patched (tox -e eventlet)
+
+    class TestRabbitDriverOnTheEventletExecutor(TestRabbitDriver):
+        """The suite again, servers and listeners on green threads."""
+
+        executor = "eventlet"
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -5,6 +5,9 @@ no IP address) and a client certificate into a directory. :class:`TlsProxy`
 listens on a free loopback port, speaks TLS to clients (requiring a client
 certificate from the CA) and relays the plain bytes to RabbitMQ. The test
 starts and stops it, so the shared broker's configuration is never touched.
+Each of its threads waits on a wake-up socket of its own, so that it also
+runs on green threads in an eventlet-patched process (where two green
+threads may not wait on one socket).
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ class TlsProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wakers: list[socket.socket] = [self._wake_w]
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.handshakes_failed = 0
@@ -118,14 +122,18 @@ class TlsProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._wake_w.send(b"x")
         with self._lock:
             threads = list(self._threads)
+            wakers = list(self._wakers)
+        for waker in wakers:
+            with contextlib.suppress(OSError):
+                waker.send(b"x")
         for thread in threads:
             thread.join(10)
         self.listener.close()
         self._wake_r.close()
-        self._wake_w.close()
+        for waker in wakers:
+            waker.close()
 
     def _spawn(self, target: object, name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
@@ -153,19 +161,21 @@ class TlsProxy:
                 self.handshakes_failed += 1
             raw.close()
             return
+        wake_r, wake_w = socket.socketpair()
         with self._lock:
             self.relayed += 1
+            self._wakers.append(wake_w)
         plain = socket.create_connection(self.upstream, timeout=10)
         tls.settimeout(None)
         plain.settimeout(None)
-        with tls, plain, selectors.DefaultSelector() as selector:
+        with tls, plain, wake_r, selectors.DefaultSelector() as selector:
             selector.register(tls, selectors.EVENT_READ)
             selector.register(plain, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
+            selector.register(wake_r, selectors.EVENT_READ)
             with contextlib.suppress(OSError):
                 while True:
                     ready = {key.fileobj for key, _ in selector.select()}
-                    if self._wake_r in ready:
+                    if wake_r in ready:
                         return
                     if tls in ready:
                         data = tls.recv(65536)
