@@ -19,6 +19,9 @@ import pytest
 
 REQUIRE_BROKERS = os.environ.get("RPCFRAME_REQUIRE_BROKERS", "") not in ("", "0", "false", "no")
 
+#: Why a test that needs green threads is skipped in a threaded process.
+NEEDS_PATCHING = "needs an eventlet-patched process: python -m tests.patched (tox -e eventlet)"
+
 
 def service_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
     try:

@@ -20,7 +20,7 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tests.functional.oslo_peer", *args]
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -54,7 +54,7 @@ def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env=_env(),
+        env=child_env(),
     )
     try:
         assert read_line(proc, 60) == "ready"
@@ -77,7 +77,7 @@ def run_oslo(*args: str, timeout: float = 120.0) -> Any:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=_env(),
+        env=child_env(),
         timeout=timeout,
         check=False,
     )

@@ -7,7 +7,8 @@ certificate from the CA) and relays the plain bytes to RabbitMQ. The test
 starts and stops it, so the shared broker's configuration is never touched.
 Each of its threads waits on a wake-up socket of its own, so that it also
 runs on green threads in an eventlet-patched process (where two green
-threads may not wait on one socket).
+threads may not wait on one socket). :func:`proxy_process` runs one in a
+process of its own, for tests that stop their own process for a while.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import datetime
 import selectors
 import socket
 import ssl
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -77,17 +81,22 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def make_pki(directory: Path, ca_name: str = "rpcframe test CA") -> Pki:
-    """A CA, a server certificate for ``localhost`` and a client certificate."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _issue(ca_key, _name(ca_name), ca_name, ca_key, ca=True)
-    paths = Pki(
+def pki_in(directory: Path) -> Pki:
+    """Where :func:`make_pki` writes (or wrote) its files in ``directory``."""
+    return Pki(
         directory / "ca.pem",
         directory / "server.pem",
         directory / "server.key",
         directory / "client.pem",
         directory / "client.key",
     )
+
+
+def make_pki(directory: Path, ca_name: str = "rpcframe test CA") -> Pki:
+    """A CA, a server certificate for ``localhost`` and a client certificate."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _issue(ca_key, _name(ca_name), ca_name, ca_key, ca=True)
+    paths = pki_in(directory)
     paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     for cert_path, key_path, subject, dns in (
         (paths.server_cert, paths.server_key, "localhost", ("localhost",)),
@@ -189,3 +198,42 @@ class TlsProxy:
                         if not data:
                             return
                         tls.sendall(data)
+
+
+@contextlib.contextmanager
+def proxy_process(pki: Pki, upstream: tuple[str, int]) -> Iterator[int]:
+    """A :class:`TlsProxy` in a process of its own, until the block ends; yields its port.
+
+    For a test that stops its own process for a while on purpose (an
+    eventlet hub blocked by an endpoint): the proxy relays meanwhile.
+    """
+    from tests.functional import peers
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.functional.tls", str(pki.ca.parent), *map(str, upstream)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=peers.ROOT,
+        env=peers.child_env(),
+    )
+    try:
+        yield int(peers.read_line(proc, 60))
+    finally:
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    # python -m tests.functional.tls PKI_DIRECTORY HOST PORT: relay until stdin closes.
+    directory, host, port = sys.argv[1:4]
+    with TlsProxy(pki_in(Path(directory)), (host, int(port))) as running:
+        print(running.port, flush=True)
+        sys.stdin.read()

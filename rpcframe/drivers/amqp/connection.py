@@ -11,7 +11,8 @@ drop or describe a connection without leaking credentials, live here too.
 In an eventlet-patched process the socket is green: it is non-blocking
 underneath, so the kernel's time limits do not apply and eventlet's own
 (``settimeout``, which costs nothing there) bound each read and write
-instead.
+instead; and a :class:`~rpcframe.drivers.amqp.pulse.Guard` lets native
+threads write heartbeats between the green threads' frames.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import amqp.exceptions
 import kombu
 
 from rpcframe import green
-from rpcframe.drivers.amqp import frames
+from rpcframe.drivers.amqp import frames, pulse
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -37,6 +38,7 @@ __all__ = [
     "LinkSettings",
     "describe",
     "discard",
+    "guard_of",
     "idle_timeout",
     "open_connection",
     "socket_of",
@@ -147,6 +149,7 @@ def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if green.patched():
         sock.settimeout(IO_TIMEOUT)
+        conn.rpcframe_guard = pulse.install(transport)
         return conn
     # A blocking socket with kernel-side time limits: Python's own
     # timeouts would poll() before every send and recv.
@@ -167,6 +170,12 @@ def idle_timeout() -> float | None:
     return IO_TIMEOUT if green.patched() else None
 
 
+def guard_of(conn: amqp.Connection | None) -> pulse.Guard | None:
+    """The connection's Guard (patched processes only), else None."""
+    guard: pulse.Guard | None = getattr(conn, "rpcframe_guard", None)
+    return guard
+
+
 def socket_of(conn: amqp.Connection) -> socket.socket | None:
     """The connection's socket, or None once py-amqp dropped its transport."""
     # The private attribute: the public property warns once it is gone.
@@ -178,6 +187,9 @@ def discard(conn: amqp.Connection | None) -> None:
     """Drop a connection without talking to the broker."""
     if conn is None:
         return
+    guard = guard_of(conn)
+    if guard is not None:
+        guard.retire()
     with contextlib.suppress(*IO_ERRORS, AttributeError, TypeError):
         conn.collect()
 

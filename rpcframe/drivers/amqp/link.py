@@ -20,9 +20,10 @@ the rules that make it safe and fast to use from any thread:
   else does (so the broker's heartbeats and stray frames are consumed even
   while the application is busy), notices a dead peer, and, for links that
   carry consumers, reconnects at once and restores them.
-* In an eventlet-patched process all of these threads are green, and
-  waiting on the socket goes through the hub
-  (:mod:`~rpcframe.drivers.amqp.polling`).
+* In an eventlet-patched process all of these threads are green; waiting on
+  the socket goes through the hub (:mod:`~rpcframe.drivers.amqp.polling`),
+  and a native **pulse** thread writes the heartbeats, which a hub blocked by
+  an endpoint would otherwise starve (:mod:`~rpcframe.drivers.amqp.pulse`).
 
 Every connection has a *generation*. Things learnt on one connection
 (delivery tags, declared exchanges, pending confirms) belong to its
@@ -51,8 +52,8 @@ from typing import Any
 import amqp
 import amqp.exceptions
 
-from rpcframe import exceptions
-from rpcframe.drivers.amqp import frames, polling
+from rpcframe import exceptions, green
+from rpcframe.drivers.amqp import frames, polling, pulse
 from rpcframe.drivers.amqp.connection import (
     CONNECT_TIMEOUT,
     IO_ERRORS,
@@ -61,6 +62,7 @@ from rpcframe.drivers.amqp.connection import (
     LinkSettings,
     describe,
     discard,
+    guard_of,
     idle_timeout,
     open_connection,
     socket_of,
@@ -137,6 +139,7 @@ class Link:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._keeper: threading.Thread | None = None
+        self._pulse: pulse.Pulse | None = None
         self._poller: tuple[int, polling.Poller] | None = None
 
     # -- state ------------------------------------------------------------------
@@ -499,6 +502,17 @@ class Link:
                 target=self._keep, name=f"{self.name}-keeper", daemon=True
             )
             self._keeper.start()
+            s = self.settings
+            if s.heartbeat and green.patched():
+                # At least two heartbeats per heartbeat timeout, as RabbitMQ
+                # counts the connection dead after two missed ones.
+                interval = min(s.heartbeat / max(s.heartbeat_rate, 1), s.heartbeat / 2)
+                self._pulse = pulse.Pulse(f"{self.name}-pulse", self._guard, interval)
+                self._pulse.start()
+
+    def _guard(self) -> pulse.Guard | None:
+        """The Guard of the current connection (the pulse thread asks)."""
+        return guard_of(self._conn)
 
     def _keep(self) -> None:
         s = self.settings
@@ -540,6 +554,11 @@ class Link:
             conn = self._conn
             if conn is None or generation != self._generation:
                 return
+            if not idle and self.readable():
+                # Another thread has the reader role but has not read yet
+                # (a hub that was blocked is only now running again): bytes
+                # from the broker are waiting, so it is alive.
+                conn.bytes_recv += 1
             try:
                 conn.heartbeat_tick(rate=max(self.settings.heartbeat_rate, 1))
                 return
@@ -573,6 +592,8 @@ class Link:
                     self.io_lock.release()
             else:
                 discard(conn)
+        if self._pulse is not None:
+            self._pulse.stop(timeout)
         keeper = self._keeper
         if keeper is not None and keeper is not threading.current_thread():
             keeper.join(timeout)
