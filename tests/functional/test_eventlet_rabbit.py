@@ -5,13 +5,16 @@ threaded process. The endpoints here block the hub on purpose, with a call
 eventlet did not make green (the native ``time.sleep``), as a C library or
 an unpatched module does in a real service. That was oslo.messaging's
 heartbeat starvation under eventlet: the connections must outlive it (the
-broker does not close them and nothing reconnects), and connections the
-broker does close must come back.
+broker does not close them and nothing reconnects), call-monitor heartbeats
+must go on, and connections the broker does close must come back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +26,7 @@ from rpcframe import green
 from rpcframe.drivers.amqp.connection import guard_of, socket_of
 from tests import brokers
 from tests.conftest import NEEDS_PATCHING, logged
+from tests.functional import peers
 
 pytestmark = [
     pytest.mark.broker,
@@ -154,6 +158,58 @@ def test_connections_over_tls_outlive_an_endpoint_that_blocks_the_hub(names, tmp
             server.stop()
             server.wait()
             transport.cleanup()
+
+
+CALLER = """
+import sys
+import rpcframe
+from oslo_config import cfg
+from tests import brokers
+
+url, exchange, topic, hold = sys.argv[1:]
+transport = rpcframe.get_rpc_transport(brokers.conf_for_exchange(exchange), url)
+client = rpcframe.get_rpc_client(
+    transport, rpcframe.Target(topic=topic), timeout=30, call_monitor_timeout=2
+)
+try:
+    print(client.call({}, "hold", seconds=float(hold)))
+except rpcframe.MessagingTimeout as exc:
+    print(f"MessagingTimeout: {exc}")
+finally:
+    transport.cleanup()
+"""
+
+
+def test_call_monitor_heartbeats_go_on_while_an_endpoint_blocks_the_hub(names):
+    # The caller runs in a threaded process of its own: it notices at once
+    # when heartbeats stop (after 2 s; the endpoint holds the hub for 6).
+    exchange, topic = names
+    transport = rpcframe.get_rpc_transport(brokers.conf_for_exchange(exchange), brokers.RABBIT_URL)
+    server = _serve(transport, topic)
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(CALLER),
+                brokers.RABBIT_URL,
+                exchange,
+                topic,
+                str(HOLD),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=peers.ROOT,
+            env=peers.child_env(),
+            timeout=90,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip().splitlines()[-1] == "held", done.stdout
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
 
 
 def test_connections_the_broker_closes_come_back(names):

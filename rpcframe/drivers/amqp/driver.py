@@ -20,7 +20,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -115,6 +115,16 @@ class RabbitDriver(base.Driver):
             retry=retry,
             deadline=deadline_after(timeout),
         )
+
+    def detached_sender(self, address: base.Address) -> Callable[[bytes], bool] | None:
+        if self._closed or address.kind != base.REPLY:
+            return None
+        route = self.topology.route(address)
+        try:
+            return self._sender().detached_sender(route, deadline_after(CONNECT_TIMEOUT))
+        except exceptions.MessagingException as exc:
+            LOG.debug("no detached sender for %s: %s", address, exc)
+            return None
 
     # -- receiving -----------------------------------------------------------------------
 
