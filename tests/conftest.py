@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -39,6 +41,21 @@ def require_service(name: str, host: str, port: int) -> None:
     if REQUIRE_BROKERS:
         pytest.fail(f"{reason} and RPCFRAME_REQUIRE_BROKERS is set", pytrace=False)
     pytest.skip(reason)
+
+
+def run_python(code: str, timeout: float = 50.0) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh Python process, warnings off; what it printed, whatever its exit.
+
+    For what must start from a clean process: eventlet's monkey-patching, or
+    a check that something was never imported.
+    """
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class _Waiting(logging.Handler):

@@ -26,8 +26,10 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The next line the peer prints, or AssertionError after ``timeout`` seconds."""
+def read_line(
+    proc: subprocess.Popen[str], timeout: float, what: str = "the oslo.messaging peer"
+) -> str:
+    """The next line ``proc`` prints, or AssertionError after ``timeout`` seconds."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
@@ -35,20 +37,20 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not selector.select(left):
-                raise AssertionError(f"the oslo.messaging peer said nothing in {timeout} s")
+                raise AssertionError(f"{what} said nothing in {timeout} s")
             line = proc.stdout.readline()
             if not line:
                 stderr = proc.stderr.read() if proc.stderr else ""
-                raise AssertionError(f"the oslo.messaging peer exited: {stderr[-2000:]}")
+                raise AssertionError(f"{what} exited: {stderr[-2000:]}")
             if line.strip():
                 return line.strip()
 
 
 @contextlib.contextmanager
-def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None]:
-    """An oslo.messaging RPC server, running until the block ends."""
+def child(command: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """A process of the test suite's, stopped by closing its standard input when the block ends."""
     proc = subprocess.Popen(
-        _command("server", url, exchange, topic, name),
+        command,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,8 +59,7 @@ def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None
         env=child_env(),
     )
     try:
-        assert read_line(proc, 60) == "ready"
-        yield
+        yield proc
     finally:
         assert proc.stdin is not None
         with contextlib.suppress(OSError):
@@ -68,6 +69,14 @@ def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@contextlib.contextmanager
+def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None]:
+    """An oslo.messaging RPC server, running until the block ends."""
+    with child(_command("server", url, exchange, topic, name)) as proc:
+        assert read_line(proc, 60) == "ready"
+        yield
 
 
 def run_oslo(*args: str, timeout: float = 120.0) -> Any:

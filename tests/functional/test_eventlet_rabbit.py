@@ -64,12 +64,23 @@ def names() -> Iterator[tuple[str, str]]:
     brokers.delete_exchanges([exchange])
 
 
-def _serve(transport: rpcframe.Transport, topic: str) -> Any:
+@contextlib.contextmanager
+def serving(conf: Any, url: str, topic: str) -> Iterator[tuple[rpcframe.Transport, Any]]:
+    """A transport, a Blocking server on green threads and a client; all gone afterwards."""
+    transport = rpcframe.get_rpc_transport(conf, url)
     server = rpcframe.get_rpc_server(
         transport, rpcframe.Target(topic=topic, server="s1"), [Blocking()], executor="eventlet"
     )
     server.start()
-    return server
+    try:
+        yield (
+            transport,
+            rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=WAIT),
+        )
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
 
 
 def _links(*transports: rpcframe.Transport) -> list[Any]:
@@ -109,10 +120,7 @@ def _assert_survived(links: list[Any], generations: list[int], ports: set[int]) 
 def test_connections_outlive_an_endpoint_that_blocks_the_hub(names):
     exchange, topic = names
     conf = brokers.conf_for_exchange(exchange)
-    transport = rpcframe.get_rpc_transport(conf, f"{brokers.RABBIT_URL}?{HEARTBEAT}")
-    server = _serve(transport, topic)
-    try:
-        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=WAIT)
+    with serving(conf, f"{brokers.RABBIT_URL}?{HEARTBEAT}", topic) as (transport, client):
         assert client.call({}, "echo", value=1) == 1
         links = _links(transport)
         generations = [link.generation for link in links]
@@ -122,10 +130,6 @@ def test_connections_outlive_an_endpoint_that_blocks_the_hub(names):
 
         assert client.call({}, "echo", value=2) == 2
         _assert_survived(links, generations, ports)
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
 
 
 def test_connections_over_tls_outlive_an_endpoint_that_blocks_the_hub(names, tmp_path):
@@ -141,10 +145,8 @@ def test_connections_over_tls_outlive_an_endpoint_that_blocks_the_hub(names, tmp
         conf.set_override("ssl_ca_file", str(pki.ca), group)
         conf.set_override("ssl_cert_file", str(pki.client_cert), group)
         conf.set_override("ssl_key_file", str(pki.client_key), group)
-        transport = rpcframe.get_rpc_transport(conf, f"rabbit://localhost:{port}/?{HEARTBEAT}")
-        server = _serve(transport, topic)
-        try:
-            client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=WAIT)
+        url = f"rabbit://localhost:{port}/?{HEARTBEAT}"
+        with serving(conf, url, topic) as (transport, client):
             assert client.call({}, "echo", value="tls") == "tls"
             links = _links(transport)
             generations = [link.generation for link in links]
@@ -154,10 +156,6 @@ def test_connections_over_tls_outlive_an_endpoint_that_blocks_the_hub(names, tmp
             assert client.call({}, "echo", value="again") == "again"
             assert [link.generation for link in links] == generations
             assert all(guard_of(link._conn).beats > 0 for link in links)
-        finally:
-            server.stop()
-            server.wait()
-            transport.cleanup()
 
 
 CALLER = """
@@ -184,9 +182,7 @@ def test_call_monitor_heartbeats_go_on_while_an_endpoint_blocks_the_hub(names):
     # The caller runs in a threaded process of its own: it notices at once
     # when heartbeats stop (after 2 s; the endpoint holds the hub for 6).
     exchange, topic = names
-    transport = rpcframe.get_rpc_transport(brokers.conf_for_exchange(exchange), brokers.RABBIT_URL)
-    server = _serve(transport, topic)
-    try:
+    with serving(brokers.conf_for_exchange(exchange), brokers.RABBIT_URL, topic):
         done = subprocess.run(
             [
                 sys.executable,
@@ -204,12 +200,8 @@ def test_call_monitor_heartbeats_go_on_while_an_endpoint_blocks_the_hub(names):
             timeout=90,
             check=False,
         )
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert done.stdout.strip().splitlines()[-1] == "held", done.stdout
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "held", done.stdout
 
 
 def test_connections_the_broker_closes_come_back(names):
@@ -218,10 +210,7 @@ def test_connections_the_broker_closes_come_back(names):
     # Short heartbeats: the keepers read often, so each link soon sees its
     # connection closed.
     url = f"{brokers.RABBIT_URL}?heartbeat_timeout_threshold=4"
-    transport = rpcframe.get_rpc_transport(conf, url)
-    server = _serve(transport, topic)
-    try:
-        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=WAIT)
+    with serving(conf, url, topic) as (transport, client):
         assert client.call({}, "echo", value=1) == 1
         links = _links(transport)
         generations = [link.generation for link in links]
@@ -241,7 +230,3 @@ def test_connections_the_broker_closes_come_back(names):
         assert all(
             link.generation > before for link, before in zip(links, generations, strict=True)
         )
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()

@@ -19,7 +19,6 @@ import datetime
 import selectors
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -209,26 +208,9 @@ def proxy_process(pki: Pki, upstream: tuple[str, int]) -> Iterator[int]:
     """
     from tests.functional import peers
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.functional.tls", str(pki.ca.parent), *map(str, upstream)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=peers.ROOT,
-        env=peers.child_env(),
-    )
-    try:
-        yield int(peers.read_line(proc, 60))
-    finally:
-        assert proc.stdin is not None
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    command = [sys.executable, "-m", "tests.functional.tls", str(pki.ca.parent)]
+    with peers.child([*command, *map(str, upstream)]) as proc:
+        yield int(peers.read_line(proc, 60, "the TLS proxy"))
 
 
 if __name__ == "__main__":

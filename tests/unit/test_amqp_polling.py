@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from rpcframe.drivers.amqp import polling
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -56,13 +55,7 @@ def test_the_green_poller_answers_at_once_when_bytes_are_there():
         "b.send(b'x'); print(poller.wait(None))\n"
         "eventlet.spawn(x.send, b'!'); a.recv(1); print(poller.wait(5))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=25,
-        check=False,
-    )
+    done = run_python(code)
     assert done.stdout.splitlines() == [
         "GreenPoller (False, False)",
         "(True, False)",

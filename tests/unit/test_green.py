@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def run(code: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=True,
-    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import threading
 
 import pytest
 
 from rpcframe.timers import Timers
+from tests.conftest import run_python
 
 
 def test_callbacks_run_in_due_order():
@@ -91,11 +90,5 @@ def test_native_timers_run_while_an_endpoint_blocks_the_eventlet_hub():
         "print(ran)\n"
         "native.close(); green.close()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_python(code)
     assert done.stdout.strip() == "['native']", done.stderr
