@@ -78,5 +78,17 @@ def wait_readable(fds: Sequence[int], timeout: float | None) -> list[int]:
     """
     from eventlet.green import select  # already imported: the process is patched
 
-    readable, _, _ = select.select(fds, (), (), timeout)
-    return list(readable)
+    # eventlet's select skips a descriptor given as the int 0 (it tests the
+    # object for truth), and a daemon's socket may well be 0: give objects.
+    readable, _, _ = select.select([_Descriptor(fd) for fd in fds], (), (), timeout)
+    return [descriptor.fd for descriptor in readable]
+
+
+class _Descriptor:
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd

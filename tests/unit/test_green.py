@@ -76,3 +76,18 @@ def test_waiting_for_a_socket_lets_other_green_threads_run():
         "print(green.wait_readable([b.fileno()], 0.01))\n"
     )
     assert out == ["True", "[]"]
+
+
+def test_a_socket_on_descriptor_0_is_waited_on_too():
+    # A daemon with its standard input closed may get a socket as descriptor 0.
+    pytest.importorskip("eventlet")
+    out = run(
+        "import eventlet; eventlet.monkey_patch()\n"
+        "import os, socket\n"
+        "from rpcframe import green\n"
+        "a, b = socket.socketpair()\n"
+        "os.dup2(a.fileno(), 0)\n"
+        "eventlet.spawn(b.send, b'x')\n"
+        "print(green.wait_readable([0], 5))\n"
+    )
+    assert out == ["[0]"]
