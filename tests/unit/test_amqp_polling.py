@@ -61,3 +61,23 @@ def test_the_green_poller_answers_at_once_when_bytes_are_there():
         "(True, False)",
         "(False, True)",
     ], done.stderr
+
+
+def test_both_sockets_ready_at_once_end_the_green_wait_once():
+    # The waiting green thread must not be switched into a second time, later,
+    # wherever it then is (here: a sleep that would end early).
+    pytest.importorskip("eventlet")
+    code = (
+        "import eventlet; eventlet.monkey_patch()\n"
+        "import socket, time\n"
+        "from rpcframe.drivers.amqp import polling\n"
+        "a, b = socket.socketpair(); w, x = socket.socketpair()\n"
+        "poller = polling.poller(a.fileno(), w.fileno())\n"
+        "def both(): b.send(b'x'); x.send(b'!')\n"
+        "eventlet.spawn_after(0.05, both)\n"
+        "print(poller.wait(5) in ((True, False), (False, True)))\n"
+        "started = time.monotonic(); eventlet.sleep(0.3)\n"
+        "print(time.monotonic() - started >= 0.29)\n"
+    )
+    done = run_python(code)
+    assert done.stdout.split() == ["True", "True"], done.stderr
