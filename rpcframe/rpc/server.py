@@ -250,7 +250,9 @@ class _Heartbeat:
         address = base.Address("", request.reply_q or "", kind=base.REPLY)
         body = wire.encode_reply(request.msg_id or "", None, None, ending=False)
         interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
-        detached = driver.detached_sender(address) if green.patched() else None
+        # Connecting for it may take one heartbeat interval at most: the
+        # call is about to run.
+        detached = driver.detached_sender(address, interval) if green.patched() else None
         if detached is not None:
 
             def send_detached() -> bool:

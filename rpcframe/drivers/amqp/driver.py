@@ -116,12 +116,15 @@ class RabbitDriver(base.Driver):
             deadline=deadline_after(timeout),
         )
 
-    def detached_sender(self, address: base.Address) -> Callable[[bytes], bool] | None:
+    def detached_sender(
+        self, address: base.Address, timeout: float | None = None
+    ) -> Callable[[bytes], bool] | None:
         if self._closed or address.kind != base.REPLY:
             return None
         route = self.topology.route(address)
+        wait = CONNECT_TIMEOUT if timeout is None else min(timeout, CONNECT_TIMEOUT)
         try:
-            return self._sender().detached_sender(route, deadline_after(CONNECT_TIMEOUT))
+            return self._sender().detached_sender(route, deadline_after(wait))
         except exceptions.MessagingException as exc:
             LOG.debug("no detached sender for %s: %s", address, exc)
             return None
