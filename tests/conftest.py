@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -43,19 +44,53 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(reason)
 
 
-def run_python(code: str, timeout: float = 50.0) -> subprocess.CompletedProcess[str]:
+#: The checkout: where the test suite's own processes start.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, *args: str, timeout: float = 50.0) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh Python process, warnings off; what it printed, whatever its exit.
 
     For what must start from a clean process: eventlet's monkey-patching, or
-    a check that something was never imported.
+    a check that something was never imported. It starts in the checkout, so
+    it may import ``tests``.
     """
     return subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
+        [sys.executable, "-W", "ignore", "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        cwd=ROOT,
     )
+
+
+@contextlib.contextmanager
+def child_process(command: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """A process of the test suite's, in the checkout; its standard input closes at the end.
+
+    Closing it is how such a process is told to stop; it is killed if it
+    has not within 30 s.
+    """
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class _Waiting(logging.Handler):

@@ -20,16 +20,14 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tests.functional.oslo_peer", *args]
 
 
-def child_env() -> dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def read_line(
-    proc: subprocess.Popen[str], timeout: float, what: str = "the oslo.messaging peer"
-) -> str:
-    """The next line ``proc`` prints, or AssertionError after ``timeout`` seconds."""
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next line the peer prints, or AssertionError after ``timeout`` seconds."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
@@ -37,29 +35,30 @@ def read_line(
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not selector.select(left):
-                raise AssertionError(f"{what} said nothing in {timeout} s")
+                raise AssertionError(f"the oslo.messaging peer said nothing in {timeout} s")
             line = proc.stdout.readline()
             if not line:
                 stderr = proc.stderr.read() if proc.stderr else ""
-                raise AssertionError(f"{what} exited: {stderr[-2000:]}")
+                raise AssertionError(f"the oslo.messaging peer exited: {stderr[-2000:]}")
             if line.strip():
                 return line.strip()
 
 
 @contextlib.contextmanager
-def child(command: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """A process of the test suite's, stopped by closing its standard input when the block ends."""
+def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None]:
+    """An oslo.messaging RPC server, running until the block ends."""
     proc = subprocess.Popen(
-        command,
+        _command("server", url, exchange, topic, name),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env=child_env(),
+        env=_env(),
     )
     try:
-        yield proc
+        assert read_line(proc, 60) == "ready"
+        yield
     finally:
         assert proc.stdin is not None
         with contextlib.suppress(OSError):
@@ -71,14 +70,6 @@ def child(command: list[str]) -> Iterator[subprocess.Popen[str]]:
             proc.wait(10)
 
 
-@contextlib.contextmanager
-def oslo_server(url: str, exchange: str, topic: str, name: str) -> Iterator[None]:
-    """An oslo.messaging RPC server, running until the block ends."""
-    with child(_command("server", url, exchange, topic, name)) as proc:
-        assert read_line(proc, 60) == "ready"
-        yield
-
-
 def run_oslo(*args: str, timeout: float = 120.0) -> Any:
     """Run a one-shot peer command and return the JSON it printed last."""
     done = subprocess.run(
@@ -86,7 +77,7 @@ def run_oslo(*args: str, timeout: float = 120.0) -> Any:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=child_env(),
+        env=_env(),
         timeout=timeout,
         check=False,
     )

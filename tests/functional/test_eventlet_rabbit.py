@@ -12,9 +12,6 @@ must go on, and connections the broker does close must come back.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
-import textwrap
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +22,7 @@ import rpcframe
 from rpcframe import green
 from rpcframe.drivers.amqp.connection import guard_of, socket_of
 from tests import brokers
-from tests.conftest import NEEDS_PATCHING, logged
-from tests.functional import peers
+from tests.conftest import NEEDS_PATCHING, logged, run_python
 
 pytestmark = [
     pytest.mark.broker,
@@ -158,10 +154,10 @@ def test_connections_over_tls_outlive_an_endpoint_that_blocks_the_hub(names, tmp
             assert all(guard_of(link._conn).beats > 0 for link in links)
 
 
-CALLER = """
+CALLER = """\
 import sys
+
 import rpcframe
-from oslo_config import cfg
 from tests import brokers
 
 url, exchange, topic, hold = sys.argv[1:]
@@ -183,23 +179,7 @@ def test_call_monitor_heartbeats_go_on_while_an_endpoint_blocks_the_hub(names):
     # when heartbeats stop (after 2 s; the endpoint holds the hub for 6).
     exchange, topic = names
     with serving(brokers.conf_for_exchange(exchange), brokers.RABBIT_URL, topic):
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                textwrap.dedent(CALLER),
-                brokers.RABBIT_URL,
-                exchange,
-                topic,
-                str(HOLD),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=peers.ROOT,
-            env=peers.child_env(),
-            timeout=90,
-            check=False,
-        )
+        done = run_python(CALLER, brokers.RABBIT_URL, exchange, topic, str(HOLD), timeout=90)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "held", done.stdout
 

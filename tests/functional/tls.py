@@ -206,11 +206,16 @@ def proxy_process(pki: Pki, upstream: tuple[str, int]) -> Iterator[int]:
     For a test that stops its own process for a while on purpose (an
     eventlet hub blocked by an endpoint): the proxy relays meanwhile.
     """
-    from tests.functional import peers
+    from tests.conftest import child_process
 
     command = [sys.executable, "-m", "tests.functional.tls", str(pki.ca.parent)]
-    with peers.child([*command, *map(str, upstream)]) as proc:
-        yield int(peers.read_line(proc, 60, "the TLS proxy"))
+    with child_process([*command, *map(str, upstream)]) as proc:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            line = proc.stdout.readline() if selector.select(60) else ""
+        assert line.strip().isdigit(), f"the TLS proxy did not start: {line!r}"
+        yield int(line)
 
 
 if __name__ == "__main__":
