@@ -551,6 +551,8 @@ def main(args: Any, out: TextIO) -> int:
     """``rpcframe bench``, given parsed arguments (see :mod:`rpcframe.cli`)."""
     if args.protocol_costs:
         return _protocol_costs(args, out)  # needs neither tqdm nor matplotlib
+    if args.eventlet:
+        return _eventlet(args, out)
     if not args.no_progress or args.plot:
         missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
         needed = [m for m in missing if m == "tqdm" or args.plot]
@@ -588,26 +590,73 @@ def main(args: Any, out: TextIO) -> int:
 
 def _protocol_costs(args: Any, out: TextIO) -> int:
     """``rpcframe bench --protocol-costs``: RabbitMQ only, needs py-amqp."""
-    if not args.url.startswith(("rabbit://", "amqp://")) or not _importable("amqp"):
-        print(
-            "rpcframe bench: --protocol-costs measures RabbitMQ: give a rabbit:// URL and "
-            "install the amqp extra (pip install 'rpcframe[amqp]')",
-            file=sys.stderr,
-        )
+    if not _rabbit_with(args, "--protocol-costs", "amqp"):
         return 2
     from rpcframe import bench_costs
 
+    report = bench_costs.measure(
+        args.url,
+        args.calls,
+        args.casts,
+        args.rounds,
+        args.payload_size,
+        args.timeout,
+        _progress(args, "--protocol-costs"),
+    )
+    return _write(report, bench_costs.print_costs, args, out)
+
+
+def _eventlet(args: Any, out: TextIO) -> int:
+    """``rpcframe bench --eventlet``: RabbitMQ only, needs py-amqp and eventlet."""
+    if not _rabbit_with(args, "--eventlet", "amqp", "eventlet"):
+        return 2
+    from rpcframe import bench_eventlet
+
+    report = bench_eventlet.run(
+        args.url,
+        args.calls,
+        args.threads,
+        args.rounds,
+        args.payload_size,
+        args.warmup,
+        args.timeout,
+        _progress(args, "--eventlet"),
+    )
+    return _write(report, bench_eventlet.print_eventlet, args, out)
+
+
+def _rabbit_with(args: Any, option: str, *extras: str) -> bool:
+    """Whether the URL is RabbitMQ's and the extras are installed; says what is missing."""
+    if args.url.startswith(("rabbit://", "amqp://")) and all(map(_importable, extras)):
+        return True
+    names = " and ".join(extras) + (" extras" if len(extras) > 1 else " extra")
+    print(
+        f"rpcframe bench: {option} measures RabbitMQ: give a rabbit:// URL and install the "
+        f"{names} (pip install 'rpcframe[{','.join(extras)}]')",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _progress(args: Any, option: str) -> Callable[[str], None]:
     def progress(what: str) -> None:
         if not args.no_progress:
-            print(f"rpcframe bench --protocol-costs: {what}", file=sys.stderr)
+            print(f"rpcframe bench {option}: {what}", file=sys.stderr)
 
-    report = bench_costs.measure(
-        args.url, args.calls, args.casts, args.rounds, args.payload_size, args.timeout, progress
-    )
+    return progress
+
+
+def _write(
+    report: dict[str, Any],
+    printer: Callable[[dict[str, Any], TextIO], None],
+    args: Any,
+    out: TextIO,
+) -> int:
+    """The report as JSON on ``out`` (``--json -``), or printed and saved to ``--json FILE``."""
     if args.json == "-":
         out.write(json.dumps(report, indent=2) + "\n")
         return 0
-    bench_costs.print_costs(report, out)
+    printer(report, out)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)

@@ -84,12 +84,17 @@ def load_library(name: str) -> tuple[Any, Any]:
     return rpcframe, conf
 
 
-def serve(library: str, url: str, topic: str, ready: Any, stop: Any) -> None:
+def serve(
+    library: str, url: str, topic: str, ready: Any, stop: Any, executor: str = "threading"
+) -> None:
     """Serve BenchEndpoint with ``library`` on ``url`` until ``stop`` is set."""
     lib, conf = load_library(library)
     transport = lib.get_rpc_transport(conf, url)
     server = lib.get_rpc_server(
-        transport, lib.Target(topic=topic, server="bench-server"), [BenchEndpoint()]
+        transport,
+        lib.Target(topic=topic, server="bench-server"),
+        [BenchEndpoint()],
+        executor=executor,
     )
     server.start()
     ready.set()

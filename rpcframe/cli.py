@@ -169,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
         help="instead, measure on RabbitMQ what each part of the wire protocol costs, with "
         "bare py-amqp, beside rpcframe's calls and casts (see rpcframe.bench_costs)",
     )
+    bench.add_argument(
+        "--eventlet",
+        action="store_true",
+        help="instead, measure on RabbitMQ sequential and --threads green-thread calls in "
+        "eventlet-patched processes, beside the same in threaded processes and oslo.messaging "
+        "under eventlet, in interleaved rounds; print the ratios (see rpcframe.bench_eventlet)",
+    )
     bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")

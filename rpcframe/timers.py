@@ -6,6 +6,11 @@ caller's inbox is missing for a moment (after a broker restart, say). The
 thread starts with the first timer, sleeps on a condition until the next one
 is due, and is joined on ``close()``. Callbacks must be short and must not
 raise; one that does is logged and dropped.
+
+``native=True`` makes the thread (and its condition) the OS's own in an
+eventlet-patched process, where the default ones are green and an endpoint
+that blocks the hub would stop them. Its callbacks then run beside the hub:
+they must not touch green locks or sockets, nor log (see :mod:`rpcframe.green`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+from rpcframe import green
 
 __all__ = ["Timer", "Timers"]
 
@@ -38,12 +46,13 @@ class Timer:
 class Timers:
     """Runs callbacks at their due time, on one named thread."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, native: bool = False) -> None:
         self._name = name
-        self._cond = threading.Condition()
+        self._threading = green.native_threading() if native else threading
+        self._cond = self._threading.Condition()
         self._due: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._thread: Any = None
         self._closed = False
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
@@ -59,7 +68,9 @@ class Timers:
                 return timer
             heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), timer))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread = self._threading.Thread(
+                    target=self._run, name=self._name, daemon=True
+                )
                 self._thread.start()
             self._cond.notify()
         return timer
@@ -99,7 +110,7 @@ class Timers:
             self._due.clear()
             thread, self._thread = self._thread, None
             self._cond.notify_all()
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread is not self._threading.current_thread():
             thread.join(5)
             if thread.is_alive():
                 LOG.warning("%s: a timer callback is still running after close()", self._name)

@@ -12,12 +12,18 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 REQUIRE_BROKERS = os.environ.get("RPCFRAME_REQUIRE_BROKERS", "") not in ("", "0", "false", "no")
+
+#: Why a test that needs green threads is skipped in a threaded process.
+NEEDS_PATCHING = "needs an eventlet-patched process: python -m tests.patched (tox -e eventlet)"
 
 
 def service_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -36,6 +42,55 @@ def require_service(name: str, host: str, port: int) -> None:
     if REQUIRE_BROKERS:
         pytest.fail(f"{reason} and RPCFRAME_REQUIRE_BROKERS is set", pytrace=False)
     pytest.skip(reason)
+
+
+#: The checkout: where the test suite's own processes start.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, *args: str, timeout: float = 50.0) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh Python process, warnings off; what it printed, whatever its exit.
+
+    For what must start from a clean process: eventlet's monkey-patching, or
+    a check that something was never imported. It starts in the checkout, so
+    it may import ``tests``.
+    """
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+@contextlib.contextmanager
+def child_process(command: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """A process of the test suite's, in the checkout; its standard input closes at the end.
+
+    Closing it is how such a process is told to stop; it is killed if it
+    has not within 30 s.
+    """
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class _Waiting(logging.Handler):

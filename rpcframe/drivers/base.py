@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
@@ -269,6 +269,24 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def open_inbox(self) -> Inbox:
         """Create a private, uniquely addressed listener for replies."""
+
+    def detached_sender(
+        self, address: Address, timeout: float | None = None
+    ) -> Callable[[bytes], bool] | None:
+        """A way to send best-effort messages to ``address`` from a native OS thread.
+
+        For eventlet-patched processes, where an endpoint that blocks the hub
+        (with a call eventlet did not make green) starves every green thread:
+        the core sends call-monitor heartbeats through it from a native timer
+        thread. Called from an ordinary (green) thread, it may connect first,
+        for at most ``timeout`` seconds (then None).
+        The function it returns may be called from any OS thread: it writes
+        ``body`` at once, without a confirm, never waits on the transport for
+        more than a fraction of a second, never raises, and says whether it
+        wrote. None (the default) means the driver has no such path; the core
+        then sends from a green timer.
+        """
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:

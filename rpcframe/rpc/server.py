@@ -17,7 +17,9 @@ The server listens on the topic's shared queue, on its own server queue and
 on the topic's fanout. Requests are acknowledged before they run (calls are
 at most once, as in oslo.messaging). A request whose caller has already
 given up (its ``_deadline`` passed) is not run. Calls that asked for
-call-monitor heartbeats get one every half interval while they run. Every
+call-monitor heartbeats get one every half interval while they run (in an
+eventlet-patched process from a native thread, so that an endpoint that
+blocks the hub does not stop them, where the driver can send from one). Every
 failure goes back to the caller as a remote error, or into the log for
 casts; a malformed request never stops the server. A reply whose caller's
 inbox is missing for a moment (a broker restart) is retried until the
@@ -37,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rpcframe import exceptions as msg_exceptions
-from rpcframe import identity, leniency, wire
+from rpcframe import green, identity, leniency, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import server as msg_server
 from rpcframe import transport as msg_transport
@@ -85,6 +87,8 @@ class RPCServer(msg_server.MessageHandlingServer):
         self._seen_set: set[str] = set()
         self._seen_lock = threading.Lock()
         self._timers = Timers(f"{self._name}-timers")
+        # Call-monitor heartbeats that a blocked hub cannot stop (patched only).
+        self._native_timers = Timers(f"{self._name}-native-timers", native=True)
 
     @property
     def _name(self) -> str:
@@ -96,6 +100,7 @@ class RPCServer(msg_server.MessageHandlingServer):
 
     def _start(self, override_pool_size: int | None) -> None:
         self._timers.reopen()
+        self._native_timers.reopen()
         super()._start(override_pool_size)
 
     def _on_received(self, incoming: base.IncomingMessage) -> None:
@@ -105,6 +110,7 @@ class RPCServer(msg_server.MessageHandlingServer):
     def _wait(self) -> None:
         super()._wait()
         self._timers.close()
+        self._native_timers.close()
 
     # -- one request ----------------------------------------------------------
 
@@ -135,7 +141,9 @@ class RPCServer(msg_server.MessageHandlingServer):
             request.context = leniency.context(attached, request.context)
         heartbeat = None
         if request.wants_reply and request.monitor_timeout:
-            heartbeat = _Heartbeat(self.transport._driver, self._timers, request)
+            heartbeat = _Heartbeat.start(
+                self.transport._driver, self._timers, self._native_timers, request
+            )
         result = failure = error = None
         sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
         try:
@@ -255,27 +263,62 @@ def _failure_of(exc: BaseException) -> str:
 
 
 class _Heartbeat:
-    """Sends call-monitor heartbeats for one running call, from the timer thread."""
+    """Sends call-monitor heartbeats for one running call, from a timer thread.
 
-    def __init__(self, driver: base.Driver, timers: Timers, request: wire.Request) -> None:
-        self._driver = driver
+    In a threaded process, or where the driver cannot send from a native
+    thread, each beat is an ordinary (mandatory, confirmed) send from the
+    server's timer thread. In an eventlet-patched process whose driver has a
+    detached sender, the beats are written by a native timer thread, so that
+    they go on while the endpoint blocks the hub.
+    """
+
+    def __init__(self, timers: Timers, interval: float, send: Callable[[], bool]) -> None:
         self._timers = timers
-        self._address = base.Address("", request.reply_q or "", kind=base.REPLY)
-        self._msg_id = request.msg_id or ""
-        self._interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
-        self._timer = timers.schedule(self._interval, self._beat)
+        self._interval = interval
+        self._send = send  # one beat; False: stop beating
+        self._done = False
+        self._timer = timers.schedule(interval, self._beat)
+
+    @classmethod
+    def start(
+        cls, driver: base.Driver, timers: Timers, native_timers: Timers, request: wire.Request
+    ) -> _Heartbeat:
+        address = base.Address("", request.reply_q or "", kind=base.REPLY)
+        body = wire.encode_reply(request.msg_id or "", None, None, ending=False)
+        interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
+        # Connecting for it may take one heartbeat interval at most: the
+        # call is about to run.
+        detached = driver.detached_sender(address, interval) if green.patched() else None
+        if detached is not None:
+
+            def send_detached() -> bool:
+                # A beat not written now (reconnecting, say) is not a reason
+                # to stop: the next one may be.
+                detached(body)
+                return True
+
+            return cls(native_timers, interval, send_detached)
+
+        def send() -> bool:
+            try:
+                driver.send(address, body, mandatory=True, timeout=interval)
+            except msg_exceptions.MessagingException as exc:
+                LOG.debug("Call-monitor heartbeat for %s failed: %s", request.msg_id, exc)
+                return False
+            return True
+
+        return cls(timers, interval, send)
 
     def _beat(self) -> None:
-        body = wire.encode_reply(self._msg_id, None, None, ending=False)
-        try:
-            self._driver.send(self._address, body, mandatory=True, timeout=self._interval)
-        except msg_exceptions.MessagingException as exc:
-            LOG.debug("Call-monitor heartbeat for %s failed: %s", self._msg_id, exc)
+        if not self._send() or self._done:
             return
-        if not self._timer.cancelled:
-            self._timer = self._timers.schedule(self._interval, self._beat)
+        timer = self._timers.schedule(self._interval, self._beat)
+        self._timer = timer
+        if self._done:  # cancelled while the next beat was being scheduled
+            timer.cancel()
 
     def cancel(self) -> None:
+        self._done = True
         self._timer.cancel()
 
 

@@ -101,9 +101,15 @@ class _Endpoint:
 
 
 class DriverContract(NotificationContract):
-    """Subclass with ``url = "scheme://..."`` to run the suite on a driver."""
+    """Subclass with ``url = "scheme://..."`` to run the suite on a driver.
+
+    ``executor`` names the executor the suite's servers and listeners run on
+    (None: the default, ``threading``); ``"eventlet"`` needs a monkey-patched
+    process.
+    """
 
     url: str = "fake://"
+    executor: str | None = None
 
     # -- fixtures ----------------------------------------------------------------
 
@@ -133,6 +139,7 @@ class DriverContract(NotificationContract):
 
         def start(topic: str, name: str = "server", endpoint: Any = None, **kwargs: Any) -> Any:
             endpoint = endpoint or _Endpoint(name)
+            kwargs.setdefault("executor", self.executor)
             server = rpcframe.get_rpc_server(
                 transport, rpcframe.Target(topic=topic, server=name), [endpoint], **kwargs
             )
@@ -628,7 +635,7 @@ class DriverContract(NotificationContract):
     def test_stop_lets_a_running_call_finish(self, transport, topic):
         endpoint = _Endpoint()
         server = rpcframe.get_rpc_server(
-            transport, rpcframe.Target(topic=topic, server="s"), [endpoint]
+            transport, rpcframe.Target(topic=topic, server="s"), [endpoint], executor=self.executor
         )
         server.start()
         client = self.client(transport, topic)

@@ -99,6 +99,7 @@ class NotificationContract:
     """Notification cases; mixed into DriverContract, which supplies ``url``."""
 
     url: str
+    executor: str | None = None
 
     @pytest.fixture
     def notification_transport(self, conf: cfg.ConfigOpts) -> Iterator[rpcframe.Transport]:
@@ -129,6 +130,7 @@ class NotificationContract:
                 else rpcframe.get_notification_listener
             )
             transport = rpcframe.get_notification_transport(conf, self.url)
+            kwargs.setdefault("executor", self.executor)
             try:
                 listener = factory(transport, [rpcframe.Target(topic=topic)], endpoints, **kwargs)
                 listener.start(override_pool_size=workers)

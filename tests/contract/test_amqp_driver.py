@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from oslo_config import cfg
 
+from rpcframe import green
 from rpcframe.testing.contract import DriverContract
 from tests import brokers
 
@@ -19,6 +20,14 @@ class TestRabbitDriver(DriverContract):
     def _rabbitmq(self) -> Iterator[None]:
         brokers.require_rabbitmq()
         yield
+
+
+if green.patched():  # python -m tests.patched (tox -e eventlet)
+
+    class TestRabbitDriverOnTheEventletExecutor(TestRabbitDriver):
+        """The suite again, servers and listeners on green threads."""
+
+        executor = "eventlet"
 
 
 @pytest.fixture(scope="module", autouse=True)

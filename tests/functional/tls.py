@@ -5,6 +5,10 @@ no IP address) and a client certificate into a directory. :class:`TlsProxy`
 listens on a free loopback port, speaks TLS to clients (requiring a client
 certificate from the CA) and relays the plain bytes to RabbitMQ. The test
 starts and stops it, so the shared broker's configuration is never touched.
+Each of its threads waits on a wake-up socket of its own, so that it also
+runs on green threads in an eventlet-patched process (where two green
+threads may not wait on one socket). :func:`proxy_process` runs one in a
+process of its own, for tests that stop their own process for a while.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import datetime
 import selectors
 import socket
 import ssl
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -74,17 +80,22 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def make_pki(directory: Path, ca_name: str = "rpcframe test CA") -> Pki:
-    """A CA, a server certificate for ``localhost`` and a client certificate."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _issue(ca_key, _name(ca_name), ca_name, ca_key, ca=True)
-    paths = Pki(
+def pki_in(directory: Path) -> Pki:
+    """Where :func:`make_pki` writes (or wrote) its files in ``directory``."""
+    return Pki(
         directory / "ca.pem",
         directory / "server.pem",
         directory / "server.key",
         directory / "client.pem",
         directory / "client.key",
     )
+
+
+def make_pki(directory: Path, ca_name: str = "rpcframe test CA") -> Pki:
+    """A CA, a server certificate for ``localhost`` and a client certificate."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _issue(ca_key, _name(ca_name), ca_name, ca_key, ca=True)
+    paths = pki_in(directory)
     paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     for cert_path, key_path, subject, dns in (
         (paths.server_cert, paths.server_key, "localhost", ("localhost",)),
@@ -108,6 +119,7 @@ class TlsProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wakers: list[socket.socket] = [self._wake_w]
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.handshakes_failed = 0
@@ -118,14 +130,18 @@ class TlsProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._wake_w.send(b"x")
         with self._lock:
             threads = list(self._threads)
+            wakers = list(self._wakers)
+        for waker in wakers:
+            with contextlib.suppress(OSError):
+                waker.send(b"x")
         for thread in threads:
             thread.join(10)
         self.listener.close()
         self._wake_r.close()
-        self._wake_w.close()
+        for waker in wakers:
+            waker.close()
 
     def _spawn(self, target: object, name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
@@ -153,19 +169,21 @@ class TlsProxy:
                 self.handshakes_failed += 1
             raw.close()
             return
+        wake_r, wake_w = socket.socketpair()
         with self._lock:
             self.relayed += 1
+            self._wakers.append(wake_w)
         plain = socket.create_connection(self.upstream, timeout=10)
         tls.settimeout(None)
         plain.settimeout(None)
-        with tls, plain, selectors.DefaultSelector() as selector:
+        with tls, plain, wake_r, selectors.DefaultSelector() as selector:
             selector.register(tls, selectors.EVENT_READ)
             selector.register(plain, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
+            selector.register(wake_r, selectors.EVENT_READ)
             with contextlib.suppress(OSError):
                 while True:
                     ready = {key.fileobj for key, _ in selector.select()}
-                    if self._wake_r in ready:
+                    if wake_r in ready:
                         return
                     if tls in ready:
                         data = tls.recv(65536)
@@ -179,3 +197,30 @@ class TlsProxy:
                         if not data:
                             return
                         tls.sendall(data)
+
+
+@contextlib.contextmanager
+def proxy_process(pki: Pki, upstream: tuple[str, int]) -> Iterator[int]:
+    """A :class:`TlsProxy` in a process of its own, until the block ends; yields its port.
+
+    For a test that stops its own process for a while on purpose (an
+    eventlet hub blocked by an endpoint): the proxy relays meanwhile.
+    """
+    from tests.conftest import child_process
+
+    command = [sys.executable, "-m", "tests.functional.tls", str(pki.ca.parent)]
+    with child_process([*command, *map(str, upstream)]) as proc:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            line = proc.stdout.readline() if selector.select(60) else ""
+        assert line.strip().isdigit(), f"the TLS proxy did not start: {line!r}"
+        yield int(line)
+
+
+if __name__ == "__main__":
+    # python -m tests.functional.tls PKI_DIRECTORY HOST PORT: relay until stdin closes.
+    directory, host, port = sys.argv[1:4]
+    with TlsProxy(pki_in(Path(directory)), (host, int(port))) as running:
+        print(running.port, flush=True)
+        sys.stdin.read()

@@ -244,3 +244,29 @@ def test_a_delivery_split_between_the_reader_and_py_amqp_still_arrives():
     conn.on_inbound_frame((8, 0, b""))
     assert got["deliveries"] == [(21, b"ok")]
     assert [kind for kind, _channel, _payload in conn.passed_on] == [8]
+
+
+class _Written:
+    """A py-amqp connection and transport that keep what frame_writer writes."""
+
+    def __init__(self, frame_max):
+        self.frame_max = frame_max
+        self.bytes_sent = 0
+        self.data = b""
+
+    def write(self, data):
+        self.data += bytes(data)
+
+
+@pytest.mark.parametrize("size", [0, 100, 10_000], ids=["empty", "small", "several frames"])
+def test_a_publish_encoded_whole_is_what_py_amqp_would_write(size):
+    from amqp.method_framing import frame_writer
+
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    arguments = frames.publish_arguments("", "reply_abc", False)
+    properties = frames.encode_properties()
+    py_amqp = _Written(frame_max=4096)
+    frame_writer(py_amqp, py_amqp)(
+        1, 3, frames._PUBLISH, arguments, frames.Outgoing(payload, properties)
+    )
+    assert frames.encode_publish(3, arguments, properties, payload, 4096) == py_amqp.data

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
+import pytest
+
 from rpcframe.timers import Timers
+from tests.conftest import run_python
 
 
 def test_callbacks_run_in_due_order():
@@ -71,3 +74,21 @@ def test_callbacks_run_on_the_named_thread():
     finally:
         timers.close()
     assert names == ["unit-timers"]
+
+
+def test_native_timers_run_while_an_endpoint_blocks_the_eventlet_hub():
+    pytest.importorskip("eventlet")
+    code = (
+        "import eventlet; eventlet.monkey_patch()\n"
+        "import eventlet.patcher\n"
+        "from rpcframe.timers import Timers\n"
+        "blocking = eventlet.patcher.original('time')\n"
+        "native, green, ran = Timers('n', native=True), Timers('g'), []\n"
+        "native.schedule(0.01, lambda: ran.append('native'))\n"
+        "green.schedule(0.01, lambda: ran.append('green'))\n"
+        "blocking.sleep(0.5)  # the hub is held: no green thread runs\n"
+        "print(ran)\n"
+        "native.close(); green.close()\n"
+    )
+    done = run_python(code)
+    assert done.stdout.strip() == "['native']", done.stderr

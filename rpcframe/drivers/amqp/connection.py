@@ -7,6 +7,12 @@ closed stay closed, the socket is blocking with kernel-side time limits and
 reads ahead, and a :class:`~rpcframe.drivers.amqp.frames.FrameReader` sees
 every frame. The settings every link of a driver shares, and the helpers to
 drop or describe a connection without leaking credentials, live here too.
+
+In an eventlet-patched process the socket is green: it is non-blocking
+underneath, so the kernel's time limits do not apply and eventlet's own
+(``settimeout``, which costs nothing there) bound each read and write
+instead; and a :class:`~rpcframe.drivers.amqp.pulse.Guard` lets native
+threads write heartbeats between the green threads' frames.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import amqp
 import amqp.exceptions
 import kombu
 
-from rpcframe.drivers.amqp import frames
+from rpcframe import green
+from rpcframe.drivers.amqp import frames, pulse
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -31,6 +38,8 @@ __all__ = [
     "LinkSettings",
     "describe",
     "discard",
+    "guard_of",
+    "idle_timeout",
     "open_connection",
     "socket_of",
 ]
@@ -136,6 +145,12 @@ def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.
     # Deliveries and confirms are parsed without py-amqp's layers.
     conn.rpcframe_frames = frames.FrameReader(conn)
     sock = transport.sock
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if green.patched():
+        sock.settimeout(IO_TIMEOUT)
+        conn.rpcframe_guard = pulse.install(transport)
+        return conn
     # A blocking socket with kernel-side time limits: Python's own
     # timeouts would poll() before every send and recv.
     sock.settimeout(None)
@@ -143,8 +158,22 @@ def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
+
+
+def idle_timeout() -> float | None:
+    """A connection socket's time limit outside deadline-bound sections.
+
+    None (blocking; the kernel's limits apply) in a threaded process;
+    IO_TIMEOUT in a patched one, whose sockets only have eventlet's limits.
+    """
+    return IO_TIMEOUT if green.patched() else None
+
+
+def guard_of(conn: amqp.Connection | None) -> pulse.Guard | None:
+    """The connection's Guard (patched processes only), else None."""
+    guard: pulse.Guard | None = getattr(conn, "rpcframe_guard", None)
+    return guard
 
 
 def socket_of(conn: amqp.Connection) -> socket.socket | None:
@@ -158,6 +187,9 @@ def discard(conn: amqp.Connection | None) -> None:
     """Drop a connection without talking to the broker."""
     if conn is None:
         return
+    guard = guard_of(conn)
+    if guard is not None:
+        guard.retire()
     with contextlib.suppress(*IO_ERRORS, AttributeError, TypeError):
         conn.collect()
 

@@ -26,7 +26,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kombu.compression
@@ -136,6 +136,19 @@ class RabbitDriver(base.Driver):
             retry=retry,
             deadline=deadline_after(timeout),
         )
+
+    def detached_sender(
+        self, address: base.Address, timeout: float | None = None
+    ) -> Callable[[bytes], bool] | None:
+        if self._closed or address.kind != base.REPLY:
+            return None
+        route = self.topology.route(address)
+        wait = CONNECT_TIMEOUT if timeout is None else min(timeout, CONNECT_TIMEOUT)
+        try:
+            return self._sender().detached_sender(route, deadline_after(wait))
+        except exceptions.MessagingException as exc:
+            LOG.debug("no detached sender for %s: %s", address, exc)
+            return None
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ __all__ = [
     "Outgoing",
     "ack",
     "encode_properties",
+    "encode_publish",
     "publish",
     "publish_arguments",
 ]
@@ -134,6 +135,31 @@ def ack(connection: object, channel_id: int, delivery_tag: int) -> None:
 def publish(connection: object, channel_id: int, arguments: bytes, message: Outgoing) -> None:
     """Write one ``basic.publish`` with its content. The caller holds the I/O lock."""
     connection.frame_writer(1, channel_id, _PUBLISH, arguments, message)  # type: ignore[attr-defined]
+
+
+_PUBLISH_METHOD = struct.pack(">HH", *_PUBLISH)
+_CONTENT_HEADER = struct.Struct(">HHQ")  # class-id, weight, body size
+
+
+def encode_publish(
+    channel_id: int, arguments: bytes, properties: bytes, body: bytes, frame_max: int
+) -> bytes:
+    """The frames of one ``basic.publish`` with its content, as py-amqp writes them.
+
+    For a writer that does not go through py-amqp (a native thread in an
+    eventlet-patched process): the method frame, the content header and the
+    body in frames of at most ``frame_max`` bytes.
+    """
+    method = _PUBLISH_METHOD + arguments
+    header = _CONTENT_HEADER.pack(60, 0, len(body)) + properties
+    parts = [_frame(1, channel_id, method), _frame(2, channel_id, header)]
+    chunk = frame_max - 8
+    parts.extend(_frame(3, channel_id, body[i : i + chunk]) for i in range(0, len(body), chunk))
+    return b"".join(parts)
+
+
+def _frame(kind: int, channel_id: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", kind, channel_id, len(payload)) + payload + b"\xce"
 
 
 # -- reading ----------------------------------------------------------------------------

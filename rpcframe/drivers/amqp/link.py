@@ -20,6 +20,10 @@ the rules that make it safe and fast to use from any thread:
   else does (so the broker's heartbeats and stray frames are consumed even
   while the application is busy), notices a dead peer, and, for links that
   carry consumers, reconnects at once and restores them.
+* In an eventlet-patched process all of these threads are green; waiting on
+  the socket goes through the hub (:mod:`~rpcframe.drivers.amqp.polling`),
+  and a native **pulse** thread writes the heartbeats, which a hub blocked by
+  an endpoint would otherwise starve (:mod:`~rpcframe.drivers.amqp.pulse`).
 
 Every connection has a *generation*. Things learnt on one connection
 (delivery tags, declared exchanges, pending confirms) belong to its
@@ -39,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import select
 import socket
 import threading
 import time
@@ -49,8 +52,8 @@ from typing import Any
 import amqp
 import amqp.exceptions
 
-from rpcframe import exceptions
-from rpcframe.drivers.amqp import frames
+from rpcframe import exceptions, green
+from rpcframe.drivers.amqp import frames, polling, pulse
 from rpcframe.drivers.amqp.connection import (
     CONNECT_TIMEOUT,
     IO_ERRORS,
@@ -59,6 +62,8 @@ from rpcframe.drivers.amqp.connection import (
     LinkSettings,
     describe,
     discard,
+    guard_of,
+    idle_timeout,
     open_connection,
     socket_of,
 )
@@ -72,8 +77,6 @@ _IDLE_TICK = 5.0
 
 #: Most frames the keeper reads in one go, so it gets back to heartbeats.
 _BEAT_BUDGET = 1000
-
-_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 class LinkDown(Exception):
@@ -136,7 +139,8 @@ class Link:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._keeper: threading.Thread | None = None
-        self._poller: tuple[int, Any] | None = None
+        self._pulse: pulse.Pulse | None = None
+        self._poller: tuple[int, polling.Poller] | None = None
 
     # -- state ------------------------------------------------------------------
 
@@ -273,11 +277,15 @@ class Link:
             LOG.warning(
                 "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, describe(error)
             )
-        # Shut the socket first: that wakes a reader blocked in poll().
+        # Shut the socket first: that wakes a reader blocked in poll(). A
+        # green reader waits through the hub, which would not see that event
+        # once the socket is closed: the wake-up socket tells it instead.
         sock = socket_of(conn)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
         with self.io_lock:
             discard(conn)
         self._nudge.set()
@@ -367,11 +375,8 @@ class Link:
         if cached is not None and cached[0] == generation:
             poller = cached[1]
         else:
-            poller = select.poll()
-            poller.register(sock.fileno(), _POLL_IN)
-            poller.register(self._wake_r.fileno(), select.POLLIN)
+            poller = polling.poller(sock.fileno(), self._wake_r.fileno())
             self._poller = (generation, poller)
-        wake_fd = self._wake_r.fileno()
         reader = frames.reader_of(conn)
         try:
             while True:
@@ -379,14 +384,13 @@ class Link:
                 if ready() or self._exclusive_wanted or self._closed:
                     return
                 if not transport._read_buffer and not (pending and pending()):
-                    remaining = _remaining(deadline)
-                    events = poller.poll(None if remaining is None else remaining * 1000)
-                    if not events:
-                        return
-                    if any(fd == wake_fd for fd, _ in events):
+                    ready_to_read, woken = poller.wait(_remaining(deadline))
+                    if woken:
                         _drain(self._wake_r)
-                        if len(events) == 1:
+                    if not ready_to_read:
+                        if woken:
                             continue
+                        return
                 with self.io_lock:
                     if generation != self._generation or self._conn is None:
                         raise LinkDown(self._why())
@@ -413,12 +417,7 @@ class Link:
         sock = transport.sock
         if transport._read_buffer or getattr(sock, "pending", lambda: 0)():
             return True
-        try:
-            poller = select.poll()
-            poller.register(sock.fileno(), _POLL_IN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return False
+        return polling.readable(sock)
 
     def _notify_if_changed(self) -> None:
         """Wake the waiters whose condition holds, if a callback said one may."""
@@ -503,6 +502,17 @@ class Link:
                 target=self._keep, name=f"{self.name}-keeper", daemon=True
             )
             self._keeper.start()
+            s = self.settings
+            if s.heartbeat and green.patched():
+                # At least two heartbeats per heartbeat timeout, as RabbitMQ
+                # counts the connection dead after two missed ones.
+                interval = min(s.heartbeat / max(s.heartbeat_rate, 1), s.heartbeat / 2)
+                self._pulse = pulse.Pulse(f"{self.name}-pulse", self._guard, interval)
+                self._pulse.start()
+
+    def _guard(self) -> pulse.Guard | None:
+        """The Guard of the current connection (the pulse thread asks)."""
+        return guard_of(self._conn)
 
     def _keep(self) -> None:
         s = self.settings
@@ -544,6 +554,11 @@ class Link:
             conn = self._conn
             if conn is None or generation != self._generation:
                 return
+            if not idle and self.readable():
+                # Another thread has the reader role but has not read yet
+                # (a hub that was blocked is only now running again): bytes
+                # from the broker are waiting, so it is alive.
+                conn.bytes_recv += 1
             try:
                 conn.heartbeat_tick(rate=max(self.settings.heartbeat_rate, 1))
                 return
@@ -577,6 +592,8 @@ class Link:
                     self.io_lock.release()
             else:
                 discard(conn)
+        if self._pulse is not None:
+            self._pulse.stop(timeout)
         keeper = self._keeper
         if keeper is not None and keeper is not threading.current_thread():
             keeper.join(timeout)
@@ -602,8 +619,8 @@ def _drain(sock: socket.socket) -> None:
 
 
 def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
-    """Bound socket calls by ``deadline``; None: back to blocking (kernel limits only)."""
-    left = None if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
+    """Bound socket calls by ``deadline``; None: back to the idle time limit."""
+    left = idle_timeout() if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
     sock = socket_of(conn)
     if sock is not None:
         sock.settimeout(left)

@@ -21,21 +21,29 @@ notification queues) are declared once per connection.
 With ``kombu_compression`` every body is compressed as kombu does it, and
 marked with kombu's ``compression`` header, so that oslo.messaging (and
 rpcframe) receivers decompress it.
+
+In an eventlet-patched process a third channel carries what native threads
+send (:meth:`Publisher.detached_sender`): call-monitor heartbeats, written
+whole between the green threads' frames, on a channel of their own so that
+they never fall inside another message's frames on the same channel.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import amqp
 import amqp.exceptions
 import kombu.compression
 
-from rpcframe import exceptions
+from rpcframe import exceptions, green
 from rpcframe.drivers.amqp import frames, topology
+from rpcframe.drivers.amqp.connection import guard_of
 from rpcframe.drivers.amqp.link import Link, LinkDown, LinkSettings
+from rpcframe.drivers.amqp.pulse import Guard
 
 __all__ = ["Publisher"]
 
@@ -69,6 +77,8 @@ class Publisher:
             self._headers = frames.encode_headers((("compression", mime),))
         self._confirm_ch: amqp.Channel | None = None
         self._plain_ch: amqp.Channel | None = None
+        # What native threads write with: (guard, channel id, frame_max).
+        self._detached: tuple[Guard, int, int] | None = None
         self._seq = 0
         self._pending: dict[int, _Confirm] = {}
         self._declared: set[str] = set()
@@ -84,6 +94,9 @@ class Publisher:
         frames.reader_of(conn).on_confirm(confirm.channel_id, self._on_ack, self._on_nack)
         confirm.events["basic_return"].add(self._on_return)
         plain = conn.channel()
+        guard = guard_of(conn)
+        if guard is not None:
+            self._detached = (guard, conn.channel().channel_id, conn.frame_max)
         with self.link.io_lock:
             self._confirm_ch, self._plain_ch = confirm, plain
             self._seq = 0
@@ -279,6 +292,36 @@ class Publisher:
             f"RabbitMQ refused to declare {key!r}: {refused.reply_text} (does it exist "
             "with other settings, e.g. durable or quorum? Delete it or align the options)"
         ) from refused
+
+    def detached_sender(
+        self, route: topology.Route, deadline: float | None
+    ) -> Callable[[bytes], bool] | None:
+        """A fire-and-forget send along ``route`` for native threads (patched processes).
+
+        Connects first if need be (up to ``deadline``). The function returned
+        may be called from any OS thread: it writes one message on the
+        current connection's detached channel without a confirm, and says
+        whether it could (not while reconnecting, say). None in a threaded
+        process, whose threads need no such path. Routes to the default
+        exchange only (replies): nothing is declared for them.
+        """
+        if not green.patched():
+            return None
+        self.link.ensure(deadline)
+        exchange = route.exchange.name if route.exchange is not None else topology.DEFAULT_EXCHANGE
+        arguments = frames.publish_arguments(exchange, route.routing_key, False)
+        properties = frames.encode_properties()
+
+        def send(body: bytes) -> bool:
+            detached = self._detached
+            if detached is None:
+                return False
+            guard, channel_id, frame_max = detached
+            return guard.send(
+                frames.encode_publish(channel_id, arguments, properties, body, frame_max)
+            )
+
+        return send
 
     def close(self) -> None:
         self.link.close()
