@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import stop_child
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -66,14 +68,7 @@ def oslo_process(
     try:
         yield proc
     finally:
-        assert proc.stdin is not None
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_child(proc)
 
 
 @contextlib.contextmanager
