@@ -342,10 +342,10 @@ class MessageHandlingServer(abc.ABC):
                     LOG.exception("%s: unexpected error while handling a message", self._name)
                 finally:
                     turns.handled()
-                if cooperative:
-                    # Green threads are never preempted: a worker whose
-                    # messages keep arriving (a requeued one, say) lets the
-                    # others run between two of them.
+                if cooperative and listener.pending():
+                    # Green threads are never preempted: a worker whose next
+                    # message is already there (a requeued one, say) would
+                    # not block, so it lets the others run first.
                     time.sleep(0)
         finally:
             turns.leave()

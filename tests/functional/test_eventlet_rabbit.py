@@ -19,15 +19,14 @@ from typing import Any
 import pytest
 
 import rpcframe
-from rpcframe import green
 from rpcframe.drivers.amqp.connection import guard_of, socket_of
 from tests import brokers
-from tests.conftest import NEEDS_PATCHING, logged, run_python
+from tests.conftest import logged, run_python
 
 pytestmark = [
     pytest.mark.broker,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(not green.patched(), reason=NEEDS_PATCHING),
+    pytest.mark.patched_only,
 ]
 
 #: A 2 s heartbeat: RabbitMQ closes a connection it hears nothing from for about 4 s.
