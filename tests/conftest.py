@@ -22,7 +22,18 @@ import pytest
 
 REQUIRE_BROKERS = os.environ.get("RPCFRAME_REQUIRE_BROKERS", "") not in ("", "0", "false", "no")
 
+
 #: Why a test that needs green threads is skipped in a threaded process.
+def pytest_configure(config: pytest.Config) -> None:
+    # oslo.messaging's queue manager, which the interop tests run, names a
+    # service after its process group's leader, and fails where that leader
+    # has exited (a job runner that started this run and went away). Such a
+    # run leads a process group of its own.
+    if not os.path.exists(f"/proc/{os.getpgrp()}"):
+        with contextlib.suppress(OSError):
+            os.setpgrp()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out the tests marked ``patched_only`` unless the process is patched.
 

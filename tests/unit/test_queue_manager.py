@@ -113,3 +113,12 @@ def test_oslo_and_rpcframe_draw_from_one_sequence(manager, tmp_path):
     finally:
         cfg.CONF.clear_override("lock_path", group="oslo_concurrency")
     assert names == [f"{manager.hostname}:nova-api:{n}" for n in (1, 2, 3, 4)]
+
+
+def test_a_group_whose_leader_is_gone_still_draws_names(manager, monkeypatch):
+    # A service started by a job runner that exited: its group has no leader.
+    gone = 2**22 + 12345  # above any pid this machine hands out
+    monkeypatch.setattr(os, "getpgrp", lambda: gone)
+    assert queue_manager.current_generation() == (gone, 0)
+    first, second = manager.next_name(), manager.next_name()
+    assert first != second and first.endswith(":1") and second.endswith(":2")

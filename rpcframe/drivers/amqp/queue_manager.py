@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ from typing import IO
 from rpcframe import exceptions
 
 __all__ = ["QueueManager", "SHM_DIR"]
+
+LOG = logging.getLogger(__name__)
 
 #: Where the counters live (oslo.messaging's fixed choice: memory, gone at reboot).
 SHM_DIR = "/dev/shm"
@@ -74,13 +77,21 @@ Generation = tuple[int, int]
 
 
 def current_generation() -> Generation:
-    """This process's (process group, start time of the group's leader)."""
+    """This process's (process group, start time of the group's leader).
+
+    A group whose leader has exited (a job runner that started the service
+    and went away) has no start time to read; its members all count as
+    start time 0, which no running leader has, so they still share one
+    generation. (oslo.messaging fails to name its queues there.)
+    """
     group = os.getpgrp()
-    start = _start_time(group or os.getpid())
+    leader = group or os.getpid()
+    start = _start_time(leader)
     if start is None:
-        raise exceptions.TransportDriverError(
-            f"cannot read /proc/{group or os.getpid()}/stat for the queue manager"
+        LOG.debug(
+            "queue manager: process group leader %d is gone; generation (%d, 0)", leader, group
         )
+        return group, 0
     return group, start
 
 
