@@ -28,6 +28,7 @@ before it gives up with :class:`~rpcframe.exceptions.TaskTimeout`).
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import sys
 import threading
@@ -251,14 +252,17 @@ class MessageHandlingServer(abc.ABC):
             raise ServerListenError(getattr(self, "target", None), exc) from exc
         self.listener = listener
         self._executor = executor
-        self._turns = _Turns(
+        turns = self._turns = _Turns(
             executor,
             size,
             listener,
             self.transport.capabilities.concurrent_poll and not self._receive_alone,
             self.conf.rpcframe.server_handover_delay,
         )
-        self._turns.start(self._work)
+        # Workers are given their pool: one may first run after stop() has
+        # already let go of it (a green thread, say, scheduled late).
+        turns.work = functools.partial(self._work, turns)
+        turns.start(turns.work)
 
     def _stop(self) -> None:
         turns, executor, listener = self._turns, self._executor, self.listener
@@ -303,10 +307,8 @@ class MessageHandlingServer(abc.ABC):
             turns.finishing(1)
             turns.pass_if_pending()
 
-    def _work(self) -> None:
+    def _work(self, turns: _Turns) -> None:
         """One worker: wait for the turn, receive, handle what came, and again."""
-        turns = self._turns
-        assert turns is not None
         cooperative = _green_threads()
         try:
             while True:
@@ -335,7 +337,7 @@ class MessageHandlingServer(abc.ABC):
                 except Exception:  # one bad message must not stop the server
                     LOG.exception("%s: dropping a message that could not be accepted", self._name)
                     continue
-                turns.handling(self._work)
+                turns.handling(turns.work)
                 try:
                     self._process_incoming(work)
                 except Exception:  # a worker outlives any one message
@@ -427,6 +429,8 @@ class _Turns:
         self._watcher: int | None = None
         self._watcher_sleeps = False
         self._workers = 0
+        #: What a new worker runs (set by the server before start()).
+        self.work: Any = None
         self._busy = 0
         self._finishing = 0
         self.stopping = threading.Event()

@@ -597,3 +597,21 @@ def test_short_requests_run_on_the_receiving_worker(turns_server):
     for _ in range(20):
         client.call({}, "where")
     assert len(threads) == 1
+
+
+def test_a_worker_that_first_runs_after_stop_just_ends(transport, topic):
+    # Green threads run when the spawner yields: the first worker may start
+    # only after stop() (and wait()) let go of the server's pool.
+    spawned = []
+
+    class Deferred(executors.ThreadingExecutor):
+        def spawn(self, fn):
+            spawned.append(fn)
+
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server._executor_cls = Deferred
+    server.start()
+    server.stop()
+    server.wait()
+    assert len(spawned) == 1
+    spawned[0]()  # returns at once: its pool is stopping
