@@ -207,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         outcome, detail = run_here(suites[0], args)
     elapsed = time.monotonic() - started
-    if args.against == "oslo" and not args.only_run:
+    if not args.only_run:
         remove_what_oslos_tests_leave()
     return report(args, suites, outcome, detail, elapsed)
 
 
 #: What oslo.messaging's own tests leave on a broker at localhost:5672 when
-#: they find one (they assume none is there): its notifier-retry test's queue.
+#: they find one (they assume none is there), run on either library: its
+#: notifier-retry test's queue.
 OSLO_LEFTOVERS = ("test-retry.info",)
 
 
