@@ -31,7 +31,6 @@ import abc
 import contextvars
 import functools
 import logging
-import sys
 import threading
 import time
 import warnings
@@ -40,7 +39,7 @@ from typing import Any
 from stevedore import driver as stevedore_driver
 from stevedore import exception as stevedore_exception
 
-from rpcframe import exceptions, opts
+from rpcframe import exceptions, green, opts
 from rpcframe.drivers import base
 from rpcframe.executors import Executor
 
@@ -314,7 +313,7 @@ class MessageHandlingServer(abc.ABC):
 
     def _work(self, turns: _Turns) -> None:
         """One worker: wait for the turn, receive, handle what came, and again."""
-        cooperative = _green_threads()
+        cooperative = green.patched()
         try:
             while True:
                 counted = _finishing_in.get()
@@ -379,12 +378,6 @@ class MessageHandlingServer(abc.ABC):
                     return listener
             listener.close()
         return None
-
-
-def _green_threads() -> bool:
-    """Whether threads are eventlet's green threads here (never imports eventlet)."""
-    patcher = sys.modules.get("eventlet.patcher")
-    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
 
 
 class _Turns:
