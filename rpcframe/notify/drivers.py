@@ -87,14 +87,30 @@ class LogDriver(Driver):
 
     LOGGER_BASE = "oslo.messaging.notification"
 
+    #: The standard levels of the logger methods used, to skip encoding a
+    #: message the logger would drop.
+    LEVELS = {
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+        "critical": logging.CRITICAL,
+    }
+
     def notify(self, ctxt: Any, message: Mapping[str, Any], priority: str, retry: Any) -> None:
         name = priority.lower()
+        if name == "warn":
+            name = "warning"
         logger = logging.getLogger(f"{self.LOGGER_BASE}.{message['event_type']}")
-        method = getattr(logger, "warning" if name == "warn" else name, None)
+        method = getattr(logger, name, None)
         if method is None and name == "audit":
-            method = logger.info
-        if callable(method):
-            method(json.dumps(to_primitive(redaction.mask_secrets(message))))
+            name, method = "info", logger.info
+        if not callable(method):
+            return
+        level = self.LEVELS.get(name)
+        if level is not None and not logger.isEnabledFor(level):
+            return
+        method(json.dumps(to_primitive(redaction.mask_secrets(message))))
 
 
 #: What the ``test`` driver received: ``(ctxt, message, priority, retry)`` tuples.
