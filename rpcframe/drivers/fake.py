@@ -31,6 +31,7 @@ wakes when a message is pushed or the listener is closed.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import threading
@@ -317,7 +318,7 @@ class FakeDriver(base.Driver):
         self._lenient = not options.strict
         if options.strict:
             # Production's behaviour: nothing but the encoded body travels.
-            self.capabilities = base.Capabilities(concurrent_poll=True)
+            self.capabilities = dataclasses.replace(self.capabilities, passes_objects=False)
         key = (tuple(h.hostname for h in url.hosts), url.virtual_host or "")
         self.broker = _registry.acquire(key)
         self._lock = threading.Lock()
