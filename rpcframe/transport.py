@@ -497,7 +497,10 @@ class Transport:
         return f"<{type(self).__name__} {self._driver.url.masked()}>"
 
 
-_DEFAULT_RESPONSE_TIMEOUT = 60
+#: rpc_response_timeout's own default, for a configuration that overrides it to None.
+_DEFAULT_RESPONSE_TIMEOUT = next(
+    o.default for o in opts.client_opts if o.dest == "rpc_response_timeout"
+)
 
 
 def _encode_request(message: dict[str, Any], ctxt: Any, **fields: Any) -> bytes:

@@ -219,21 +219,9 @@ OSLO_LEFTOVERS = ("test-retry.info",)
 
 
 def remove_what_oslos_tests_leave() -> None:
-    import contextlib
+    from tests.brokers import delete_queues
 
-    import amqp
-
-    with contextlib.suppress(OSError, amqp.exceptions.AMQPError):
-        conn = amqp.Connection(
-            "127.0.0.1:5672", userid="guest", password="guest", connect_timeout=5
-        )
-        conn.connect()
-        try:
-            for name in OSLO_LEFTOVERS:
-                with contextlib.suppress(amqp.exceptions.AMQPError):
-                    conn.channel().queue_delete(name)
-        finally:
-            conn.close()
+    delete_queues(names=OSLO_LEFTOVERS)
 
 
 def run_in_subprocess(suite: str, args: argparse.Namespace) -> dict:
