@@ -527,7 +527,7 @@ def measure_rpcframe(
 
 def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run the benchmark; return the report (also what ``--json`` writes)."""
-    from rpcframe.transport import _mask_raw
+    from rpcframe.url import mask_url as _mask_raw
 
     report: dict[str, Any] = {
         "url": _mask_raw(settings.url),

@@ -178,7 +178,7 @@ def run(
     progress: Callable[[str], None] = lambda what: None,
 ) -> dict[str, Any]:
     """Start the three sides, measure them, stop them; the report (what ``--json`` writes)."""
-    from rpcframe.transport import _mask_raw
+    from rpcframe.url import mask_url as _mask_raw
 
     settings = {
         "calls": calls,

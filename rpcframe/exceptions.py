@@ -16,6 +16,8 @@ on)::
     ├── DriverLoadFailure                 no driver for the URL's scheme
     ├── ConfigurationError                an option or URL parameter is wrong
     ├── TransportDriverError              a driver failed; the backend's error is __cause__
+    │   ├── TransportClosed               used after close() or cleanup(): your code closed it
+    │   ├── TransportBroken               the backend broke it (connection lost, refused)
     │   └── AuthenticationError           the backend refused the credentials
     ├── MalformedMessage                  a body that is not a valid message
     ├── MessageStateError                 a message acked or requeued twice
@@ -78,6 +80,8 @@ __all__ = [
     "Requeue",
     "ServerListenError",
     "TaskTimeout",
+    "TransportBroken",
+    "TransportClosed",
     "TransportDriverError",
     "UnsupportedVersion",
     "ValidationError",
@@ -163,7 +167,30 @@ class ConfigurationError(MessagingException):
 
 
 class TransportDriverError(MessagingException):
-    """A driver failed to do what was asked; the backend's error is ``__cause__``."""
+    """A driver failed to do what was asked; the backend's error is ``__cause__``.
+
+    oslo.messaging raises this one class for every driver failure; rpcframe
+    raises one of its two subclasses, so that code can tell a mistake of its
+    own (:class:`TransportClosed`) from a failure of the backend
+    (:class:`TransportBroken`), while ``except TransportDriverError`` still
+    catches both.
+    """
+
+
+class TransportClosed(TransportDriverError):
+    """The transport, driver, listener or inbox was used after it was closed.
+
+    The program closed it (``cleanup()``, ``close()``, ``stop()``); retrying
+    on the same object cannot succeed. Like trio's ``ClosedResourceError``.
+    """
+
+
+class TransportBroken(TransportDriverError):
+    """The backend failed: a connection lost for good, a declaration refused.
+
+    Nothing the program did to the object caused it; the backend's own error
+    is ``__cause__``. Like trio's ``BrokenResourceError``.
+    """
 
 
 class AuthenticationError(TransportDriverError):

@@ -39,7 +39,7 @@ from typing import Any
 from stevedore import driver as stevedore_driver
 from stevedore import exception as stevedore_exception
 
-from rpcframe import exceptions, green, opts
+from rpcframe import exceptions, green, options
 from rpcframe.drivers import base
 from rpcframe.executors import Executor
 
@@ -129,7 +129,7 @@ class MessageHandlingServer(abc.ABC):
                 stacklevel=3,
             )
         self.conf = transport.conf
-        opts.register_core(self.conf)
+        options.register_core(self.conf)
         self.transport = transport
         self.dispatcher = dispatcher
         self.executor_type = executor or "threading"

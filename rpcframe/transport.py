@@ -1,4 +1,4 @@
-"""Transports: a parsed URL, the driver it names, and the shared reply inbox.
+"""Transports: the driver a URL names, and what the core keeps per transport.
 
 A :class:`Transport` is the handle services pass to clients, servers,
 notifiers and listeners. It owns one driver instance (found through the
@@ -6,12 +6,8 @@ notifiers and listeners. It owns one driver instance (found through the
 reply inbox shared by every client built on it. Transports are safe to share
 between threads; ``cleanup()`` releases everything they hold.
 
-URLs have oslo.messaging's form::
-
-    driver://[user:pass@]host:port[,[userN:passN@]hostN:portN]/virtual_host?query
-
-Credentials never appear in ``repr()``, logs or error messages; ``str()``
-gives the full URL back, as oslo.messaging does, for code that rebuilds it.
+URLs (:class:`TransportURL`, :class:`TransportHost`) are parsed in
+:mod:`rpcframe.url` and re-exported here under oslo.messaging's import path.
 """
 
 from __future__ import annotations
@@ -22,14 +18,14 @@ import time
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib import parse
 
 from oslo_config import cfg
 from stevedore import driver as stevedore_driver
 from stevedore import exception as stevedore_exception
 
-from rpcframe import exceptions, identity, leniency, opts, redaction, wire
+from rpcframe import exceptions, identity, leniency, options, redaction, wire
 from rpcframe.drivers import base
+from rpcframe.url import TransportHost, TransportURL
 
 if TYPE_CHECKING:
     from rpcframe.rpc.replies import ReplyWaiter
@@ -57,44 +53,12 @@ InvalidTransportURL = exceptions.InvalidTransportURL
 DRIVER_NAMESPACE = "rpcframe.drivers"
 
 #: oslo.messaging's name for the options set_transport_defaults() changes.
-_transport_opts = opts.transport_opts
+_transport_opts = options.transport_opts
 
 
 def set_transport_defaults(control_exchange: str) -> None:
     """Set the default ``control_exchange`` for every ConfigOpts registered later."""
-    cfg.set_defaults(opts.transport_opts, control_exchange=control_exchange)
-
-
-class TransportHost:
-    """One host of a transport URL."""
-
-    def __init__(
-        self,
-        hostname: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-    ) -> None:
-        self.hostname = hostname
-        self.port = port
-        self.username = username
-        self.password = password
-
-    def __hash__(self) -> int:
-        return hash((self.hostname, self.port, self.username, self.password))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TransportHost) and vars(self) == vars(other)
-
-    def __repr__(self) -> str:
-        shown = []
-        for name in ("hostname", "port", "username"):
-            value = getattr(self, name)
-            if value:
-                shown.append(f"{name}={value!r}")
-        if self.password:
-            shown.append("password='****'")
-        return "<TransportHost " + ", ".join(shown) + ">"
+    cfg.set_defaults(options.transport_opts, control_exchange=control_exchange)
 
 
 class TransportOptions:
@@ -110,156 +74,6 @@ class TransportOptions:
 
     def __repr__(self) -> str:
         return f"<TransportOptions at_least_once={self._at_least_once}>"
-
-
-class TransportURL:
-    """A parsed transport URL (see the module documentation for the form).
-
-    :param conf: the ConfigOpts the transport will use.
-    :param transport: the driver name, e.g. ``"rabbit"`` or ``"fake"``.
-    :param virtual_host: the virtual host, e.g. ``"/"``.
-    :param hosts: a list of :class:`TransportHost`.
-    :param query: driver options that override the configuration file.
-    """
-
-    def __init__(
-        self,
-        conf: cfg.ConfigOpts,
-        transport: str | None = None,
-        virtual_host: str | None = None,
-        hosts: list[TransportHost] | None = None,
-        query: dict[str, str] | None = None,
-    ) -> None:
-        self.conf = conf
-        opts.register_core(conf)
-        self.transport = transport
-        self.virtual_host = virtual_host
-        self.hosts = [] if hosts is None else hosts
-        self.query = {} if query is None else query
-
-    def __hash__(self) -> int:
-        return hash((tuple(self.hosts), self.transport, self.virtual_host))
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, TransportURL)
-            and self.transport == other.transport
-            and self.virtual_host == other.virtual_host
-            and self.hosts == other.hosts
-        )
-
-    def _format(self, mask: bool) -> str:
-        netlocs = []
-        for host in self.hosts:
-            netloc = ""
-            if host.username is not None or host.password is not None:
-                if host.username is not None:
-                    netloc += parse.quote(host.username, "")
-                if host.password is not None:
-                    netloc += ":" + ("****" if mask else parse.quote(host.password, ""))
-                netloc += "@"
-            if host.hostname:
-                netloc += f"[{host.hostname}]" if ":" in host.hostname else host.hostname
-            if host.port is not None:
-                netloc += f":{host.port}"
-            netlocs.append(netloc)
-        url = f"{self.transport}://{','.join(netlocs)}/"
-        if self.virtual_host:
-            url += parse.quote(self.virtual_host)
-        if self.query:
-            url += "?" + parse.urlencode(self.query, doseq=True)
-        return url
-
-    def __str__(self) -> str:
-        return self._format(mask=False)
-
-    def masked(self) -> str:
-        """The URL with every password replaced by ``****``: safe to log."""
-        return self._format(mask=True)
-
-    def __repr__(self) -> str:
-        return f"<TransportURL {self.masked()}>"
-
-    @classmethod
-    def parse(cls, conf: cfg.ConfigOpts, url: str | None = None) -> TransportURL:
-        """Parse ``url`` (default: ``conf.transport_url``).
-
-        Raises InvalidTransportURL saying what is wrong: not a string, no
-        scheme, a bad port. Credentials are never part of the message.
-        """
-        opts.register_core(conf)
-        url = url or conf.transport_url
-        if not isinstance(url, str):
-            raise InvalidTransportURL(
-                url, f"a transport URL must be a string, got {type(url).__name__}"
-            )
-        parsed = parse.urlparse(url)
-        if not parsed.scheme:
-            raise InvalidTransportURL(
-                _mask_raw(url),
-                f'No scheme specified in "{_mask_raw(url)}": a transport URL names its '
-                "driver (expected driver://[user:pass@]host:port/virtual_host)",
-            )
-        query: dict[str, str] = {}
-        if parsed.query:
-            for key, values in parse.parse_qs(parsed.query, keep_blank_values=True).items():
-                query[key] = ",".join(values)
-        virtual_host = None
-        if parsed.path.startswith("/"):
-            virtual_host = parse.unquote(parsed.path[1:])
-        hosts = []
-        for netloc in parsed.netloc.split(","):
-            if not netloc:
-                continue
-            username = password = None
-            hostport = netloc
-            if "@" in netloc:
-                credentials, hostport = netloc.rsplit("@", 1)
-                if ":" in credentials:
-                    username, password = credentials.split(":", 1)
-                    password = parse.unquote(password)
-                else:
-                    username = credentials
-                username = parse.unquote(username)
-            hostname, port = _split_host_port(hostport, url)
-            hosts.append(TransportHost(hostname, port, username, password))
-        return cls(conf, parsed.scheme, virtual_host, hosts, query)
-
-
-def _mask_raw(url: str) -> str:
-    """Mask passwords in a URL string that may not parse."""
-    try:
-        scheme, rest = url.split("://", 1)
-    except ValueError:
-        return url.rsplit("@", maxsplit=1)[-1]
-    netloc, sep, tail = rest.partition("/")
-    masked = []
-    for host in netloc.split(","):
-        credentials, at, hostport = host.rpartition("@")
-        if at and ":" in credentials:
-            user = credentials.split(":", 1)[0]
-            masked.append(f"{user}:****@{hostport}")
-        else:
-            masked.append(host)
-    return f"{scheme}://{','.join(masked)}{sep}{tail}"
-
-
-def _split_host_port(hostport: str, url: str) -> tuple[str | None, int | None]:
-    if hostport.startswith("["):
-        hostname, _, rest = hostport[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif hostport.count(":") == 1:
-        hostname, port_text = hostport.split(":")
-    else:
-        hostname, port_text = hostport, ""
-    port = None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise InvalidTransportURL(
-                _mask_raw(url), f"bad port {port_text!r} in transport URL {_mask_raw(url)!r}"
-            )
-        port = int(port_text)
-    return hostname or None, port
 
 
 class Transport:
@@ -471,7 +285,7 @@ class Transport:
 
         with self._lock:
             if self._cleaned:
-                raise exceptions.TransportDriverError("the transport was cleaned up")
+                raise exceptions.TransportClosed("the transport was cleaned up")
             if self._waiter is None:
                 self._waiter = ReplyWaiter(self._driver, self.allowed_remote_exmods)
             return self._waiter
@@ -499,7 +313,7 @@ class Transport:
 
 #: rpc_response_timeout's own default, for a configuration that overrides it to None.
 _DEFAULT_RESPONSE_TIMEOUT = next(
-    o.default for o in opts.client_opts if o.dest == "rpc_response_timeout"
+    o.default for o in options.client_opts if o.dest == "rpc_response_timeout"
 )
 
 
@@ -564,7 +378,7 @@ def _get_transport(
 ) -> Transport:
     if not isinstance(conf, cfg.ConfigOpts):
         raise TypeError(f"conf must be an oslo.config ConfigOpts, got {type(conf).__name__}")
-    opts.register_core(conf)
+    options.register_core(conf)
     if not isinstance(url, TransportURL):
         url = TransportURL.parse(conf, url)
     driver = _load_driver(conf, url)
@@ -612,7 +426,7 @@ def get_notification_transport(
     Without ``url`` it uses ``[oslo_messaging_notifications] transport_url``,
     and without that the RPC ``transport_url``.
     """
-    opts.register_notifications(conf)
+    options.register_notifications(conf)
     if url is None:
         url = conf.oslo_messaging_notifications.transport_url
     return _get_transport(conf, url, allowed_remote_exmods, NotificationTransport)

@@ -22,14 +22,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from oslo_config import cfg
 
 from rpcframe import exceptions
-
-if TYPE_CHECKING:
-    from rpcframe.transport import TransportURL
+from rpcframe.url import TransportURL
 
 __all__ = [
     "Address",

@@ -342,7 +342,7 @@ class FakeDriver(base.Driver):
     ) -> None:
         # Delivery is synchronous in memory: confirmed or not, the broker owns it now.
         if self._closed:
-            raise exceptions.TransportDriverError("the fake transport is closed")
+            raise exceptions.TransportClosed("the fake transport is closed")
         if not isinstance(body, bytes):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
         expires_at = None if expiry is None else time.monotonic() + expiry
@@ -422,7 +422,7 @@ class FakeDriver(base.Driver):
     def _new_listener(self) -> _Listener:
         with self._lock:
             if self._closed:
-                raise exceptions.TransportDriverError("the fake transport is closed")
+                raise exceptions.TransportClosed("the fake transport is closed")
             listener = _Listener(self)
             self._listeners.add(listener)
         return listener

@@ -39,7 +39,7 @@ from typing import Any, cast
 
 from stevedore import named
 
-from rpcframe import exceptions, opts, redaction, wire
+from rpcframe import exceptions, options, redaction, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
 from rpcframe.notify import drivers, hooks
@@ -135,7 +135,7 @@ class Notifier:
         schemas: notify_schemas.SchemaRegistry | None = None,
     ) -> None:
         conf = transport.conf
-        opts.register_notifications(conf)
+        options.register_notifications(conf)
         section = conf.oslo_messaging_notifications
         if not isinstance(transport, msg_transport.NotificationTransport):
             _LOG.warning(

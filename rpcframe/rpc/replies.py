@@ -50,7 +50,7 @@ class ReplyWaiter:
     """Routes replies from the transport's inbox to the calls waiting for them.
 
     Thread-safe. ``address`` opens the inbox on first use; ``close`` wakes
-    every waiter, which then fails with TransportDriverError.
+    every waiter, which then fails with TransportClosed.
     """
 
     def __init__(self, driver: base.Driver, allowed_remote_exmods: Iterable[str]) -> None:
@@ -70,7 +70,7 @@ class ReplyWaiter:
         if inbox is None:
             with self._lock:
                 if self._closed:
-                    raise exceptions.TransportDriverError("the transport was cleaned up")
+                    raise exceptions.TransportClosed("the transport was cleaned up")
                 if self._inbox is None:
                     self._inbox = self._driver.open_inbox()
                 inbox = self._inbox
@@ -118,7 +118,7 @@ class ReplyWaiter:
                         timeout=monitor_timeout,
                     )
                 if self._closed:
-                    raise exceptions.TransportDriverError(
+                    raise exceptions.TransportClosed(
                         "the transport was cleaned up while a call was waiting"
                     )
                 left = min(deadline, monitor_deadline or deadline) - now
@@ -153,7 +153,7 @@ class ReplyWaiter:
         """Read at most one message from the inbox and route it. Lock not held."""
         inbox = self._inbox
         if inbox is None:
-            raise exceptions.TransportDriverError("the reply inbox is not open")
+            raise exceptions.TransportClosed("the reply inbox is not open")
         incoming = inbox.poll(timeout)
         if incoming is None:
             return

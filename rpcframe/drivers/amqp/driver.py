@@ -32,8 +32,9 @@ from typing import Any
 import kombu.compression
 from oslo_config import cfg
 
-from rpcframe import exceptions, opts
+from rpcframe import exceptions
 from rpcframe.drivers import base
+from rpcframe.drivers.amqp import options as opts
 from rpcframe.drivers.amqp import topology
 from rpcframe.drivers.amqp.connection import CONNECT_TIMEOUT, Host, LinkSettings
 from rpcframe.drivers.amqp.consumer import Consumer
