@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from oslo_config import cfg
 from stevedore import driver as stevedore_driver
@@ -25,10 +25,8 @@ from stevedore import exception as stevedore_exception
 
 from rpcframe import exceptions, identity, leniency, options, redaction, wire
 from rpcframe.drivers import base
+from rpcframe.replies import ReplyWaiter
 from rpcframe.url import TransportHost, TransportURL
-
-if TYPE_CHECKING:
-    from rpcframe.rpc.replies import ReplyWaiter
 
 __all__ = [
     "DriverLoadFailure",
@@ -42,6 +40,7 @@ __all__ = [
     "get_notification_transport",
     "get_rpc_transport",
     "get_transport",
+    "load_driver",
     "set_transport_defaults",
 ]
 
@@ -83,13 +82,18 @@ class Transport:
     :func:`get_notification_transport`. ``conf`` is the ConfigOpts it was
     built from.
 
-    What the core asks of a transport is the four methods below, with
-    oslo.messaging's names and arguments (so unit tests that replace them
-    with a mock, as oslo's own and many services' do, see what they expect):
-    :meth:`_send` a request (and for a call, wait for its reply),
+    This class is the one place where the core meets a driver: nothing else
+    in rpcframe holds a driver or calls it. What the core asks of a transport
+    is the methods under "the core's interface to the driver" below. The
+    first four have oslo.messaging's names and arguments (so unit tests that
+    replace them with a mock, as oslo's own and many services' do, see what
+    they expect): :meth:`_send` a request (and for a call, wait for its reply),
     :meth:`_send_notification`, :meth:`_listen` for a server's requests and
-    :meth:`_listen_for_notifications`. They turn targets into driver
-    addresses and messages into bodies; the driver only moves bytes.
+    :meth:`_listen_for_notifications`. Servers add :meth:`_send_reply` and
+    :meth:`_detached_sender` for replies and call-monitor heartbeats, and
+    :meth:`_require_driver_features` to refuse what the driver cannot do.
+    They turn targets into driver addresses and messages into bodies; the
+    driver only moves bytes.
     """
 
     def __init__(self, driver: base.Driver) -> None:
@@ -112,7 +116,7 @@ class Transport:
         """What the driver can do (see :class:`~rpcframe.drivers.base.Capabilities`)."""
         return self._driver.capabilities
 
-    # -- what the core asks of a transport ------------------------------------
+    # -- the core's interface to the driver ----------------------------------
 
     def _address(self, target: Any, kind: str = base.RPC) -> base.Address:
         if not target.topic:
@@ -224,6 +228,33 @@ class Transport:
         more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
         self._driver.send(address, body, retry=retry, timeout=self._default_timeout(), **more)
 
+    def _send_reply(
+        self,
+        address: base.Address,
+        body: bytes,
+        timeout: float,
+        attachments: dict[str, Any] | None = None,
+    ) -> None:
+        """Send an encoded reply (or call-monitor heartbeat) to a caller's inbox.
+
+        Mandatory: raises MessageUndeliverable while the inbox is missing
+        (after a broker restart, until the caller declares it again), so the
+        server can retry; other failures as :meth:`Driver.send`. Waits at
+        most ``timeout``.
+        """
+        more: dict[str, Any] = {} if attachments is None else {"attachments": attachments}
+        self._driver.send(address, body, mandatory=True, timeout=timeout, **more)
+
+    def _detached_sender(
+        self, address: base.Address, timeout: float
+    ) -> Callable[[bytes], bool] | None:
+        """A sender for ``address`` that works while the green hub is blocked, or None.
+
+        See :meth:`Driver.detached_sender`: in an eventlet-patched process,
+        heartbeats must go out while an endpoint blocks the hub.
+        """
+        return self._driver.detached_sender(address, timeout)
+
     def _listen(
         self, target: Any, batch_size: int | None = None, batch_timeout: float | None = None
     ) -> base.Listener:
@@ -281,13 +312,13 @@ class Transport:
         waiter = self._waiter
         if waiter is not None:
             return waiter
-        from rpcframe.rpc.replies import ReplyWaiter
-
         with self._lock:
             if self._cleaned:
                 raise exceptions.TransportClosed("the transport was cleaned up")
             if self._waiter is None:
-                self._waiter = ReplyWaiter(self._driver, self.allowed_remote_exmods)
+                self._waiter = ReplyWaiter(
+                    self._driver.open_inbox, self.allowed_remote_exmods, self._passes_objects
+                )
             return self._waiter
 
     def cleanup(self) -> None:
@@ -341,6 +372,19 @@ class RPCTransport(Transport):
 
 class NotificationTransport(Transport):
     """A transport for notifiers and notification listeners."""
+
+
+def load_driver(conf: cfg.ConfigOpts, url: str | TransportURL | None = None) -> base.Driver:
+    """Load the driver ``url`` names, on its own, outside any transport.
+
+    For driver tests and tools that talk to a driver directly (the contract
+    suite, :mod:`rpcframe.testing.contract`); services use the transport
+    factories. The caller closes the driver. Raises DriverLoadFailure.
+    """
+    options.register_core(conf)
+    if not isinstance(url, TransportURL):
+        url = TransportURL.parse(conf, url)
+    return _load_driver(conf, url)
 
 
 def _load_driver(conf: cfg.ConfigOpts, url: TransportURL) -> base.Driver:

@@ -141,9 +141,7 @@ class RPCServer(msg_server.MessageHandlingServer):
             request.context = leniency.context(attached, request.context)
         heartbeat = None
         if request.wants_reply and request.monitor_timeout:
-            heartbeat = _Heartbeat.start(
-                self.transport._driver, self._timers, self._native_timers, request
-            )
+            heartbeat = _Heartbeat.start(self.transport, self._timers, self._native_timers, request)
         result = failure = error = None
         sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
         try:
@@ -224,8 +222,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         if request is not None and request.deadline is not None:
             deadline = request.deadline
         address = base.Address("", reply_q, kind=base.REPLY)
-        more = {"attachments": attachments} if attachments is not None else {}
-        self._send_reply(address, msg_id, body, deadline, 0.0, more)
+        self._send_reply(address, msg_id, body, deadline, 0.0, attachments)
 
     def _send_reply(
         self,
@@ -234,7 +231,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         body: bytes,
         deadline: float,
         delay: float,
-        more: dict[str, Any],
+        attachments: dict[str, Any] | None,
     ) -> None:
         """Send a reply; while its inbox is missing, try again later until the deadline.
 
@@ -247,12 +244,12 @@ class RPCServer(msg_server.MessageHandlingServer):
             LOG.info("%s: the caller of %s stopped waiting; reply dropped", self._name, msg_id)
             return
         try:
-            self.transport._driver.send(address, body, mandatory=True, timeout=left, **more)
+            self.transport._send_reply(address, body, left, attachments)
         except msg_exceptions.MessageUndeliverable:
             delay = min(max(delay * 2, _REPLY_RETRY_FIRST), _REPLY_RETRY_MAX, left)
             LOG.debug("%s: no inbox for %s yet; retrying in %.2f s", self._name, msg_id, delay)
             self._timers.schedule(
-                delay, lambda: self._send_reply(address, msg_id, body, deadline, delay, more)
+                delay, lambda: self._send_reply(address, msg_id, body, deadline, delay, attachments)
             )
         except msg_exceptions.MessagingException as exc:
             LOG.warning("%s: could not send the reply to %s: %s", self._name, msg_id, exc)
@@ -281,14 +278,18 @@ class _Heartbeat:
 
     @classmethod
     def start(
-        cls, driver: base.Driver, timers: Timers, native_timers: Timers, request: wire.Request
+        cls,
+        transport: msg_transport.Transport,
+        timers: Timers,
+        native_timers: Timers,
+        request: wire.Request,
     ) -> _Heartbeat:
         address = base.Address("", request.reply_q or "", kind=base.REPLY)
         body = wire.encode_reply(request.msg_id or "", None, None, ending=False)
         interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
         # Connecting for it may take one heartbeat interval at most: the
         # call is about to run.
-        detached = driver.detached_sender(address, interval) if green.patched() else None
+        detached = transport._detached_sender(address, interval) if green.patched() else None
         if detached is not None:
 
             def send_detached() -> bool:
@@ -301,7 +302,7 @@ class _Heartbeat:
 
         def send() -> bool:
             try:
-                driver.send(address, body, mandatory=True, timeout=interval)
+                transport._send_reply(address, body, interval)
             except msg_exceptions.MessagingException as exc:
                 LOG.debug("Call-monitor heartbeat for %s failed: %s", request.msg_id, exc)
                 return False

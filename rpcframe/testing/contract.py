@@ -34,6 +34,7 @@ from oslo_config import cfg
 
 import rpcframe
 from rpcframe import exceptions, wire
+from rpcframe import transport as msg_transport
 from rpcframe.drivers import base
 from rpcframe.testing.contract_notify import NotificationContract
 
@@ -126,8 +127,10 @@ class DriverContract(NotificationContract):
         transport.cleanup()
 
     @pytest.fixture
-    def driver(self, transport: rpcframe.Transport) -> base.Driver:
-        return transport._driver
+    def driver(self, conf: cfg.ConfigOpts) -> Iterator[base.Driver]:
+        """The driver on its own, on the same URL (and so the same queues) as ``transport``."""
+        with self.raw_driver(conf) as driver:
+            yield driver
 
     @pytest.fixture
     def topic(self) -> str:
@@ -159,8 +162,8 @@ class DriverContract(NotificationContract):
         kwargs.setdefault("timeout", WAIT)
         return rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), **kwargs)
 
-    def require(self, driver: base.Driver, capability: str) -> None:
-        if not getattr(driver.capabilities, capability):
+    def require(self, has_capabilities: base.Driver | rpcframe.Transport, capability: str) -> None:
+        if not getattr(has_capabilities.capabilities, capability):
             pytest.skip(f"driver lacks the {capability!r} capability")
 
     # -- the raw driver interface ---------------------------------------------------
@@ -422,10 +425,10 @@ class DriverContract(NotificationContract):
             listener.close()
 
     def test_a_closed_driver_refuses_to_send(self, conf):
-        transport = rpcframe.get_rpc_transport(conf, self.url)
-        transport.cleanup()
-        with pytest.raises(exceptions.TransportDriverError):
-            transport._driver.send(base.Address("contract", "x"), b"late")
+        driver = msg_transport.load_driver(conf, self.url)
+        driver.close()
+        with pytest.raises(exceptions.TransportClosed):
+            driver.send(base.Address("contract", "x"), b"late")
 
     # -- RPC through the whole stack -----------------------------------------------------
 
@@ -457,7 +460,7 @@ class DriverContract(NotificationContract):
         assert {client.call({}, "whoami") for _ in range(20)} == {"one", "two"}
 
     def test_a_fanout_cast_reaches_every_server(self, transport, servers, topic):
-        self.require(transport._driver, "fanout")
+        self.require(transport, "fanout")
         endpoints = [servers(topic, f"s{i}") for i in range(3)]
         self.client(transport, topic).prepare(fanout=True).cast({}, "record", value="all")
         for endpoint in endpoints:
@@ -546,7 +549,7 @@ class DriverContract(NotificationContract):
         assert self.client(transport, topic).call({}, "echo", value=value) == value
 
     def test_malformed_bodies_are_dropped_and_the_server_keeps_serving(
-        self, transport, servers, topic, caplog
+        self, transport, servers, topic, caplog, driver
     ):
         servers(topic)
         address = base.Address(transport.conf.control_exchange, topic)
@@ -560,15 +563,15 @@ class DriverContract(NotificationContract):
             b"{" * (10 * 1024 * 1024),
         ]
         for body in bad_bodies:
-            transport._driver.send(address, body)
+            driver.send(address, body)
         assert self.client(transport, topic).call({}, "echo", value="still here") == "still here"
 
-    def test_a_malformed_call_gets_an_error_reply(self, transport, servers, topic):
+    def test_a_malformed_call_gets_an_error_reply(self, transport, driver, servers, topic):
         servers(topic)
-        inbox = transport._driver.open_inbox()
+        inbox = driver.open_inbox()
         try:
             body = wire.encode({"_msg_id": "m-1", "_reply_q": inbox.address.topic, "args": {}})
-            transport._driver.send(base.Address(transport.conf.control_exchange, topic), body)
+            driver.send(base.Address(transport.conf.control_exchange, topic), body)
             incoming = inbox.poll(WAIT)
             assert incoming is not None
             incoming.ack()
@@ -581,10 +584,10 @@ class DriverContract(NotificationContract):
         finally:
             inbox.close()
 
-    def test_a_request_whose_caller_gave_up_is_not_run(self, transport, servers, topic):
+    def test_a_request_whose_caller_gave_up_is_not_run(self, transport, driver, servers, topic):
         endpoint = servers(topic)
         stale = wire.encode_request("record", {"value": "stale"}, {}, deadline=time.time() - 1)
-        transport._driver.send(base.Address(transport.conf.control_exchange, topic), stale)
+        driver.send(base.Address(transport.conf.control_exchange, topic), stale)
         client = self.client(transport, topic)
         client.cast({}, "record", value="fresh")
         assert endpoint.cast_event.wait(WAIT)
@@ -601,8 +604,8 @@ class DriverContract(NotificationContract):
         finally:
             releaser.cancel()
 
-    def test_a_silent_server_fails_the_call_monitor(self, transport, topic):
-        listener = transport._driver.listen([base.Address(transport.conf.control_exchange, topic)])
+    def test_a_silent_server_fails_the_call_monitor(self, transport, driver, topic):
+        listener = driver.listen([base.Address(transport.conf.control_exchange, topic)])
         try:
             client = self.client(transport, topic, timeout=WAIT, call_monitor_timeout=0.3)
             started = time.monotonic()

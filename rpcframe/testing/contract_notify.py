@@ -15,6 +15,7 @@ same negative check the RPC cases use.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from oslo_config import cfg
 
 import rpcframe
 from rpcframe import exceptions, wire
+from rpcframe import transport as msg_transport
 from rpcframe.drivers import base
 from rpcframe.notify import schemas
 
@@ -155,19 +157,37 @@ class NotificationContract:
         kwargs.setdefault("driver", "messagingv2")
         return rpcframe.Notifier(transport, "contract.publisher", topics=[topic], **kwargs)
 
+    @contextlib.contextmanager
+    def raw_driver(self, conf: cfg.ConfigOpts) -> Iterator[base.Driver]:
+        """A driver of its own on the suite's URL, for sending and receiving raw bodies."""
+        driver = msg_transport.load_driver(conf, self.url)
+        try:
+            yield driver
+        finally:
+            driver.close()
+
     def assert_queue_empty(self, transport: rpcframe.Transport, topic: str) -> None:
         address = base.Address(transport.conf.control_exchange, f"{topic}.info", kind=base.NOTIFY)
-        listener = transport._driver.listen([address])
-        try:
-            leftover = listener.poll(QUIET)
-            if leftover is not None:
-                leftover.ack()
-            assert leftover is None, f"a message was left in the queue: {leftover.body!r:.200}"
-        finally:
-            listener.close()
+        with self.raw_driver(transport.conf) as driver:
+            listener = driver.listen([address])
+            try:
+                leftover = listener.poll(QUIET)
+                if leftover is not None:
+                    leftover.ack()
+                assert leftover is None, f"a message was left in the queue: {leftover.body!r:.200}"
+            finally:
+                listener.close()
+
+    def send_raw(
+        self, transport: rpcframe.Transport, address: base.Address, *bodies: bytes
+    ) -> None:
+        """Send ``bodies`` as they are, past the core's encoding."""
+        with self.raw_driver(transport.conf) as driver:
+            for body in bodies:
+                driver.send(address, body)
 
     def require_requeue(self, transport: rpcframe.Transport) -> None:
-        if not transport._driver.capabilities.requeue:
+        if not transport.capabilities.requeue:
             pytest.skip("driver lacks the 'requeue' capability")
 
     # -- delivery ---------------------------------------------------------------------
@@ -230,7 +250,7 @@ class NotificationContract:
         )
 
     def test_each_pool_gets_every_notification_once(self, notification_transport, listeners, topic):
-        if not notification_transport._driver.capabilities.pools:
+        if not notification_transport.capabilities.pools:
             pytest.skip("driver lacks the 'pools' capability")
         shared = threading.Condition()  # one condition for both members of pool a
         pool_a = [_Recorder(cond=shared), _Recorder(cond=shared)]
@@ -437,7 +457,7 @@ class NotificationContract:
         address = base.Address(
             notification_transport.conf.control_exchange, f"{topic}.info", kind=base.NOTIFY
         )
-        notification_transport._driver.send(address, invalid)
+        self.send_raw(notification_transport, address, invalid)
         self.notifier(notification_transport, topic, schemas=registry).info(
             {}, "thing.created", {"id": 7}
         )
@@ -454,15 +474,16 @@ class NotificationContract:
         address = base.Address(
             notification_transport.conf.control_exchange, f"{topic}.info", kind=base.NOTIFY
         )
-        for body in (
+        self.send_raw(
+            notification_transport,
+            address,
             b"not json",
             b"\xff\xfe garbage",
             b"[1, 2]",
             wire.encode({"event_type": "no.priority", "payload": {}}),
             wire.encode({"priority": "LOUD", "event_type": "x", "payload": {}}),
             wire.encode({"priority": "INFO", "event_type": 42, "payload": {}}),
-        ):
-            notification_transport._driver.send(address, body)
+        )
         self.notifier(notification_transport, topic).info({}, "thing.created", {"n": "ok"})
         assert endpoint.until(1)
         self.finish(listener)

@@ -8,12 +8,12 @@ import pytest
 
 import rpcframe
 from rpcframe import exceptions, wire
-from rpcframe.rpc.replies import ReplyWaiter
+from rpcframe.replies import ReplyWaiter
 
 
 @pytest.fixture
 def waiter(transport):
-    waiter = ReplyWaiter(transport._driver, [])
+    waiter = ReplyWaiter(transport._driver.open_inbox, [])
     assert waiter.address.kind == "reply"  # opens the inbox
     yield waiter
     waiter.close()

@@ -96,7 +96,7 @@ class RabbitDriver(base.Driver):
             return publisher
         with self._lock:
             if self._closed:
-                raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+                raise exceptions.TransportClosed("the RabbitMQ transport is closed")
             if self._publisher is None:
                 compression = self.options.kombu_compression
                 self._publisher = Publisher(
@@ -118,7 +118,7 @@ class RabbitDriver(base.Driver):
         confirm: bool = True,
     ) -> None:
         if self._closed:
-            raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+            raise exceptions.TransportClosed("the RabbitMQ transport is closed")
         if not isinstance(body, bytes):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
         # A returned mandatory message is only known once its confirm arrives.
@@ -189,7 +189,7 @@ class RabbitDriver(base.Driver):
         )
         with self._lock:
             if self._closed:
-                raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+                raise exceptions.TransportClosed("the RabbitMQ transport is closed")
             self._consumers.add(consumer)
         try:
             consumer.start(time.monotonic() + max(self._listen_timeout, CONNECT_TIMEOUT))

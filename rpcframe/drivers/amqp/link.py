@@ -187,7 +187,7 @@ class Link:
             attempts = 0
             while self._conn is None:
                 if self._closed:
-                    raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+                    raise exceptions.TransportClosed("the RabbitMQ transport is closed")
                 if retry is not None and retry >= 0 and attempts >= retry:
                     raise exceptions.MessageDeliveryFailure(
                         f"could not reach RabbitMQ after {attempts} attempt(s): {self._why()}"
@@ -215,7 +215,7 @@ class Link:
             self._stop.wait(max(0.0, deadline - time.monotonic()))
             raise exceptions.MessagingTimeout(f"timed out reconnecting to RabbitMQ ({self._why()})")
         if self._stop.wait(wait):
-            raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+            raise exceptions.TransportClosed("the RabbitMQ transport is closed")
 
     def _attempt(self, deadline: float | None) -> None:
         """One connection attempt to the next host; sets up and publishes it."""
@@ -248,7 +248,7 @@ class Link:
         with self._lock:
             if self._closed:
                 discard(conn)
-                raise exceptions.TransportDriverError("the RabbitMQ transport is closed")
+                raise exceptions.TransportClosed("the RabbitMQ transport is closed")
             self._conn = conn
             self._generation = generation
             self._failures = 0

@@ -1,5 +1,9 @@
 """The reply waiter: one inbox per transport, replies routed to callers by id.
 
+It belongs to the transport (:meth:`rpcframe.transport.Transport._send` makes
+calls through it), below the RPC clients that share it; it knows the driver
+only through the inbox the transport opens for it.
+
 Every call registers its ``_msg_id`` here before the request is sent, then
 waits for the reply carrying that id. There is no reader thread: the waiting
 callers take turns reading the inbox (leader/follower). One caller, the
@@ -21,7 +25,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rpcframe import exceptions, wire
 from rpcframe.drivers import base
@@ -53,9 +57,14 @@ class ReplyWaiter:
     every waiter, which then fails with TransportClosed.
     """
 
-    def __init__(self, driver: base.Driver, allowed_remote_exmods: Iterable[str]) -> None:
-        self._driver = driver
-        self._passes_objects = driver.capabilities.passes_objects
+    def __init__(
+        self,
+        open_inbox: Callable[[], base.Inbox],
+        allowed_remote_exmods: Iterable[str],
+        passes_objects: bool = False,
+    ) -> None:
+        self._open_inbox = open_inbox
+        self._passes_objects = passes_objects
         self.allowed_remote_exmods = list(allowed_remote_exmods)
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
@@ -72,7 +81,7 @@ class ReplyWaiter:
                 if self._closed:
                     raise exceptions.TransportClosed("the transport was cleaned up")
                 if self._inbox is None:
-                    self._inbox = self._driver.open_inbox()
+                    self._inbox = self._open_inbox()
                 inbox = self._inbox
         return inbox.address
 
