@@ -45,8 +45,8 @@ from rpcframe import transport as msg_transport
 from rpcframe.notify import drivers, hooks
 from rpcframe.notify import schemas as notify_schemas
 from rpcframe.notify.drivers import Driver
-from rpcframe.rpc.client import UNSET, _Unset
 from rpcframe.transport import get_notification_transport
+from rpcframe.unset import UNSET, Unset
 
 __all__ = ["Driver", "Notifier", "get_notification_transport"]
 
@@ -155,7 +155,7 @@ class Notifier:
         self._drivers = _load_drivers(conf, names, self._topics, transport)
 
     def prepare(
-        self, publisher_id: str | None | _Unset = UNSET, retry: int | None | _Unset = UNSET
+        self, publisher_id: str | None | Unset = UNSET, retry: int | None | Unset = UNSET
     ) -> Notifier:
         """A notifier sharing this one's drivers, with another publisher id or retry."""
         prepared = copy.copy(self)

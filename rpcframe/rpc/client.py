@@ -18,7 +18,6 @@ A client is immutable once built and safe to share between threads;
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from rpcframe import exceptions, metrics, versions
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
 from rpcframe.target import Target
+from rpcframe.unset import UNSET, Unset
 
 __all__ = [
     "ClientSendError",
@@ -41,17 +41,6 @@ ClientSendError = exceptions.ClientSendError
 RPCVersionCapError = exceptions.RPCVersionCapError
 RemoteError = exceptions.RemoteError
 
-
-class _Unset(enum.Enum):
-    """Typed 'keep the current value' marker for prepare()."""
-
-    UNSET = "UNSET"
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = _Unset.UNSET
 
 _TARGET_FIELDS = ("exchange", "topic", "namespace", "version", "server", "fanout")
 
@@ -90,17 +79,17 @@ class _CallContext:
 
     def prepare(
         self,
-        exchange: str | None | _Unset = UNSET,
-        topic: str | None | _Unset = UNSET,
-        namespace: str | None | _Unset = UNSET,
-        version: str | None | _Unset = UNSET,
-        server: str | None | _Unset = UNSET,
-        fanout: bool | None | _Unset = UNSET,
-        timeout: float | None | _Unset = UNSET,
-        version_cap: str | None | _Unset = UNSET,
-        retry: int | None | _Unset = UNSET,
-        call_monitor_timeout: float | None | _Unset = UNSET,
-        transport_options: msg_transport.TransportOptions | None | _Unset = UNSET,
+        exchange: str | None | Unset = UNSET,
+        topic: str | None | Unset = UNSET,
+        namespace: str | None | Unset = UNSET,
+        version: str | None | Unset = UNSET,
+        server: str | None | Unset = UNSET,
+        fanout: bool | None | Unset = UNSET,
+        timeout: float | None | Unset = UNSET,
+        version_cap: str | None | Unset = UNSET,
+        retry: int | None | Unset = UNSET,
+        call_monitor_timeout: float | None | Unset = UNSET,
+        transport_options: msg_transport.TransportOptions | None | Unset = UNSET,
     ) -> _CallContext:
         """Return a call context with some target fields and settings replaced."""
         if version is not UNSET and version is not None:
@@ -132,7 +121,7 @@ class _CallContext:
 
     # -- versions -------------------------------------------------------------
 
-    def can_send_version(self, version: str | None | _Unset = UNSET) -> bool:
+    def can_send_version(self, version: str | None | Unset = UNSET) -> bool:
         """Whether ``version`` (default: the target's) is within the version cap."""
         requested = self.target.version if version is UNSET else version
         return versions.is_compatible(self.version_cap, requested)  # type: ignore[arg-type]
