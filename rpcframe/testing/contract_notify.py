@@ -31,7 +31,7 @@ from rpcframe.notify import schemas
 
 __all__ = ["NotificationContract"]
 
-WAIT = 10.0
+WAIT = 10.0  # generous bound for anything that should happen "soon"
 QUIET = 0.3  # how long an empty queue must stay empty to count as empty
 
 
