@@ -1,6 +1,6 @@
 """Compatibility only: ``oslo_messaging._drivers.common`` names other projects' tests use.
 
-The remote-error codec is :mod:`rpcframe.wire`'s; ``ConfigOptsProxy`` reads
+The remote-error codec is :mod:`rpcframe.wire.remote_errors`; ``ConfigOptsProxy`` reads
 a driver's options with the transport URL's query overriding them, as the
 drivers do (:func:`rpcframe.drivers.base.driver_options`).
 """
@@ -18,12 +18,12 @@ __all__ = ["ConfigOptsProxy", "deserialize_remote_exception", "serialize_remote_
 
 
 def serialize_remote_exception(failure_info: Any, log_failure: bool = True) -> str:
-    """oslo's spelling of :func:`rpcframe.wire.serialize_remote_exception`."""
+    """oslo's spelling of :func:`rpcframe.wire.remote_errors.serialize_remote_exception`."""
     return wire.serialize_remote_exception(failure_info)
 
 
 def deserialize_remote_exception(data: str, allowed_remote_exmods: Any) -> BaseException:
-    """oslo's spelling of :func:`rpcframe.wire.deserialize_remote_exception`."""
+    """oslo's spelling of :func:`rpcframe.wire.remote_errors.deserialize_remote_exception`."""
     return wire.deserialize_remote_exception(data, allowed_remote_exmods)
 
 

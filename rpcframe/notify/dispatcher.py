@@ -12,7 +12,7 @@ endpoint with a ``filter_rule`` (:class:`~rpcframe.NotificationFilter`) only
 sees what matches it.
 
 A dispatcher takes what a listener received: rpcframe's parsed
-:class:`~rpcframe.wire.Notification`, or an oslo-style message with
+:class:`~rpcframe.wire.notifications.Notification`, or an oslo-style message with
 ``ctxt`` and a ``message`` dict (as oslo.messaging's tests build them). A
 notification of a priority that is not one of :data:`PRIORITIES` is logged
 and dispatched to nobody (``dispatch`` returns None; the listener
