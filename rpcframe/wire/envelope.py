@@ -159,6 +159,8 @@ def decode(body: bytes | str) -> dict[str, Any]:
             if text[end:].strip() == "}":
                 return _decode_inner(inner)
         outer = _loads(text)
+    except RecursionError:
+        raise exceptions.MalformedMessage(_TOO_DEEP.format(what="body")) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise exceptions.MalformedMessage(f"body is not JSON ({exc})") from None
     except TypeError:
@@ -171,7 +173,7 @@ def decode(body: bytes | str) -> dict[str, Any]:
         return outer
     version = outer.get(VERSION_KEY)
     try:
-        supported = versions.is_compatible(ENVELOPE_VERSION, version)
+        supported = isinstance(version, str) and versions.is_compatible(ENVELOPE_VERSION, version)
     except ValueError:
         supported = False
     if not supported:
@@ -184,9 +186,16 @@ def decode(body: bytes | str) -> dict[str, Any]:
     return _decode_inner(inner)
 
 
+# The JSON decoder recurses once per nesting level, so a body of 100,000 "["
+# exhausts the stack; no message of ours nests anywhere near that deep.
+_TOO_DEEP = "{what} is JSON nested too deeply to decode"
+
+
 def _decode_inner(inner: str) -> dict[str, Any]:
     try:
         message = _loads(inner)
+    except RecursionError:
+        raise exceptions.MalformedMessage(_TOO_DEEP.format(what="'oslo.message'")) from None
     except ValueError as exc:
         raise exceptions.MalformedMessage(f"'oslo.message' is not JSON ({exc})") from None
     if not isinstance(message, dict):

@@ -44,6 +44,19 @@ def test_a_malformed_reply_is_dropped(transport, waiter, caplog):
     assert "malformed reply" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, wire.encode({"x": 1}).replace(b'{\\"x\\": 1}', b"[" * 100_000)],
+    ids=["nested-body", "nested-inside-the-envelope"],
+)
+def test_a_deeply_nested_reply_does_not_reach_a_waiting_call(transport, waiter, caplog, body):
+    waiter.register("mine")
+    transport._driver.send(waiter.address, body, mandatory=True)
+    reply(transport, waiter, "mine", result=1)
+    assert waiter.wait("mine", 5).result == 1
+    assert "malformed reply" in caplog.text
+
+
 def test_heartbeats_are_skipped_and_extend_the_monitor_deadline(transport, waiter):
     waiter.register("a")
     reply(transport, waiter, "a", ending=False)

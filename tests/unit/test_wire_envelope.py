@@ -136,3 +136,19 @@ def test_ids_are_32_hex_digits_and_distinct():
     ids = {wire.new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+DEEP = b"[" * 100_000
+
+
+@pytest.mark.parametrize(
+    "parse", [wire.decode, wire.parse_request, wire.parse_reply, wire.parse_notification]
+)
+@pytest.mark.parametrize(
+    "body",
+    [DEEP, b'{"a": ' + DEEP, wire.encode({"x": 1}).replace(b'{\\"x\\": 1}', DEEP)],
+    ids=["nested-body", "nested-value", "nested-inside-the-envelope"],
+)
+def test_deeply_nested_json_is_a_malformed_message(parse, body):
+    with pytest.raises(exceptions.MalformedMessage, match="nested too deeply"):
+        parse(body)
