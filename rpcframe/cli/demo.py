@@ -2,7 +2,8 @@
 
 It starts a server and a client and shows calls, a cast, a remote error and
 a round-trip rate, on the embedded ``fake://`` transport by default (no
-broker needed) or on any ``--url``.
+broker needed; strict, so that it behaves as a broker's would) or on any
+``--url``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import rpcframe
 
 __all__ = ["DemoEndpoint", "add_command", "run"]
 
-#: Where the demo runs when given no ``--url``.
-DEFAULT_URL = "fake://"
+#: Where the demo runs when given no ``--url``: the embedded transport, strict,
+#: so that it shows the errors a broker's transport raises (the lenient
+#: default re-raises an endpoint's exceptions as they are, as oslo's fake does).
+DEFAULT_URL = "fake://?strict=true"
 
 
 class DemoEndpoint:
@@ -52,9 +55,19 @@ class DemoEndpoint:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """``rpcframe demo``, given the arguments :func:`add_command` parsed."""
-    if not args.verbose:
-        # The demo provokes remote errors on purpose; the server would log them.
-        logging.getLogger("rpcframe.rpc.server").setLevel(logging.CRITICAL)
+    if args.verbose:
+        return _show(args, out)
+    # The demo provokes remote errors on purpose; the server would log them.
+    server_log = logging.getLogger("rpcframe.rpc.server")
+    level = server_log.level
+    server_log.setLevel(logging.CRITICAL)
+    try:
+        return _show(args, out)
+    finally:
+        server_log.setLevel(level)  # as it was, for whoever called this in-process
+
+
+def _show(args: argparse.Namespace, out: TextIO) -> int:
     conf = cfg.ConfigOpts()
     conf([])
     topic = f"demo_{uuid.uuid4().hex[:8]}"
