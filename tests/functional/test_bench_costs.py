@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from rpcframe import bench_costs, cli
+from rpcframe import cli
+from rpcframe.bench import costs
 from tests.brokers import RABBIT_URL, list_queues, require_rabbitmq
 
 pytestmark = pytest.mark.timeout(300)
@@ -21,8 +22,8 @@ def test_every_part_of_the_protocol_and_rpcframe_get_a_rate_and_cpu_figures():
     assert cli.main([*argv, "--rounds", "2", "--no-progress", "--json", "-"], out=out) == 0
     report = json.loads(out.getvalue())
     assert report["rounds"] == 2
-    expected = [f"calls: {v.name}" for v in bench_costs.CALLS] + ["calls: rpcframe"]
-    expected += [f"casts: {v.name}" for v in bench_costs.CASTS] + ["casts: rpcframe"]
+    expected = [f"calls: {v.name}" for v in costs.CALLS] + ["calls: rpcframe"]
+    expected += [f"casts: {v.name}" for v in costs.CASTS] + ["casts: rpcframe"]
     figures = report["figures"]
     assert list(figures) == expected
     for name, row in figures.items():
@@ -36,7 +37,7 @@ def test_every_part_of_the_protocol_and_rpcframe_get_a_rate_and_cpu_figures():
 
 
 def test_the_raw_references_of_compare_measure_and_clean_up_after_themselves():
-    from rpcframe.bench_raw import RawAmqp
+    from rpcframe.bench.raw import RawAmqp
 
     require_rabbitmq()
     queues_before = set(list_queues())

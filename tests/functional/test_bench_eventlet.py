@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from rpcframe import bench_eventlet, cli
+from rpcframe import cli
+from rpcframe.bench import patched
 from tests.brokers import RABBIT_URL, list_queues, require_rabbitmq
 
 pytestmark = pytest.mark.timeout(300)
@@ -22,7 +23,7 @@ def test_each_side_gets_its_figures_the_ratios_come_out_and_no_queue_is_left():
     argv += ["--rounds", "2", "--warmup", "5", "--no-progress", "--json", "-"]
     assert cli.main(argv, out) == 0
     report = json.loads(out.getvalue())
-    assert list(report["sides"]) == [name for name, _, _ in bench_eventlet.SIDES]
+    assert list(report["sides"]) == [name for name, _, _ in patched.SIDES]
     for name, section in report["sides"].items():
         assert section["call_sequential"]["calls"] == 24, name
         assert section["call_concurrent"]["calls"] == 24, name

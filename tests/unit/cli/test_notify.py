@@ -7,13 +7,15 @@ import json
 
 import pytest
 
+import rpcframe
 from rpcframe.cli import main
 
 
 @pytest.fixture(autouse=True)
-def broker(transport):
+def broker(conf):
     """Keeps the fake broker alive between the commands (each closes its own transport)."""
-    return transport
+    with rpcframe.get_notification_transport(conf, "fake://") as transport:
+        yield transport
 
 
 def run(*argv: str) -> tuple[int, str]:

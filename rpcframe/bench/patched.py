@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import selectors
-import statistics
 import subprocess
 import sys
 import threading
@@ -41,9 +40,10 @@ import uuid
 from collections.abc import Callable
 from typing import IO, Any, Protocol, TextIO
 
-from rpcframe.bench import _shares
-from rpcframe.bench_report import percentile
-from rpcframe.bench_server import CONTROL_TIMEOUT, delete_queues
+from rpcframe.bench.report import latency_figures, print_ratios
+from rpcframe.bench.rounds import in_turn, shares
+from rpcframe.bench.server import CONTROL_TIMEOUT, delete_queues
+from rpcframe.url import mask_url
 
 __all__ = ["SIDES", "ProcessSide", "Side", "measure", "print_eventlet", "ratios"]
 
@@ -61,7 +61,7 @@ _BOOT = (
     "if sys.argv[1] == 'patched':\n"
     "    import warnings; warnings.simplefilter('ignore')\n"
     "    import eventlet; eventlet.monkey_patch()\n"
-    "from rpcframe.bench_eventlet import child\n"
+    "from rpcframe.bench.patched import child\n"
     "child(sys.argv[2], sys.argv[3])\n"
 )
 
@@ -87,13 +87,14 @@ def measure(
     progress: Callable[[str], None] = lambda what: None,
 ) -> dict[str, dict[str, Any]]:
     """Run every side's calls in interleaved rounds; the figures of each side by name."""
+    # The latencies and the seconds spent, by side and by kind of calls.
     spent: dict[str, dict[str, list[Any]]] = {
-        name: {"sequential": [0.0, []], "concurrent": [0.0, []]} for name in sides
+        name: {"sequential": [[], 0.0], "concurrent": [[], 0.0]} for name in sides
     }
     order = list(sides)
-    chunks = [chunk for chunk in _shares(calls, rounds) if chunk]
+    chunks = [chunk for chunk in shares(calls, rounds) if chunk]
     for number, chunk in enumerate(chunks):
-        turn = order if number % 2 == 0 else order[::-1]
+        turn = in_turn(order, number)
         for kind in ("sequential", "concurrent"):
             progress(f"round {number + 1}/{len(chunks)}: {chunk} {kind} calls on each side")
             for name in turn:
@@ -103,25 +104,14 @@ def measure(
                     if kind == "sequential"
                     else side.concurrent(chunk, threads)
                 )
-                spent[name][kind][0] += seconds
-                spent[name][kind][1].extend(latencies)
+                spent[name][kind][0].extend(latencies)
+                spent[name][kind][1] += seconds
     return {
         name: {
-            "call_sequential": _figures(*kinds["sequential"]),
-            "call_concurrent": {"threads": threads, **_figures(*kinds["concurrent"])},
+            "call_sequential": latency_figures(*kinds["sequential"]),
+            "call_concurrent": {"threads": threads, **latency_figures(*kinds["concurrent"])},
         }
         for name, kinds in spent.items()
-    }
-
-
-def _figures(seconds: float, latencies: list[float]) -> dict[str, Any]:
-    latencies = sorted(latencies)
-    return {
-        "calls": len(latencies),
-        "per_s": round(len(latencies) / seconds, 1) if seconds else 0.0,
-        "p50_ms": round(percentile(latencies, 0.50) * 1e3, 3),
-        "p99_ms": round(percentile(latencies, 0.99) * 1e3, 3),
-        "mean_ms": round(statistics.fmean(latencies) * 1e3, 3),
     }
 
 
@@ -160,11 +150,7 @@ def print_eventlet(report: dict[str, Any], out: TextIO) -> None:
                 f"  {name:<27} {label:<16} {figures['per_s']:>9.1f} "
                 f"{figures['p50_ms']:>8.3f} {figures['p99_ms']:>8.3f}\n"
             )
-    found = report.get("ratios") or {}
-    if found:
-        out.write("\nratios:\n")
-        for name, value in found.items():
-            out.write(f"  {value:>7.3f}  {name}\n")
+    print_ratios(report, out)
 
 
 def run(
@@ -178,8 +164,6 @@ def run(
     progress: Callable[[str], None] = lambda what: None,
 ) -> dict[str, Any]:
     """Start the three sides, measure them, stop them; the report (what ``--json`` writes)."""
-    from rpcframe.url import mask_url as _mask_raw
-
     settings = {
         "calls": calls,
         "threads": threads,
@@ -189,7 +173,7 @@ def run(
         "timeout": timeout,
     }
     report: dict[str, Any] = {
-        "url": _mask_raw(url),
+        "url": mask_url(url),
         "settings": settings,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
@@ -332,7 +316,7 @@ def _read_line(stream: IO[str]) -> str:
 
 def _serve(config: dict[str, Any]) -> None:
     from rpcframe import green
-    from rpcframe.bench_server import serve
+    from rpcframe.bench.server import serve
 
     class Ready:
         def set(self) -> None:
@@ -349,7 +333,7 @@ def _serve(config: dict[str, Any]) -> None:
 
 def _client(config: dict[str, Any]) -> None:
     from rpcframe import green
-    from rpcframe.bench_server import load_library
+    from rpcframe.bench.server import load_library
 
     library, url = config["library"], config["url"]
     topic = f"bench_green_{uuid.uuid4().hex[:10]}"
@@ -410,7 +394,7 @@ def _in_threads(
 
     workers = [
         threading.Thread(target=worker, args=(share,), name=f"rpcframe-bench-caller-{i}")
-        for i, share in enumerate(_shares(count, threads))
+        for i, share in enumerate(shares(count, threads))
         if share
     ]
     started = time.perf_counter()

@@ -40,8 +40,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from rpcframe.bench_raw import BareClient, EchoServers, Variant, amqp_params
-from rpcframe.bench_server import ServerProcess, delete_queues, load_library
+from rpcframe.bench.raw import BareClient, EchoServers, Variant, amqp_params
+from rpcframe.bench.rounds import in_turn
+from rpcframe.bench.server import ServerProcess, delete_queues, load_library
 
 __all__ = ["CALLS", "CASTS", "Variant", "measure", "print_costs"]
 
@@ -203,7 +204,7 @@ def measure(
             settle()
         for number in range(rounds):
             progress(f"round {number + 1} of {rounds}")
-            for name, work, pid, count in rows if number % 2 == 0 else rows[::-1]:
+            for name, work, pid, count in in_turn(rows, number):
                 with accounts.chunk(name, count, pid):
                     work(count)
                 settle()

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from rpcframe import bench_eventlet, cli
+from rpcframe import cli
+from rpcframe.bench import patched
 
 pytestmark = pytest.mark.timeout(60)
 
-OURS, THREADED, OSLO = (name for name, _, _ in bench_eventlet.SIDES)
+OURS, THREADED, OSLO = (name for name, _, _ in patched.SIDES)
 
 
 class RecordedSide:
@@ -41,7 +42,7 @@ def _sides(log: list[tuple[str, str, int]]) -> dict[str, RecordedSide]:
 
 def test_the_sides_take_turns_in_every_round_first_in_one_order_then_in_the_other():
     log: list[tuple[str, str, int]] = []
-    bench_eventlet.measure(_sides(log), calls=5, threads=2, rounds=2)
+    patched.measure(_sides(log), calls=5, threads=2, rounds=2)
     assert log == [
         (OURS, "sequential", 3),
         (THREADED, "sequential", 3),
@@ -59,7 +60,7 @@ def test_the_sides_take_turns_in_every_round_first_in_one_order_then_in_the_othe
 
 
 def test_figures_cover_every_chunk_and_the_ratios_are_the_targets():
-    figures = bench_eventlet.measure(_sides([]), calls=10, threads=2, rounds=3)
+    figures = patched.measure(_sides([]), calls=10, threads=2, rounds=3)
     sequential = figures[OURS]["call_sequential"]
     assert sequential == {
         "calls": 10,
@@ -70,7 +71,7 @@ def test_figures_cover_every_chunk_and_the_ratios_are_the_targets():
     }
     assert figures[OURS]["call_concurrent"]["per_s"] == 2000.0
     assert figures[OURS]["call_concurrent"]["threads"] == 2
-    found = bench_eventlet.ratios(figures)
+    found = patched.ratios(figures)
     assert found == {
         f"{OURS} / {THREADED}, sequential calls (target >= 0.8)": 0.9,
         f"{OURS} / {THREADED}, N-thread calls (target >= 0.8)": 0.9,
@@ -80,16 +81,16 @@ def test_figures_cover_every_chunk_and_the_ratios_are_the_targets():
 
 
 def test_a_side_that_could_not_be_measured_has_no_ratio_and_says_why():
-    figures = bench_eventlet.measure(
+    figures = patched.measure(
         {name: side for name, side in _sides([]).items() if name != OSLO}, 4, 2, 1
     )
-    assert set(bench_eventlet.ratios(figures)) == {
+    assert set(patched.ratios(figures)) == {
         f"{OURS} / {THREADED}, sequential calls (target >= 0.8)",
         f"{OURS} / {THREADED}, N-thread calls (target >= 0.8)",
     }
     report = _report(figures | {OSLO: {"error": "oslo.messaging is not installed"}})
     out = io.StringIO()
-    bench_eventlet.print_eventlet(report, out)
+    patched.print_eventlet(report, out)
     assert f"{OSLO:<27} not measured: oslo.messaging is not installed" in out.getvalue()
 
 
@@ -100,14 +101,14 @@ def _report(sides: dict, calls: int = 4, threads: int = 2, rounds: int = 1) -> d
         "url": "rabbit://guest:****@127.0.0.1:5672/",
         "settings": settings,
         "sides": sides,
-        "ratios": bench_eventlet.ratios(figures),
+        "ratios": patched.ratios(figures),
     }
 
 
 def test_the_report_has_a_line_per_side_and_workload_and_the_ratios():
-    report = _report(bench_eventlet.measure(_sides([]), 10, 2, 2), calls=10, rounds=2)
+    report = _report(patched.measure(_sides([]), 10, 2, 2), calls=10, rounds=2)
     out = io.StringIO()
-    bench_eventlet.print_eventlet(report, out)
+    patched.print_eventlet(report, out)
     lines = out.getvalue().splitlines()
     assert "2 interleaved rounds" in lines[0]
     rows = [line.split() for line in lines if line.startswith("  ") and "ms" not in line]
@@ -128,10 +129,10 @@ def test_the_options_reach_the_eventlet_bench_and_json_goes_to_stdout(monkeypatc
 
     def run(url, calls, threads, rounds, payload_size, warmup, timeout, progress):
         asked.update(url=url, calls=calls, threads=threads, rounds=rounds, warmup=warmup)
-        figures = bench_eventlet.measure(_sides([]), calls, threads, rounds)
+        figures = patched.measure(_sides([]), calls, threads, rounds)
         return _report(figures, calls, threads, rounds)
 
-    monkeypatch.setattr(bench_eventlet, "run", run)
+    monkeypatch.setattr(patched, "run", run)
     out = io.StringIO()
     argv = ["bench", "--eventlet", "--url", "rabbit://guest:guest@127.0.0.1:5672/"]
     argv += ["--calls", "40", "--threads", "4", "--rounds", "2", "--warmup", "7", "--json", "-"]

@@ -167,7 +167,7 @@ def delete_queues(url: str, names: Sequence[str]) -> None:
     with contextlib.suppress(Exception):
         import amqp
 
-        from rpcframe.bench_raw import amqp_params
+        from rpcframe.bench.raw import amqp_params
 
         conn = amqp.Connection(**amqp_params(url))
         conn.connect()

@@ -6,15 +6,28 @@ can be printed or plotted again.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-__all__ = ["percentile", "plot", "print_report", "ratios"]
+__all__ = ["latency_figures", "percentile", "plot", "print_ratios", "print_report", "ratios"]
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """The value at ``fraction`` (0-1) of the way through ``sorted_values``."""
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+def latency_figures(latencies: Sequence[float], seconds: float) -> dict[str, Any]:
+    """The figures of calls that took ``latencies`` (seconds each), ``seconds`` in all."""
+    ordered = sorted(latencies)
+    return {
+        "calls": len(ordered),
+        "per_s": round(len(ordered) / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(percentile(ordered, 0.50) * 1e3, 3),
+        "p99_ms": round(percentile(ordered, 0.99) * 1e3, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1e3, 3),
+    }
 
 
 def ratios(report: dict[str, Any]) -> dict[str, float]:
@@ -76,6 +89,7 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
 
 
 def print_report(report: dict[str, Any], out: TextIO) -> None:
+    """The human report of ``rpcframe bench``: settings, each section's figures, the ratios."""
     settings = report["settings"]
     out.write(
         f"rpcframe bench on {report['url']} (payload {settings['payload_size']} bytes, "
@@ -95,6 +109,11 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     if raw:
         out.write("\nraw py-amqp (no framework):\n")
         _write_figures(raw, 28, out)
+    print_ratios(report, out)
+
+
+def print_ratios(report: dict[str, Any], out: TextIO) -> None:
+    """The report's ``ratios`` section, one line each, if it has any."""
     found = report.get("ratios") or {}
     if found:
         out.write("\nratios:\n")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from rpcframe.notify import bench
+from rpcframe.bench import notify
 
 
 def test_every_notification_sent_is_counted_in():
-    figures = bench.measure("fake://", 300, warmup=20, payload_bytes=50)
+    figures = notify.measure("fake://", 300, warmup=20, payload_bytes=50)
     assert figures["driver"] == "fake"
     assert (figures["count"], figures["received"], figures["complete"]) == (300, 300, True)
     assert figures["payload_bytes"] == 50
@@ -19,4 +19,4 @@ def test_every_notification_sent_is_counted_in():
 
 def test_a_count_below_one_is_refused():
     with pytest.raises(ValueError, match="count must be at least 1"):
-        bench.measure("fake://", 0)
+        notify.measure("fake://", 0)

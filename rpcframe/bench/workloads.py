@@ -1,41 +1,11 @@
-"""``rpcframe bench``: how fast a transport carries RPC, measured end to end.
+"""What ``rpcframe bench`` measures: the workloads, and the bench they run on.
 
-It starts an RPC server (in a separate process for broker URLs; in this
-process for ``fake://``, whose broker lives in one process) and, after a
-warm-up, runs each registered workload against it with one client:
-
-* **sequential calls**: one thread, one call at a time: calls per second and
-  p50/p99 latency;
-* **concurrent calls**: N threads (default 8) sharing one client;
-* **confirmed casts**: one thread casting; the clock stops when the server
-  has received every cast (each cast returns once the broker confirmed it);
-* **notifications**: a ``messagingv2`` Notifier publishing (each publish
-  returns once the broker confirmed it) to a listener that counts them in
-  (rpcframe only);
-* **server memory**: the server's RSS after 1,000 calls and after many more
-  (default 100,000), and their ratio.
-
-Every request carries a string payload of a stated size and the server
-echoes it. ``--compare`` runs the same workloads on oslo.messaging (when it
-is importable; client and server each in their own process) and, on
-RabbitMQ, measures the raw py-amqp limits with code of its own
-(:mod:`rpcframe.bench_raw`): a request/reply round trip without any
-framework, the same round trip doing the broker work oslo.messaging's
-protocol asks for (topic exchange, expiration, acknowledgement, mandatory
-confirmed reply), a publish that waits for its broker confirm, and
-confirmed casts doing the protocol's work end to end. It then prints the
-ratios the project's performance targets are stated in, and how the
-protocol's own cost compares.
-
-The raw references are measured in alternating rounds with rpcframe's
-sequential calls and confirmed casts (``--rounds``, default 5): a chunk of
-rpcframe's calls, then a chunk of raw round trips, then raw first in the
-next round, and so on. A shared machine's speed drifts by tens of percent
-over minutes, so a ratio of figures measured minutes apart says as much
-about the drift as about rpcframe; interleaved, both sides see the same
-machine, and the ratio from one run is stable.
-
-New workloads subclass :class:`Workload` and are added to :data:`WORKLOADS`.
+A :class:`Workload` is given a :class:`Bench` (a client of the bench
+server, the :class:`BenchSettings`, a progress bar) and returns its
+figures. :data:`WORKLOADS` are the ones ``rpcframe bench`` runs, in order;
+new workloads subclass :class:`Workload` and are added there. The workloads
+that have a raw py-amqp counterpart (:class:`RawMeasure`) alternate with it
+in rounds when a :class:`Reference` is given (see :mod:`rpcframe.bench.rounds`).
 """
 
 from __future__ import annotations
@@ -44,31 +14,37 @@ import abc
 import contextlib
 import dataclasses
 import functools
-import json
-import multiprocessing
-import os
-import statistics
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TextIO
 
-from rpcframe.bench_report import percentile, plot, print_report, ratios
-from rpcframe.bench_server import (
-    CONTROL_TIMEOUT,
-    ServerProcess,
-    ServerThread,
-    delete_queues,
-    load_library,
-)
+from rpcframe.bench import notify
+from rpcframe.bench.report import latency_figures
+from rpcframe.bench.rounds import in_turn, shares
+from rpcframe.bench.server import CONTROL_TIMEOUT, delete_queues
 
-__all__ = ["WORKLOADS", "BenchSettings", "Workload", "main", "run"]
+__all__ = [
+    "WORKLOADS",
+    "Bench",
+    "BenchSettings",
+    "ConcurrentCalls",
+    "ConfirmedCasts",
+    "Notifications",
+    "RawMeasure",
+    "Reference",
+    "SequentialCalls",
+    "ServerMemory",
+    "Workload",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchSettings:
+    """What ``rpcframe bench`` was asked for (its command-line options)."""
+
     url: str
     calls: int = 5000
     threads: int = 8
@@ -81,11 +57,8 @@ class BenchSettings:
     rounds: int = 5
 
 
-# -- workloads ----------------------------------------------------------------------------
-
-
 class RawMeasure(Protocol):
-    """The raw references, measured a chunk at a time (:class:`rpcframe.bench_raw.RawAmqp`)."""
+    """The raw references, measured a chunk at a time (:class:`rpcframe.bench.raw.RawAmqp`)."""
 
     def round_trips(self, count: int) -> list[float]:
         """Make ``count`` request/reply round trips; return their latencies in seconds."""
@@ -171,15 +144,10 @@ class Bench:
         """
         spent = [0.0] * len(sides)
         steps = list(enumerate(sides))
-        for round_number, chunk in enumerate(_shares(count, self.settings.rounds)):
-            for side, step in steps if round_number % 2 == 0 else steps[::-1]:
+        for round_number, chunk in enumerate(shares(count, self.settings.rounds)):
+            for side, step in in_turn(steps, round_number):
                 spent[side] += step(chunk)
         return spent
-
-
-def _shares(count: int, parts: int) -> list[int]:
-    """``count`` split into ``parts`` shares that differ by one at most."""
-    return [count // parts + (1 if i < count % parts else 0) for i in range(parts)]
 
 
 def _timed_into(latencies: list[float], measure: Callable[[int], list[float]], count: int) -> float:
@@ -200,16 +168,6 @@ class Workload(abc.ABC):
     @abc.abstractmethod
     def run(self, bench: Bench) -> dict[str, Any] | None:
         """Measure; return a flat dict of figures (None: not for this library)."""
-
-
-def _latency_figures(latencies: list[float], elapsed: float) -> dict[str, Any]:
-    latencies.sort()
-    return {
-        "per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1e3, 3),
-        "p99_ms": round(percentile(latencies, 0.99) * 1e3, 3),
-        "mean_ms": round(statistics.fmean(latencies) * 1e3, 3),
-    }
 
 
 class SequentialCalls(Workload):
@@ -233,8 +191,8 @@ class SequentialCalls(Workload):
             )
         for (key, (raw_latencies, _measure)), seconds in zip(raw.items(), raw_elapsed, strict=True):
             assert reference is not None
-            reference.figures[key] = {"calls": count, **_latency_figures(raw_latencies, seconds)}
-        return {"calls": count, **_latency_figures(latencies, elapsed)}
+            reference.figures[key] = latency_figures(raw_latencies, seconds)
+        return latency_figures(latencies, elapsed)
 
 
 class ConcurrentCalls(Workload):
@@ -272,7 +230,7 @@ class ConcurrentCalls(Workload):
         if errors:
             raise errors[0]
         latencies = [latency for chunk in results for latency in chunk]
-        return {"threads": threads, "calls": len(latencies), **_latency_figures(latencies, elapsed)}
+        return {"threads": threads, **latency_figures(latencies, elapsed)}
 
 
 class ConfirmedCasts(Workload):
@@ -371,7 +329,7 @@ def _calls_in_threads(
         threading.Thread(
             target=bench.timed_calls, args=(share, safe_advance), name=f"rpcframe-bench-memory-{i}"
         )
-        for i, share in enumerate(_shares(count, threads))
+        for i, share in enumerate(shares(count, threads))
     ]
     for thread in workers:
         thread.start()
@@ -382,7 +340,7 @@ def _calls_in_threads(
 class Notifications(Workload):
     """Notifications from a ``messagingv2`` Notifier, counted in at a listener.
 
-    rpcframe only (see :func:`rpcframe.notify.bench.measure`); the notifier
+    rpcframe only (see :func:`rpcframe.bench.notify.measure`); the notifier
     and the listener share this process and the transport's broker.
     """
 
@@ -392,13 +350,11 @@ class Notifications(Workload):
     def run(self, bench: Bench) -> dict[str, Any] | None:
         if bench.lib.__name__ != "rpcframe":
             return None
-        from rpcframe.notify import bench as notify_bench
-
         settings = bench.settings
         topic = f"bench_notify_{uuid.uuid4().hex[:10]}"
         try:
             with bench.progress(1, f"{self.title} ({settings.casts:,})") as advance:
-                figures = notify_bench.measure(
+                figures = notify.measure(
                     settings.url,
                     settings.casts,
                     payload_bytes=settings.payload_size,
@@ -431,239 +387,3 @@ WORKLOADS: list[Workload] = [
     Notifications(),
     ServerMemory(),
 ]
-
-
-def run_suite(
-    library: str,
-    settings: BenchSettings,
-    out: TextIO,
-    workloads: Sequence[Workload],
-    reference: Reference | None = None,
-) -> dict[str, Any]:
-    """Start a server, warm up, run ``workloads``; return their figures by name.
-
-    With a ``reference``, the workloads that have a raw counterpart alternate
-    with it and leave its figures in ``reference.figures``.
-    """
-    lib, conf = load_library(library)
-    topic = f"bench_{uuid.uuid4().hex[:10]}"
-    in_process = settings.url.startswith("fake:")
-    server_cls = ServerThread if in_process else ServerProcess
-    transport = lib.get_rpc_transport(conf, settings.url)
-    try:
-        with server_cls(library, settings.url, topic):
-            client = lib.get_rpc_client(
-                transport, lib.Target(topic=topic), timeout=settings.timeout
-            )
-            bench = Bench(lib, client, settings, out, reference)
-            with bench.progress(settings.warmup, "warm-up") as advance:
-                bench.timed_calls(settings.warmup, advance)
-            results: dict[str, Any] = {"server": "in process" if in_process else "own process"}
-            for workload in workloads:
-                figures = workload.run(bench)
-                if figures is not None:
-                    results[workload.name] = figures
-            return results
-    finally:
-        transport.cleanup()
-        if not in_process:
-            delete_queues(settings.url, [topic, f"{topic}.bench-server"])
-
-
-def _suite_in_child(library: str, settings: BenchSettings, pipe: Any) -> None:
-    try:
-        pipe.send(run_suite(library, settings, sys.stderr, WORKLOADS))
-    except Exception as exc:  # noqa: BLE001 - reported by the parent
-        pipe.send({"error": f"{type(exc).__name__}: {exc}"})
-
-
-def _run_oslo(settings: BenchSettings) -> dict[str, Any]:
-    """The same workloads on oslo.messaging, its client in a process of its own."""
-    try:
-        import oslo_messaging  # noqa: F401
-    except ImportError:
-        return {"error": "oslo.messaging is not installed"}
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    # Not a daemon: it starts the oslo.messaging server as a child of its own.
-    process = context.Process(
-        target=_suite_in_child,
-        args=("oslo.messaging", settings, child),
-        name="rpcframe-bench-oslo",
-    )
-    process.start()
-    budget = 600 + settings.memory_calls * 0.01
-    result = parent.recv() if parent.poll(budget) else {"error": "no result in time"}
-    process.join(60)
-    if process.is_alive():
-        process.kill()
-        process.join(10)
-    return result
-
-
-def measure_rpcframe(
-    settings: BenchSettings,
-    out: TextIO,
-    raw: RawMeasure | None = None,
-    workloads: Sequence[Workload] = WORKLOADS,
-) -> dict[str, Any]:
-    """The report's ``rpcframe`` section, and its ``raw`` one when ``raw`` is given.
-
-    ``raw`` is measured in rounds alternating with rpcframe's sequential
-    calls and confirmed casts (see :meth:`Bench.alternate`).
-    """
-    if raw is None:
-        return {"rpcframe": run_suite("rpcframe", settings, out, workloads)}
-    reference = Reference(raw)
-    ours = run_suite("rpcframe", settings, out, workloads, reference)
-    return {
-        "rpcframe": ours,
-        "raw": {
-            name: figures | {"interleaved_rounds": settings.rounds}
-            for name, figures in reference.figures.items()
-        },
-    }
-
-
-def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout) -> dict[str, Any]:
-    """Run the benchmark; return the report (also what ``--json`` writes)."""
-    from rpcframe.url import mask_url as _mask_raw
-
-    report: dict[str, Any] = {
-        "url": _mask_raw(settings.url),
-        "settings": dataclasses.asdict(settings) | {"url": _mask_raw(settings.url)},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-    }
-    if compare and settings.url.startswith(("rabbit:", "amqp:")):
-        from rpcframe.bench_raw import RawAmqp
-
-        with RawAmqp(settings.url, settings.payload_size, settings.warmup, CONTROL_TIMEOUT) as raw:
-            report |= measure_rpcframe(settings, out, raw)
-    else:
-        report |= measure_rpcframe(settings, out)
-    if compare:
-        report["oslo.messaging"] = _run_oslo(settings)
-        report["ratios"] = ratios(report)
-    return report
-
-
-def main(args: Any, out: TextIO) -> int:
-    """``rpcframe bench``, given parsed arguments (see :mod:`rpcframe.cli`)."""
-    if args.protocol_costs:
-        return _protocol_costs(args, out)  # needs neither tqdm nor matplotlib
-    if args.eventlet:
-        return _eventlet(args, out)
-    if not args.no_progress or args.plot:
-        missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
-        needed = [m for m in missing if m == "tqdm" or args.plot]
-        if needed:
-            print(
-                f"rpcframe bench: {', '.join(needed)} missing; install the bench extra: "
-                "pip install 'rpcframe[bench]' (or pass --no-progress)",
-                file=sys.stderr,
-            )
-            return 2
-    settings = BenchSettings(
-        url=args.url,
-        calls=args.calls,
-        threads=args.threads,
-        casts=args.casts,
-        memory_calls=args.memory_calls,
-        payload_size=args.payload_size,
-        warmup=args.warmup,
-        timeout=args.timeout,
-        progress=not args.no_progress,
-        rounds=args.rounds,
-    )
-    report = run(settings, compare=args.compare, out=out)
-    if args.json == "-":
-        out.write(json.dumps(report, indent=2) + "\n")
-    else:
-        print_report(report, out)
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2)
-    if args.plot:
-        plot(report, args.plot)
-    return 0
-
-
-def _protocol_costs(args: Any, out: TextIO) -> int:
-    """``rpcframe bench --protocol-costs``: RabbitMQ only, needs py-amqp."""
-    if not _rabbit_with(args, "--protocol-costs", "amqp"):
-        return 2
-    from rpcframe import bench_costs
-
-    report = bench_costs.measure(
-        args.url,
-        args.calls,
-        args.casts,
-        args.rounds,
-        args.payload_size,
-        args.timeout,
-        _progress(args, "--protocol-costs"),
-    )
-    return _write(report, bench_costs.print_costs, args, out)
-
-
-def _eventlet(args: Any, out: TextIO) -> int:
-    """``rpcframe bench --eventlet``: RabbitMQ only, needs py-amqp and eventlet."""
-    if not _rabbit_with(args, "--eventlet", "amqp", "eventlet"):
-        return 2
-    from rpcframe import bench_eventlet
-
-    report = bench_eventlet.run(
-        args.url,
-        args.calls,
-        args.threads,
-        args.rounds,
-        args.payload_size,
-        args.warmup,
-        args.timeout,
-        _progress(args, "--eventlet"),
-    )
-    return _write(report, bench_eventlet.print_eventlet, args, out)
-
-
-def _rabbit_with(args: Any, option: str, *extras: str) -> bool:
-    """Whether the URL is RabbitMQ's and the extras are installed; says what is missing."""
-    if args.url.startswith(("rabbit://", "amqp://")) and all(map(_importable, extras)):
-        return True
-    names = " and ".join(extras) + (" extras" if len(extras) > 1 else " extra")
-    print(
-        f"rpcframe bench: {option} measures RabbitMQ: give a rabbit:// URL and install the "
-        f"{names} (pip install 'rpcframe[{','.join(extras)}]')",
-        file=sys.stderr,
-    )
-    return False
-
-
-def _progress(args: Any, option: str) -> Callable[[str], None]:
-    def progress(what: str) -> None:
-        if not args.no_progress:
-            print(f"rpcframe bench {option}: {what}", file=sys.stderr)
-
-    return progress
-
-
-def _write(
-    report: dict[str, Any],
-    printer: Callable[[dict[str, Any], TextIO], None],
-    args: Any,
-    out: TextIO,
-) -> int:
-    """The report as JSON on ``out`` (``--json -``), or printed and saved to ``--json FILE``."""
-    if args.json == "-":
-        out.write(json.dumps(report, indent=2) + "\n")
-        return 0
-    printer(report, out)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-    return 0
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None

@@ -14,7 +14,7 @@ oslo.messaging's servers do). Likewise it measures confirmed casts through
 that exchange, taken and acknowledged by that server, end to end. What that
 work costs is the part of the gap to the bare figures that no
 implementation of the protocol can close.
-:mod:`rpcframe.bench` measures these in rounds alternating with rpcframe's
+:mod:`rpcframe.bench.workloads` measures these in rounds alternating with rpcframe's
 own sequential calls and confirmed casts.
 
 Imported only when comparing on RabbitMQ: it needs the ``amqp`` package.
@@ -39,9 +39,9 @@ def amqp_params(url: str) -> dict[str, Any]:
     """py-amqp ``Connection`` arguments for the first host of a ``rabbit://`` URL."""
     from oslo_config import cfg
 
-    from rpcframe.transport import TransportURL
+    import rpcframe
 
-    parsed = TransportURL.parse(cfg.ConfigOpts(), url)
+    parsed = rpcframe.TransportURL.parse(cfg.ConfigOpts(), url)
     host = parsed.hosts[0] if parsed.hosts else None
     return {
         "host": f"{(host and host.hostname) or 'localhost'}:{(host and host.port) or 5672}",

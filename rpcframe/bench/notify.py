@@ -16,7 +16,7 @@ from typing import Any
 from oslo_config import cfg
 
 import rpcframe
-from rpcframe.bench_report import percentile
+from rpcframe.bench.report import percentile
 
 __all__ = ["measure"]
 

@@ -1,4 +1,4 @@
-"""The ``rpcframe notify`` and ``rpcframe listen`` commands.
+"""``rpcframe notify`` and ``rpcframe listen``: the notification subcommands.
 
 ``rpcframe notify`` sends one notification::
 
@@ -31,8 +31,9 @@ from typing import Any, TextIO
 from oslo_config import cfg
 
 import rpcframe
-from rpcframe import exceptions, identity
-from rpcframe.notify import dispatcher, hooks
+from rpcframe import exceptions
+from rpcframe.notify import Sender, hooks
+from rpcframe.notify.dispatcher import PRIORITIES
 
 __all__ = ["add_commands"]
 
@@ -43,6 +44,11 @@ def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf([], default_config_files=list(args.config_file or []), default_config_dirs=[])
     return conf
+
+
+def _topics(args: argparse.Namespace, transport: rpcframe.Transport) -> list[str]:
+    """``--topic``, or else ``[oslo_messaging_notifications] topics``."""
+    return args.topic or list(transport.conf.oslo_messaging_notifications.topics)
 
 
 def _json_argument(text: str, what: str) -> Any:
@@ -67,13 +73,14 @@ def _notify(args: argparse.Namespace, out: TextIO) -> int:
             hooks.after_publish.connected(sent.append),
             hooks.publish_failed.connected(failures.append),
         ):
-            notifier._notify(args.context, args.event_type, args.payload, args.priority)
+            send = getattr(notifier, args.priority)  # a method per priority
+            send(args.context, args.event_type, args.payload)
         if failures:
             errors = "; ".join(f"{name}: {exc}" for name, exc in failures[0].errors.items())
             out.write(f"not sent: {errors}\n")
             return 1
         message = sent[0].message
-        topics = ", ".join(notifier._topics)
+        topics = ", ".join(_topics(args, transport))
         out.write(
             f"sent {message['priority']} {message['event_type']!r} from "
             f"{message['publisher_id']!r} to {topics} on {transport.url.masked()} "
@@ -96,37 +103,27 @@ class _Printer:
         self.shown = 0
         self.done = threading.Event()
 
-    def _show(
-        self,
-        priority: str,
-        ctxt: Any,
-        publisher_id: Any,
-        event_type: str,
-        payload: Any,
-        metadata: dict[str, Any],
-    ) -> None:
+    def _show(self, priority: str, *notification: Any) -> None:
+        """Show what a listener endpoint's ``priority`` method is given."""
+        ctxt, publisher_id, event_type, payload, metadata = notification
         sender = getattr(metadata, "sender", None)
         with self._lock:
             if self.done.is_set():  # already shown enough; the listener is stopping
                 raise exceptions.Requeue()
+            shown = {
+                "priority": priority,
+                "event_type": event_type,
+                "publisher_id": publisher_id,
+                "timestamp": metadata.get("timestamp"),
+                "message_id": metadata.get("message_id"),
+                "sender": sender.to_wire() if isinstance(sender, Sender) else None,
+                "context": ctxt,
+                "payload": payload,
+            }
             if self._as_json:
-                text = json.dumps(
-                    {
-                        "priority": priority,
-                        "event_type": event_type,
-                        "publisher_id": publisher_id,
-                        "timestamp": metadata.get("timestamp"),
-                        "message_id": metadata.get("message_id"),
-                        "sender": sender.to_wire() if isinstance(sender, identity.Sender) else None,
-                        "context": ctxt,
-                        "payload": payload,
-                    },
-                    sort_keys=True,
-                    default=str,
-                )
-                text += "\n"
+                text = json.dumps(shown, sort_keys=True, default=str) + "\n"
             else:
-                text = _pretty(priority, ctxt, publisher_id, event_type, payload, metadata)
+                text = _pretty(shown, sender)
             self._out.write(text)
             self._out.flush()
             self.shown += 1
@@ -154,22 +151,15 @@ def _endpoint(
     return cls(out, as_json, count)
 
 
-def _pretty(
-    priority: str,
-    ctxt: Any,
-    publisher_id: Any,
-    event_type: str,
-    payload: Any,
-    metadata: dict[str, Any],
-) -> str:
-    sender = getattr(metadata, "sender", None)
+def _pretty(shown: dict[str, Any], sender: Any) -> str:
+    """A notification as :meth:`_Printer._show` gathered it, for people to read."""
     who = f" ({sender})" if sender is not None else ""
-    body = json.dumps(payload, indent=2, sort_keys=True, default=str).replace("\n", "\n    ")
+    payload = json.dumps(shown["payload"], indent=2, sort_keys=True, default=str)
     lines = [
-        f"{metadata.get('timestamp')}  {priority.upper():<8} {event_type}  "
-        f"from {publisher_id}{who}",
-        f"    context: {json.dumps(ctxt, sort_keys=True, default=str)}",
-        f"    payload: {body}",
+        f"{shown['timestamp']}  {shown['priority'].upper():<8} {shown['event_type']}  "
+        f"from {shown['publisher_id']}{who}",
+        f"    context: {json.dumps(shown['context'], sort_keys=True, default=str)}",
+        "    payload: " + payload.replace("\n", "\n    "),
         "",
     ]
     return "\n".join(lines)
@@ -183,19 +173,19 @@ def _listen(args: argparse.Namespace, out: TextIO) -> int:
     if args.publisher:
         rules["publisher_id"] = fnmatch.translate(args.publisher)
     # Only the priorities asked for get a method, so only those are subscribed to.
-    priorities = args.priority or dispatcher.PRIORITIES
+    priorities = args.priority or PRIORITIES
     printer = _endpoint(priorities, rules, out, args.json, args.count)
     with rpcframe.get_notification_transport(conf, args.url) as transport:
-        opts_topics = transport.conf.oslo_messaging_notifications.topics if not args.topic else []
-        topics = args.topic or opts_topics
-        targets = [rpcframe.Target(topic=t, exchange=args.exchange) for t in topics]
+        targets = [
+            rpcframe.Target(topic=t, exchange=args.exchange) for t in _topics(args, transport)
+        ]
         # Requeue what arrives after --count was reached, where the driver can.
         listener = rpcframe.get_notification_listener(
             transport,
             targets,
             [printer],
             pool=args.pool,
-            allow_requeue=transport._driver.capabilities.requeue,
+            allow_requeue=transport.capabilities.requeue,
         )
         # One worker: notifications print in the order they arrive.
         listener.start(override_pool_size=1)
@@ -239,9 +229,7 @@ def add_commands(commands: Any) -> None:
     notify = commands.add_parser("notify", help="send one notification")
     _common(notify)
     notify.add_argument("--event-type", required=True, help="e.g. compute.instance.create.end")
-    notify.add_argument(
-        "--priority", default="info", choices=dispatcher.PRIORITIES, help="default info"
-    )
+    notify.add_argument("--priority", default="info", choices=PRIORITIES, help="default info")
     notify.add_argument("--publisher-id", default="rpcframe-cli", help="default rpcframe-cli")
     notify.add_argument(
         "--driver", default="messagingv2", help="notifier driver (default messagingv2)"
@@ -269,7 +257,7 @@ def add_commands(commands: Any) -> None:
     listen.add_argument(
         "--priority",
         action="append",
-        choices=dispatcher.PRIORITIES,
+        choices=PRIORITIES,
         help="only this priority (repeatable)",
     )
     listen.add_argument("--publisher", help="only publisher ids matching this pattern")

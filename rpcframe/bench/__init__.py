@@ -1,0 +1,269 @@
+"""``rpcframe bench``: how fast a transport carries RPC, measured end to end.
+
+It starts an RPC server (in a separate process for broker URLs; in this
+process for ``fake://``, whose broker lives in one process) and, after a
+warm-up, runs each registered workload against it with one client:
+
+* **sequential calls**: one thread, one call at a time: calls per second and
+  p50/p99 latency;
+* **concurrent calls**: N threads (default 8) sharing one client;
+* **confirmed casts**: one thread casting; the clock stops when the server
+  has received every cast (each cast returns once the broker confirmed it);
+* **notifications**: a ``messagingv2`` Notifier publishing (each publish
+  returns once the broker confirmed it) to a listener that counts them in
+  (rpcframe only);
+* **server memory**: the server's RSS after 1,000 calls and after many more
+  (default 100,000), and their ratio.
+
+Every request carries a string payload of a stated size and the server
+echoes it. ``--compare`` runs the same workloads on oslo.messaging (when it
+is importable; client and server each in their own process) and, on
+RabbitMQ, measures the raw py-amqp limits with code of its own
+(:mod:`rpcframe.bench.raw`): a request/reply round trip without any
+framework, the same round trip doing the broker work oslo.messaging's
+protocol asks for (topic exchange, expiration, acknowledgement, mandatory
+confirmed reply), a publish that waits for its broker confirm, and
+confirmed casts doing the protocol's work end to end. It then prints the
+ratios the project's performance targets are stated in, and how the
+protocol's own cost compares.
+
+The raw references are measured in alternating rounds with rpcframe's
+sequential calls and confirmed casts (``--rounds``, default 5): a chunk of
+rpcframe's calls, then a chunk of raw round trips, then raw first in the
+next round, and so on. A shared machine's speed drifts by tens of percent
+over minutes, so a ratio of figures measured minutes apart says as much
+about the drift as about rpcframe; interleaved, both sides see the same
+machine, and the ratio from one run is stable.
+
+``--protocol-costs`` (:mod:`rpcframe.bench.costs`) and ``--eventlet``
+(:mod:`rpcframe.bench.patched`) measure instead what each part of the wire
+protocol costs, and calls in eventlet-patched processes.
+
+This module owns the command: its arguments (:func:`add_command`, for the
+``rpcframe`` command to dispatch to), :func:`main` and :func:`run`. New
+workloads subclass :class:`~rpcframe.bench.workloads.Workload` and are added
+to :data:`~rpcframe.bench.workloads.WORKLOADS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from rpcframe.bench.report import plot, print_report, ratios
+from rpcframe.bench.server import CONTROL_TIMEOUT
+from rpcframe.bench.suite import measure_oslo, measure_rpcframe
+from rpcframe.bench.workloads import WORKLOADS, BenchSettings, Workload
+from rpcframe.url import mask_url
+
+__all__ = ["WORKLOADS", "BenchSettings", "Workload", "add_command", "main", "run"]
+
+#: What ``rpcframe bench`` measures when given no ``--url``.
+DEFAULT_URL = "fake://"
+
+#: A report and what prints it: what ``--protocol-costs`` and ``--eventlet`` measure.
+_Measured = tuple[dict[str, Any], Callable[[dict[str, Any], TextIO], None]]
+
+
+def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Run the benchmark; return the report (also what ``--json`` writes)."""
+    report: dict[str, Any] = {
+        "url": mask_url(settings.url),
+        "settings": dataclasses.asdict(settings) | {"url": mask_url(settings.url)},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    if compare and settings.url.startswith(("rabbit:", "amqp:")):
+        from rpcframe.bench.raw import RawAmqp
+
+        with RawAmqp(settings.url, settings.payload_size, settings.warmup, CONTROL_TIMEOUT) as raw:
+            report |= measure_rpcframe(settings, out, raw)
+    else:
+        report |= measure_rpcframe(settings, out)
+    if compare:
+        report["oslo.messaging"] = measure_oslo(settings)
+        report["ratios"] = ratios(report)
+    return report
+
+
+def main(args: argparse.Namespace, out: TextIO) -> int:
+    """``rpcframe bench``, given the arguments :func:`add_command` parsed."""
+    if args.protocol_costs:
+        # Needs neither tqdm nor matplotlib.
+        return _on_rabbit(args, out, "--protocol-costs", ("amqp",), _protocol_costs)
+    if args.eventlet:
+        return _on_rabbit(args, out, "--eventlet", ("amqp", "eventlet"), _eventlet)
+    if not args.no_progress or args.plot:
+        missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
+        needed = [m for m in missing if m == "tqdm" or args.plot]
+        if needed:
+            print(
+                f"rpcframe bench: {', '.join(needed)} missing; install the bench extra: "
+                "pip install 'rpcframe[bench]' (or pass --no-progress)",
+                file=sys.stderr,
+            )
+            return 2
+    settings = BenchSettings(
+        url=args.url,
+        calls=args.calls,
+        threads=args.threads,
+        casts=args.casts,
+        memory_calls=args.memory_calls,
+        payload_size=args.payload_size,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        progress=not args.no_progress,
+        rounds=args.rounds,
+    )
+    report = run(settings, compare=args.compare, out=out)
+    status = _write(report, print_report, args, out)
+    if args.plot:
+        plot(report, args.plot)
+    return status
+
+
+def _protocol_costs(args: argparse.Namespace, progress: Callable[[str], None]) -> _Measured:
+    """``rpcframe bench --protocol-costs``: needs py-amqp."""
+    from rpcframe.bench import costs
+
+    report = costs.measure(
+        args.url, args.calls, args.casts, args.rounds, args.payload_size, args.timeout, progress
+    )
+    return report, costs.print_costs
+
+
+def _eventlet(args: argparse.Namespace, progress: Callable[[str], None]) -> _Measured:
+    """``rpcframe bench --eventlet``: needs py-amqp and eventlet."""
+    from rpcframe.bench import patched
+
+    report = patched.run(
+        args.url,
+        args.calls,
+        args.threads,
+        args.rounds,
+        args.payload_size,
+        args.warmup,
+        args.timeout,
+        progress,
+    )
+    return report, patched.print_eventlet
+
+
+def _on_rabbit(
+    args: argparse.Namespace,
+    out: TextIO,
+    option: str,
+    extras: tuple[str, ...],
+    measure: Callable[[argparse.Namespace, Callable[[str], None]], _Measured],
+) -> int:
+    """Write what ``measure`` reports, if the URL is RabbitMQ's and the extras are installed."""
+    if not (args.url.startswith(("rabbit://", "amqp://")) and all(map(_importable, extras))):
+        names = " and ".join(extras) + (" extras" if len(extras) > 1 else " extra")
+        print(
+            f"rpcframe bench: {option} measures RabbitMQ: give a rabbit:// URL and install the "
+            f"{names} (pip install 'rpcframe[{','.join(extras)}]')",
+            file=sys.stderr,
+        )
+        return 2
+
+    def progress(what: str) -> None:
+        if not args.no_progress:
+            print(f"rpcframe bench {option}: {what}", file=sys.stderr)
+
+    report, printer = measure(args, progress)
+    return _write(report, printer, args, out)
+
+
+def _write(
+    report: dict[str, Any],
+    printer: Callable[[dict[str, Any], TextIO], None],
+    args: argparse.Namespace,
+    out: TextIO,
+) -> int:
+    """The report as JSON on ``out`` (``--json -``), or printed and saved to ``--json FILE``."""
+    if args.json == "-":
+        out.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    printer(report, out)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# -- the arguments ------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_command(commands: Any) -> None:
+    """Add ``bench`` to the ``rpcframe`` command's subparsers; it runs :func:`main`."""
+    bench = commands.add_parser(
+        "bench",
+        help="measure call and cast rates, latency and server memory on a transport",
+        description="Measure a transport end to end; see rpcframe.bench for what is measured.",
+    )
+    bench.add_argument("--url", default=DEFAULT_URL, help=f"transport URL (default {DEFAULT_URL})")
+    bench.add_argument("--calls", type=_positive_int, default=5000, help="calls per call workload")
+    bench.add_argument(
+        "--threads", type=_positive_int, default=8, help="threads of the concurrent calls"
+    )
+    bench.add_argument(
+        "--casts", type=_positive_int, default=5000, help="casts in the cast workload"
+    )
+    bench.add_argument(
+        "--memory-calls",
+        type=int,
+        default=100_000,
+        help="calls before the second server memory reading (the first is after 1,000)",
+    )
+    bench.add_argument("--payload-size", type=int, default=100, help="bytes of payload per message")
+    bench.add_argument("--warmup", type=int, default=300, help="calls made before measuring")
+    bench.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run oslo.messaging (if installed) and the raw py-amqp limits; print ratios",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=5,
+        help="chunks in which sequential calls and confirmed casts are measured; with "
+        "--compare on RabbitMQ they alternate with the raw py-amqp references (default 5)",
+    )
+    bench.add_argument(
+        "--protocol-costs",
+        action="store_true",
+        help="instead, measure on RabbitMQ what each part of the wire protocol costs, with "
+        "bare py-amqp, beside rpcframe's calls and casts (see rpcframe.bench.costs)",
+    )
+    bench.add_argument(
+        "--eventlet",
+        action="store_true",
+        help="instead, measure on RabbitMQ sequential and --threads green-thread calls in "
+        "eventlet-patched processes, beside the same in threaded processes and oslo.messaging "
+        "under eventlet, in interleaved rounds; print the ratios (see rpcframe.bench.patched)",
+    )
+    bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(run=main)

@@ -1,0 +1,60 @@
+"""``rpcframe bench`` as a command: on fake:// (in process, small counts), and its usage errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rpcframe import cli
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_the_bench_reports_every_workload_as_json():
+    out = io.StringIO()
+    argv = ["bench", "--url", "fake://", "--calls", "40", "--casts", "40", "--threads", "2"]
+    argv += ["--memory-calls", "2000", "--warmup", "10", "--no-progress", "--json", "-"]
+    assert cli.main(argv, out=out) == 0
+    report = json.loads(out.getvalue())
+    ours = report["rpcframe"]
+    assert ours["server"] == "in process"
+    assert ours["call_sequential"]["calls"] == 40
+    assert ours["call_sequential"]["p50_ms"] <= ours["call_sequential"]["p99_ms"]
+    assert ours["call_concurrent"]["threads"] == 2
+    assert ours["cast_confirmed"]["casts"] == 40
+    assert ours["server_memory"]["rss_after_1000_mb"] > 0
+    assert report["settings"]["payload_size"] == 100
+
+
+def test_the_fake_transport_bench_needs_no_amqp():
+    script = """
+import io, sys
+sys.modules["amqp"] = None  # any import of it fails
+from rpcframe import bench
+settings = bench.BenchSettings(
+    url="fake://", calls=10, casts=10, warmup=5, memory_calls=2000, threads=2, progress=False
+)
+report = bench.run(settings, out=io.StringIO())
+assert "raw" not in report and report["settings"]["rounds"] == 5, report
+assert "rpcframe.bench.raw" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=100)
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--calls", "--casts", "--threads"])
+def test_a_count_below_one_is_a_clear_usage_error(option, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["bench", option, "0"], io.StringIO())
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert option in error and "must be at least 1, got 0" in error
+
+
+def test_protocol_costs_need_a_rabbit_url(capsys):
+    assert cli.main(["bench", "--url", "fake://", "--protocol-costs"], io.StringIO()) == 2
+    error = capsys.readouterr().err
+    assert "--protocol-costs measures RabbitMQ: give a rabbit:// URL" in error

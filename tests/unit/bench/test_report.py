@@ -1,0 +1,54 @@
+"""The report of ``rpcframe bench``: the target ratios and the printout."""
+
+from __future__ import annotations
+
+import io
+
+from rpcframe.bench import report
+
+
+def test_ratios_divide_the_figures_the_targets_name():
+    whole = {
+        "rpcframe": {
+            "call_sequential": {"per_s": 900.0},
+            "call_concurrent": {"per_s": 3000.0},
+            "cast_confirmed": {"per_s": 4000.0},
+            "server_memory": {"ratio": 1.02},
+        },
+        "oslo.messaging": {"call_concurrent": {"per_s": 1000.0}},
+        "raw": {"round_trip": {"per_s": 1000.0}, "confirmed_publish": {"per_s": 5000.0}},
+    }
+    found = report.ratios(whole)
+    assert found["call_sequential / raw round trip (target >= 0.85)"] == 0.9
+    assert found["call_concurrent / oslo.messaging call_concurrent (target >= 3)"] == 3.0
+    assert found["cast_confirmed / raw confirmed publish (target >= 0.8)"] == 0.8
+    assert found["server memory growth (target <= 1.1)"] == 1.02
+
+
+def test_protocol_costs_print_each_row_against_the_first_of_its_kind():
+    from rpcframe.bench import costs  # needs py-amqp
+
+    def row(per_s, **cpu):
+        return {"per_s": per_s, **cpu}
+
+    measured = {
+        "url_host": "127.0.0.1:5672",
+        "rounds": 3,
+        "figures": {
+            "calls: bare round trip": row(
+                2000.0, client_us=100.0, server_us=120.0, broker_us=200.0
+            ),
+            "calls: rpcframe": row(1700.0, client_us=110.0, server_us=130.0),
+            "casts: bare confirmed publish": row(5000.0, client_us=80.0, broker_us=95.0),
+            "casts: rpcframe": row(4000.0, client_us=90.0, broker_us=150.0),
+        },
+    }
+    out = io.StringIO()
+    costs.print_costs(measured, out)
+    lines = out.getvalue().splitlines()
+    assert "medians of 3 rounds" in lines[0]
+    first_words = [line.split()[0] for line in lines[1:]]
+    assert first_words == ["calls:", "bare", "rpcframe", "casts:", "bare", "rpcframe"]
+    calls_rpcframe, casts_rpcframe = lines[3], lines[6]
+    assert calls_rpcframe.split() == ["rpcframe", "1700", "0.850", "110", "130", "-"]
+    assert casts_rpcframe.split() == ["rpcframe", "4000", "0.800", "90", "-", "150"]
