@@ -128,7 +128,7 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
     # -- one message -------------------------------------------------------------
 
     def _accept(self, incoming: base.IncomingMessage) -> wire.Notification | None:
-        """Parse and validate; settle and return None what no endpoint may see."""
+        """Parse and validate; None for what no endpoint may see (the caller settles it)."""
         try:
             notification = wire.parse_notification(incoming.body)
             self._schemas.validate(notification.event_type, notification.payload)
@@ -141,7 +141,6 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
                 attached = getattr(incoming, "attachments", None)
                 notification.context = leniency.context(attached, notification.context)
             return notification
-        self._settle(incoming, requeue=False)
         return None
 
     def _settle(self, incoming: base.IncomingMessage, requeue: bool) -> None:
@@ -180,15 +179,27 @@ class NotificationServer(NotificationServerBase):
         )
 
     def _process_incoming(self, incoming: base.IncomingMessage) -> None:
-        notification = self._accept(incoming)
-        if notification is None:
-            return
+        # Settled on every path, an unexpected error included (it is then
+        # acknowledged: it would fail again on every redelivery).
+        requeue = False
+        halt = None
+        try:
+            notification = self._accept(incoming)
+            if notification is not None:
+                requeue, halt = self._dispatch(notification)
+        finally:
+            self._settle(incoming, requeue)
+        if halt is not None:
+            self._halt(halt)
+
+    def _dispatch(
+        self, notification: wire.Notification
+    ) -> tuple[bool, exceptions.HaltListener | None]:
+        """Run the endpoints; return whether to requeue, and a halt they asked for."""
         try:
             result = self.dispatcher.dispatch(notification)
         except exceptions.HaltListener as halt:
-            self._settle(incoming, requeue=halt.requeue)
-            self._halt(halt)
-            return
+            return halt.requeue, halt
         except Exception:
             # Endpoint errors are the dispatcher's to handle; this is anything
             # else (a serializer failing, say), which would fail again on every
@@ -199,8 +210,8 @@ class NotificationServer(NotificationServerBase):
                 notification.message_id,
                 notification.event_type,
             )
-            result = notify_dispatcher.NotificationResult.HANDLED
-        self._settle(incoming, requeue=result == notify_dispatcher.NotificationResult.REQUEUE)
+            return False, None
+        return result == notify_dispatcher.NotificationResult.REQUEUE, None
 
 
 class BatchNotificationServer(NotificationServerBase):
@@ -230,31 +241,40 @@ class BatchNotificationServer(NotificationServerBase):
         return batch
 
     def _process_incoming(self, batch: list[base.IncomingMessage]) -> None:
-        accepted = [
-            (incoming, notification)
-            for incoming in batch
-            if (notification := self._accept(incoming)) is not None
-        ]
-        if not accepted:
-            return
-        dispatcher: notify_dispatcher.BatchNotificationDispatcher = self.dispatcher
+        # Every message of the batch is settled on every path, as in
+        # NotificationServer; only those the endpoints asked for are requeued.
+        requeue: set[int] = set()
         halt = None
+        accepted: list[tuple[base.IncomingMessage, wire.Notification]] = []
         try:
-            requeue = dispatcher.dispatch_batch([n for _, n in accepted])
-        except exceptions.HaltListener as exc:
-            halt = exc
-            requeue = set(range(len(accepted))) if exc.requeue else set()
+            for incoming in batch:
+                notification = self._accept(incoming)
+                if notification is not None:
+                    accepted.append((incoming, notification))
+            if accepted:
+                requeue, halt = self._dispatch_batch([n for _, n in accepted])
+        finally:
+            chosen = {id(accepted[index][0]) for index in requeue}
+            for incoming in batch:
+                self._settle(incoming, requeue=id(incoming) in chosen)
+        if halt is not None:
+            self._halt(halt)
+
+    def _dispatch_batch(
+        self, notifications: list[wire.Notification]
+    ) -> tuple[set[int], exceptions.HaltListener | None]:
+        dispatcher: notify_dispatcher.BatchNotificationDispatcher = self.dispatcher
+        try:
+            return dispatcher.dispatch_batch(notifications), None
+        except exceptions.HaltListener as halt:
+            return (set(range(len(notifications))) if halt.requeue else set()), halt
         except Exception:
             LOG.exception(
                 "%s: dropping a batch of %d notifications: it could not be dispatched",
                 self._name,
-                len(accepted),
+                len(notifications),
             )
-            requeue = set()
-        for index, (incoming, _) in enumerate(accepted):
-            self._settle(incoming, requeue=index in requeue)
-        if halt is not None:
-            self._halt(halt)
+            return set(), None
 
 
 def _check_targets(targets: Sequence[Target]) -> list[Target]:

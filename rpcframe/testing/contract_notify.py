@@ -483,6 +483,10 @@ class NotificationContract:
             wire.encode({"event_type": "no.priority", "payload": {}}),
             wire.encode({"priority": "LOUD", "event_type": "x", "payload": {}}),
             wire.encode({"priority": "INFO", "event_type": 42, "payload": {}}),
+            b"[" * 100_000,
+            wire.encode({"priority": "INFO", "event_type": "x", "payload": {}}).replace(
+                b"{}", b"[" * 100_000
+            ),
         )
         self.notifier(notification_transport, topic).info({}, "thing.created", {"n": "ok"})
         assert endpoint.until(1)

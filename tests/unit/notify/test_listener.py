@@ -8,10 +8,11 @@ import threading
 import pytest
 
 import rpcframe
-from rpcframe import exceptions
+from rpcframe import exceptions, wire
 from rpcframe import transport as msg_transport
 from rpcframe.drivers import base, fake
 from rpcframe.notify import dispatcher, listener
+from rpcframe.notify.schemas import SchemaRegistry
 from tests.conftest import logged
 
 
@@ -197,3 +198,58 @@ def test_a_notification_that_cannot_be_dispatched_is_dropped_and_the_listener_go
     finally:
         server.stop()
         server.wait()
+
+
+class _RecordingIncoming:
+    """A received message that records how it was settled."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.settled: list[str] = []
+
+    def ack(self) -> None:
+        self.settled.append("ack")
+
+    def requeue(self) -> None:
+        self.settled.append("requeue")
+
+
+class _FailingSchemas(SchemaRegistry):
+    def validate(self, event_type, payload):
+        raise RuntimeError("a schema check that broke")
+
+
+def _notification_body(event_type: str) -> bytes:
+    message = {"priority": "INFO", "event_type": event_type, "payload": {}, "message_id": "m"}
+    return wire.encode_notification(message, {})
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_message_is_settled_even_when_accepting_it_fails_unexpectedly(transport, batch):
+    if batch:
+        server = rpcframe.get_batch_notification_listener(
+            transport, targets(), [InfoEndpoint()], batch_size=2, schemas=_FailingSchemas()
+        )
+        incoming = [_RecordingIncoming(_notification_body("a")), _RecordingIncoming(b"[1]")]
+        work = incoming
+    else:
+        server = rpcframe.get_notification_listener(
+            transport, targets(), [InfoEndpoint()], schemas=_FailingSchemas()
+        )
+        incoming = [_RecordingIncoming(_notification_body("a"))]
+        work = incoming[0]
+
+    with pytest.raises(RuntimeError, match="schema check that broke"):
+        server._process_incoming(work)
+
+    assert [message.settled for message in incoming] == [["ack"]] * len(incoming)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b"not json"], ids=["deep", "garbage"])
+def test_a_malformed_notification_is_acknowledged_once(transport, body):
+    server = rpcframe.get_notification_listener(transport, targets(), [InfoEndpoint()])
+    incoming = _RecordingIncoming(body)
+
+    server._process_incoming(incoming)
+
+    assert incoming.settled == ["ack"]
