@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -98,6 +99,12 @@ class Capabilities:
     passes_objects: bool = False
 
 
+#: One lock for every message's check-and-set: it is held for two attribute
+#: accesses, so sharing it costs nothing measurable, where a lock per message
+#: would cost one allocation per message.
+_SETTLE_LOCK = threading.Lock()
+
+
 class IncomingMessage(abc.ABC):
     """One received message. ``ack`` or ``requeue`` it, once.
 
@@ -136,9 +143,14 @@ class IncomingMessage(abc.ABC):
         return self._settled is not None
 
     def _settle(self, state: str) -> None:
-        if self._settled is not None:
-            raise exceptions.MessageStateError(f"message already {self._settled}")
-        self._settled = state
+        # Check and set as one step: two threads settling one message at
+        # once must not both get past the check.
+        with _SETTLE_LOCK:
+            settled = self._settled
+            if settled is None:
+                self._settled = state
+        if settled is not None:
+            raise exceptions.MessageStateError(f"message already {settled}")
 
     @abc.abstractmethod
     def _ack(self) -> None: ...
