@@ -55,6 +55,12 @@ LOG = logging.getLogger(__name__)
 _DEDUP_SIZE = 1024
 _REPLY_RETRY_FIRST = 0.25
 _REPLY_RETRY_MAX = 5.0
+#: Replies being retried at once, at most; beyond, a reply with no inbox is
+#: dropped at once (logged), so requests naming missing queues cannot pile
+#: up retries.
+_MAX_REPLY_RETRIES = 1000
+#: oslo.messaging's floor: it sends no heartbeat more often than once a second.
+MIN_HEARTBEAT_INTERVAL = 1.0
 _CLIENT_ERRORS = (
     msg_exceptions.NoSuchMethod,
     msg_exceptions.UnsupportedVersion,
@@ -85,7 +91,8 @@ class RPCServer(msg_server.MessageHandlingServer):
         self._passes_objects = self.transport.capabilities.passes_objects is True
         self._seen: collections.deque[str] = collections.deque(maxlen=_DEDUP_SIZE)
         self._seen_set: set[str] = set()
-        self._seen_lock = threading.Lock()
+        self._seen_lock = threading.Lock()  # also guards _retrying
+        self._retrying = 0  # replies waiting for their inbox to come back
         self._timers = Timers(f"{self._name}-timers")
         # Call-monitor heartbeats that a blocked hub cannot stop (patched only).
         self._native_timers = Timers(f"{self._name}-native-timers", native=True)
@@ -109,8 +116,10 @@ class RPCServer(msg_server.MessageHandlingServer):
 
     def _wait(self) -> None:
         super()._wait()
-        self._timers.close()
+        self._timers.close()  # drops the pending retries too
         self._native_timers.close()
+        with self._seen_lock:
+            self._retrying = 0
 
     # -- one request ----------------------------------------------------------
 
@@ -216,11 +225,13 @@ class RPCServer(msg_server.MessageHandlingServer):
             else:
                 LOG.warning("%s: the result of %r cannot be sent: %s", self._name, method, exc)
                 body = wire.encode_reply(msg_id, None, _failure_of(problem))
-        # Until the caller stops waiting: its deadline, or (from callers that do
-        # not send one) rpc_response_timeout from now.
+        # Until the caller stops waiting (its deadline), but never longer than
+        # rpc_response_timeout from now, whatever the request says: callers
+        # that send no deadline (oslo.messaging's) get that much, and a far
+        # future deadline from the wire cannot keep retries going for ever.
         deadline = time.time() + float(self.conf.rpc_response_timeout)
         if request is not None and request.deadline is not None:
-            deadline = request.deadline
+            deadline = min(deadline, request.deadline)
         address = base.Address("", reply_q, kind=base.REPLY)
         self._send_reply(address, msg_id, body, deadline, 0.0, attachments)
 
@@ -232,27 +243,58 @@ class RPCServer(msg_server.MessageHandlingServer):
         deadline: float,
         delay: float,
         attachments: dict[str, Any] | None,
+        retrying: bool = False,
     ) -> None:
         """Send a reply; while its inbox is missing, try again later until the deadline.
 
         An inbox goes missing for a moment when a broker restarts and the
         caller has not declared it again yet, so an undeliverable reply is
-        retried from the timer thread (with backoff) instead of dropped.
+        retried (with backoff, on the timers' I/O thread) instead of dropped.
+        Each attempt waits at most :data:`_REPLY_RETRY_MAX`, and at most
+        :data:`_MAX_REPLY_RETRIES` replies are being retried at once.
         """
         left = deadline - time.time()
         if left <= 0:
             LOG.info("%s: the caller of %s stopped waiting; reply dropped", self._name, msg_id)
+            self._retry_done(retrying)
             return
         try:
-            self.transport._send_reply(address, body, left, attachments)
+            self.transport._send_reply(address, body, min(left, _REPLY_RETRY_MAX), attachments)
         except msg_exceptions.MessageUndeliverable:
+            if not retrying and not self._retry_started():
+                LOG.warning(
+                    "%s: no inbox for %s and %d replies already waiting for theirs; reply dropped",
+                    self._name,
+                    msg_id,
+                    _MAX_REPLY_RETRIES,
+                )
+                return
             delay = min(max(delay * 2, _REPLY_RETRY_FIRST), _REPLY_RETRY_MAX, left)
             LOG.debug("%s: no inbox for %s yet; retrying in %.2f s", self._name, msg_id, delay)
-            self._timers.schedule(
-                delay, lambda: self._send_reply(address, msg_id, body, deadline, delay, attachments)
+            timer = self._timers.schedule_io(
+                delay,
+                lambda: self._send_reply(
+                    address, msg_id, body, deadline, delay, attachments, retrying=True
+                ),
             )
+            if timer.cancelled:  # the server stopped
+                self._retry_done(True)
+            return
         except msg_exceptions.MessagingException as exc:
             LOG.warning("%s: could not send the reply to %s: %s", self._name, msg_id, exc)
+        self._retry_done(retrying)
+
+    def _retry_started(self) -> bool:
+        with self._seen_lock:
+            if self._retrying >= _MAX_REPLY_RETRIES:
+                return False
+            self._retrying += 1
+            return True
+
+    def _retry_done(self, retrying: bool) -> None:
+        if retrying:
+            with self._seen_lock:
+                self._retrying -= 1
 
 
 def _failure_of(exc: BaseException) -> str:
@@ -260,21 +302,29 @@ def _failure_of(exc: BaseException) -> str:
 
 
 class _Heartbeat:
-    """Sends call-monitor heartbeats for one running call, from a timer thread.
+    """Sends call-monitor heartbeats for one running call, off the worker's thread.
 
-    In a threaded process, or where the driver cannot send from a native
-    thread, each beat is an ordinary (mandatory, confirmed) send from the
-    server's timer thread. In an eventlet-patched process whose driver has a
-    detached sender, the beats are written by a native timer thread, so that
-    they go on while the endpoint blocks the hub.
+    Each beat is a job on the server's timers' I/O thread (never on the
+    timer thread: a beat is a send). In a threaded process, or where the
+    driver cannot send from a native thread, it is an ordinary mandatory
+    send. In an eventlet-patched process whose driver has a detached sender,
+    native timers write it, so that beats go on while the endpoint blocks
+    the hub.
+
+    States: beating (a next beat is scheduled) → cancelled (the call ended)
+    or stopped (a beat failed). ``cancel`` and the beat that schedules the
+    next one hold one lock, so a cancel never misses the beat being
+    scheduled, and no beat is scheduled after a cancel.
     """
 
     def __init__(self, timers: Timers, interval: float, send: Callable[[], bool]) -> None:
         self._timers = timers
         self._interval = interval
         self._send = send  # one beat; False: stop beating
+        self._lock = timers.new_lock()
         self._done = False
-        self._timer = timers.schedule(interval, self._beat)
+        with self._lock:  # a first beat due at once waits for _timer to be set
+            self._timer = timers.schedule_io(interval, self._beat)
 
     @classmethod
     def start(
@@ -286,7 +336,7 @@ class _Heartbeat:
     ) -> _Heartbeat:
         address = base.Address("", request.reply_q or "", kind=base.REPLY)
         body = wire.encode_reply(request.msg_id or "", None, None, ending=False)
-        interval = max(float(request.monitor_timeout or 0) / 2, 0.01)
+        interval = heartbeat_interval(request.monitor_timeout)
         # Connecting for it may take one heartbeat interval at most: the
         # call is about to run.
         detached = transport._detached_sender(address, interval) if green.patched() else None
@@ -311,16 +361,27 @@ class _Heartbeat:
         return cls(timers, interval, send)
 
     def _beat(self) -> None:
-        if not self._send() or self._done:
+        if self._done or not self._send():
             return
-        timer = self._timers.schedule(self._interval, self._beat)
-        self._timer = timer
-        if self._done:  # cancelled while the next beat was being scheduled
-            timer.cancel()
+        with self._lock:
+            if not self._done:
+                self._timer = self._timers.schedule_io(self._interval, self._beat)
 
     def cancel(self) -> None:
-        self._done = True
-        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            self._timer.cancel()
+
+
+def heartbeat_interval(monitor_timeout: float | None) -> float:
+    """Seconds between call-monitor heartbeats for a caller's ``_timeout``.
+
+    Half the caller's timeout, as oslo.messaging; never under
+    :data:`MIN_HEARTBEAT_INTERVAL`, whatever the request says, so that one
+    request cannot make a server send a stream of heartbeats to a queue it
+    names.
+    """
+    return max(float(monitor_timeout or 0) / 2, MIN_HEARTBEAT_INTERVAL)
 
 
 def get_rpc_server(

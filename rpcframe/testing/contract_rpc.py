@@ -283,9 +283,11 @@ class RPCContract:
         assert endpoint.casts == ["fresh"]
 
     def test_heartbeats_keep_a_long_call_alive(self, transport, servers, topic):
+        # A server beats every max(timeout / 2, 1 s): with a 2 s call-monitor
+        # timeout, a call running 2.5 s lives only through its heartbeats.
         endpoint = servers(topic)
-        client = self.client(transport, topic, call_monitor_timeout=0.2)
-        releaser = threading.Timer(0.8, endpoint.release.set)
+        client = self.client(transport, topic, call_monitor_timeout=2)
+        releaser = threading.Timer(2.5, endpoint.release.set)
         releaser.start()
         try:
             assert client.call({}, "block", seconds=WAIT) == "done"

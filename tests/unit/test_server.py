@@ -16,6 +16,7 @@ import rpcframe.server
 from rpcframe import executors, opts, wire
 from rpcframe import server as rpcframe_server
 from rpcframe.drivers import base
+from rpcframe.rpc import server as rpc_server
 from tests.conftest import logged
 
 
@@ -615,3 +616,61 @@ def test_a_worker_that_first_runs_after_stop_just_ends(transport, topic):
     server.wait()
     assert len(spawned) == 1
     spawned[0]()  # returns at once: its pool is stopping
+
+
+def _undeliverable_replies(transport, attempts):
+    real_send = transport._driver.send
+
+    def send(address, body, **kwargs):
+        if address.kind == "reply":
+            attempts.append(address)
+            raise rpcframe.MessageUndeliverable(None, "", address.topic, body)
+        return real_send(address, body, **kwargs)
+
+    return real_send, send
+
+
+def test_a_far_future_deadline_on_the_wire_does_not_keep_reply_retries_going(
+    conf, transport, topic
+):
+    # Retries end rpc_response_timeout after the reply, whatever _deadline says.
+    conf.set_override("rpc_response_timeout", 1)
+    attempts = []
+    real_send, send = _undeliverable_replies(transport, attempts)
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    request = wire.encode_request(
+        "echo", {"value": 1}, {}, msg_id="m-far", reply_q="reply_gone",
+        deadline=time.time() + 3600,
+    )  # fmt: skip
+    try:
+        transport._driver.send = send
+        with logged("rpcframe.rpc.server", "stopped waiting; reply dropped") as dropped:
+            real_send(base.Address("openstack", topic), request)
+            assert dropped.wait(10)
+        assert 2 <= len(attempts) <= 5
+    finally:
+        transport._driver.send = real_send
+        server.stop()
+        server.wait()
+
+
+def test_replies_retried_at_once_are_bounded(transport, topic, monkeypatch):
+    monkeypatch.setattr(rpc_server, "_MAX_REPLY_RETRIES", 2)
+    attempts = []
+    real_send, send = _undeliverable_replies(transport, attempts)
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [Gate()])
+    server.start()
+    try:
+        transport._driver.send = send
+        with logged("rpcframe.rpc.server", "replies already waiting for theirs") as refused:
+            for n in range(3):
+                request = wire.encode_request(
+                    "echo", {"value": n}, {}, msg_id=f"m-{n}", reply_q=f"reply_gone_{n}"
+                )
+                real_send(base.Address("openstack", topic), request)
+            assert refused.wait(10)
+    finally:
+        transport._driver.send = real_send
+        server.stop()
+        server.wait()

@@ -92,3 +92,53 @@ def test_native_timers_run_while_an_endpoint_blocks_the_eventlet_hub():
     )
     done = run_python(code)
     assert done.stdout.strip() == "['native']", done.stderr
+
+
+def test_cancelled_timers_do_not_pile_up_in_the_heap():
+    # Calls with a long call-monitor timeout that end at once: each leaves a
+    # heartbeat timer due far in the future, cancelled.
+    timers = Timers("unit-timers")
+    try:
+        live = timers.schedule(30, lambda: None)  # due first: the heap head stays live
+        for _ in range(50_000):
+            timers.schedule(60, lambda: None).cancel()
+        assert timers.queued < 200
+        assert not live.cancelled
+    finally:
+        timers.close()
+
+
+def test_io_jobs_run_on_their_own_thread_in_due_order():
+    timers = Timers("unit-timers")
+    ran = []
+    done = threading.Event()
+    try:
+        timers.schedule_io(0.04, lambda: (ran.append("late"), done.set()))
+        timers.schedule_io(0.0, lambda: ran.append(threading.current_thread().name))
+        assert done.wait(5)
+    finally:
+        timers.close()
+    assert ran == ["unit-timers-io", "late"]
+
+
+def test_a_cancelled_io_job_does_not_run():
+    timers = Timers("unit-timers")
+    ran = []
+    done = threading.Event()
+    try:
+        timers.schedule_io(0.01, lambda: ran.append("cancelled")).cancel()
+        timers.schedule_io(0.02, done.set)
+        assert done.wait(5)
+    finally:
+        timers.close()
+    assert ran == []
+
+
+def test_close_joins_both_threads():
+    timers = Timers("unit-timers-joined")
+    ran = threading.Event()
+    timers.schedule_io(0.0, ran.set)
+    assert ran.wait(5)
+    timers.close()
+    names = {thread.name for thread in threading.enumerate()}
+    assert not names & {"unit-timers-joined", "unit-timers-joined-io"}
