@@ -24,6 +24,10 @@ kind of difference what a real transport would do instead
 strict``) hands over nothing but the body, exactly as production does, so
 the same tests find the bugs production would show.
 
+Servers on it take turns to receive, as on RabbitMQ (the driver does not
+declare ``concurrent_poll``); ``fake://?concurrent_poll=true`` declares it,
+for testing the other path of :mod:`rpcframe.server`.
+
 Nothing here polls or sleeps: a poll blocks on the listener's own queue and
 wakes when a message is pushed or the listener is closed.
 """
@@ -304,21 +308,33 @@ fake_opts = [
         "objects over as they are) and warns once per kind of difference. The "
         "transport URL's ?strict=true overrides it.",
     ),
+    cfg.BoolOpt(
+        "concurrent_poll",
+        default=False,
+        help="Let every idle server worker poll a listener at once (the "
+        "concurrent_poll capability), waking one per message. Off by default, "
+        "as on RabbitMQ, so that servers on fake:// take turns to receive "
+        "exactly as they do in production; for testing that other path. The "
+        "transport URL's ?concurrent_poll=true overrides it.",
+    ),
 ]
 
 
 class FakeDriver(base.Driver):
     """In-memory transport; see the module documentation."""
 
-    capabilities = base.Capabilities(concurrent_poll=True, passes_objects=True)
+    capabilities = base.Capabilities(passes_objects=True)
 
     def __init__(self, conf: Any, url: Any) -> None:
         super().__init__(conf, url)
         options = base.driver_options(conf, GROUP, fake_opts, url.query)
         self._lenient = not options.strict
-        if options.strict:
-            # Production's behaviour: nothing but the encoded body travels.
-            self.capabilities = dataclasses.replace(self.capabilities, passes_objects=False)
+        # Production's behaviour, strict: nothing but the encoded body travels.
+        self.capabilities = dataclasses.replace(
+            self.capabilities,
+            passes_objects=not options.strict,
+            concurrent_poll=options.concurrent_poll,
+        )
         key = (tuple(h.hostname for h in url.hosts), url.virtual_host or "")
         self.broker = _registry.acquire(key)
         self._lock = threading.Lock()

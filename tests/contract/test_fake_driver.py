@@ -10,6 +10,12 @@ class TestFakeDriver(DriverContract):
     url = "fake://?strict=true"
 
 
+class TestFakeDriverWithConcurrentPollers(TestFakeDriver):
+    """The suite again with the concurrent_poll capability: every idle worker polls."""
+
+    url = "fake://?strict=true&concurrent_poll=true"
+
+
 if green.patched():  # python -m tests.patched (tox -e eventlet)
 
     class TestFakeDriverOnTheEventletExecutor(TestFakeDriver):

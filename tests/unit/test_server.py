@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import subprocess
 import sys
@@ -20,20 +19,13 @@ from rpcframe.rpc import server as rpc_server
 from tests.conftest import logged
 
 
-def _taking_turns(transport):
-    """Make fake:// a driver whose listeners one thread at a time polls."""
-    driver = transport._driver
-    driver.capabilities = dataclasses.replace(driver.capabilities, concurrent_poll=False)
-    return transport
-
-
 @pytest.fixture(params=["pollers", "turns"])
 def transport(request, conf):
-    """fake:// as it is (every idle worker polls), and with workers taking
-    turns to receive, as on RabbitMQ."""
-    transport = rpcframe.get_rpc_transport(conf, "fake://")
-    if request.param == "turns":
-        _taking_turns(transport)
+    """fake:// with workers taking turns to receive (its default, as on
+    RabbitMQ), and with every idle worker polling (concurrent_poll)."""
+    url = "fake://?concurrent_poll=true" if request.param == "pollers" else "fake://"
+    transport = rpcframe.get_rpc_transport(conf, url)
+    assert transport.capabilities.concurrent_poll is (request.param == "pollers")
     yield transport
     transport.cleanup()
 
@@ -46,7 +38,7 @@ def turns_server(conf, topic):
     Servers are stopped and the transport cleaned up at teardown."""
     opts.register_core(conf)
     conf.set_override("server_handover_delay", 30.0, group="rpcframe")
-    transport = _taking_turns(rpcframe.get_rpc_transport(conf, "fake://"))
+    transport = rpcframe.get_rpc_transport(conf, "fake://")
     servers = []
 
     def start(endpoint, timeout=10):
