@@ -293,19 +293,32 @@ class Transport:
             )
         return self._driver.listen(addresses, pool=pool)
 
-    def _require_driver_features(self, requeue: bool = False, pool: bool = False) -> None:
-        """Raise a clear error if the driver lacks a feature a server needs."""
+    def _require_driver_features(
+        self,
+        requeue: bool = False,
+        pool: bool = False,
+        fanout: bool = False,
+        mandatory: bool = False,
+    ) -> None:
+        """Raise ConfigurationError naming the first feature asked for that the driver lacks.
+
+        Clients ask for ``fanout`` (a fanout target) and ``mandatory``
+        (``TransportOptions(at_least_once=True)``), notification listeners for
+        ``requeue`` and ``pool``; each checks when it is built, and clients
+        again when they send (a Target can be changed in between).
+        """
         caps = self._driver.capabilities
-        scheme = self._driver.url.transport
-        if requeue and not caps.requeue:
-            raise exceptions.ConfigurationError(
-                f"the {scheme!r} transport cannot requeue messages; build the listener "
-                "with allow_requeue=False"
-            )
-        if pool and not caps.pools:
-            raise exceptions.ConfigurationError(
-                f"the {scheme!r} transport does not support listener pools"
-            )
+        wanted = (
+            (requeue, caps.requeue, "cannot requeue messages; build the listener with "
+             "allow_requeue=False"),
+            (pool, caps.pools, "does not support listener pools"),
+            (fanout, caps.fanout, "cannot fan a cast out to every server of a topic"),
+            (mandatory, caps.mandatory, "cannot tell whether a message reached a queue, "
+             "so it cannot send at_least_once"),
+        )  # fmt: skip
+        for asked, able, why in wanted:
+            if asked and not able:
+                raise exceptions.ConfigurationError(f"the {self.url.transport!r} transport {why}")
 
     def _reply_waiter(self) -> ReplyWaiter:
         """The transport's reply inbox, opened on first use."""

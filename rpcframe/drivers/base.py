@@ -74,6 +74,11 @@ class Capabilities:
     """What a driver can do; the core refuses features a driver lacks, clearly.
 
     :param requeue: an incoming message can be put back for redelivery.
+    :param store_and_forward: a message sent to a topic whose queue has no
+        listener right now is kept until one listens (queues outlive their
+        listeners): what a listener closed without taking is delivered to the
+        next, and ``expiry`` applies while a message waits. Brokers do this;
+        a brokerless driver delivers only to listeners running at send time.
     :param durable_notifications: notifications sent while no listener runs
         are kept until one does.
     :param pools: notification listeners can share a queue by pool name.
@@ -91,6 +96,7 @@ class Capabilities:
     """
 
     requeue: bool = True
+    store_and_forward: bool = True
     durable_notifications: bool = True
     pools: bool = True
     fanout: bool = True

@@ -4,7 +4,10 @@ Each notification goes to ``<topic>.<priority>`` (priority lower case) for
 every topic of the Notifier, in ``control_exchange``, where notification
 listeners (rpcframe's or oslo.messaging's) receive it. ``send`` returns
 once the transport owns the message (broker-confirmed on RabbitMQ); there is
-no promise that a listener will ever read it. Like a cast, a send waits at
+no promise that a listener will ever read it. On a transport without the
+``durable_notifications`` capability (one without a broker to keep them), a
+notification sent while no listener runs is lost: the driver says so, once,
+when it is built. Like a cast, a send waits at
 most ``rpc_response_timeout`` seconds for the transport to take the message.
 
 ``messagingv2`` sends the oslo.messaging 2.0 envelope, which every current
@@ -32,6 +35,14 @@ class MessagingDriver(drivers.Driver):
     def __init__(self, conf: Any, topics: Any, transport: Any, version: float = 1.0) -> None:
         super().__init__(conf, topics, transport)
         self.version = version
+        capabilities = getattr(transport, "capabilities", None)
+        if capabilities is not None and capabilities.durable_notifications is False:
+            LOG.warning(
+                "the %r transport keeps no notifications for listeners that are not "
+                "running: notifications to %s sent while none listens are lost",
+                transport.url.transport,
+                ", ".join(self.topics) or "no topic",
+            )
 
     def notify(self, ctxt: Any, message: Mapping[str, Any], priority: str, retry: Any) -> None:
         """Send to every topic; raise the first failure after trying them all."""

@@ -48,10 +48,12 @@ _TARGET_FIELDS = ("exchange", "topic", "namespace", "version", "server", "fanout
 class _CallContext:
     """A target plus call settings; what ``prepare()`` returns.
 
-    As in oslo.messaging nothing is checked when it is built: settings a
-    call cannot use (a negative timeout, a bad version cap) raise a clear
-    error when the call is made. Safe to share between threads as long as
-    nobody assigns to its target.
+    As in oslo.messaging, settings a call cannot use (a negative timeout, a
+    bad version cap) raise a clear error when the call is made. What the
+    transport cannot do at all (a fanout target on a driver without fanout,
+    ``at_least_once`` without ``mandatory``) is refused when it is built, and
+    again when it sends. Safe to share between threads as long as nobody
+    assigns to its target.
     """
 
     def __init__(
@@ -74,6 +76,16 @@ class _CallContext:
         self.retry = retry
         self.call_monitor_timeout = call_monitor_timeout
         self.transport_options = transport_options
+        self._require_features()
+
+    def _require_features(self) -> None:
+        fanout = bool(self.target.fanout)
+        options = self.transport_options
+        mandatory = bool(options is not None and options.at_least_once)
+        if fanout or mandatory:
+            require = getattr(self.transport, "_require_driver_features", None)
+            if require is not None:  # a duck-typed transport may not have it
+                require(fanout=fanout, mandatory=mandatory)
 
     # -- derivation ---------------------------------------------------------
 
@@ -128,6 +140,7 @@ class _CallContext:
 
     def _check(self, version: str | None) -> None:
         """Refuse settings that cannot be used, and a version above the cap."""
+        self._require_features()
         _check_seconds("timeout", self.timeout)
         _check_seconds("call_monitor_timeout", self.call_monitor_timeout)
         retry = self.retry

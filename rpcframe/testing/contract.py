@@ -45,13 +45,24 @@ def _unique(prefix: str) -> str:
 class DriverContract(DriverInterfaceContract, RPCContract, NotificationContract):
     """Subclass with ``url = "scheme://..."`` to run the suite on a driver.
 
+    ``url`` is required: a test class (``Test*``) without one is refused when
+    it is defined, rather than silently testing some other driver.
     ``executor`` names the executor the suite's servers and listeners run on
     (None: the default, ``threading``); ``"eventlet"`` needs a monkey-patched
-    process.
+    process. Cases that need a capability the driver does not declare
+    (:class:`~rpcframe.drivers.base.Capabilities`) are skipped, saying which.
     """
 
-    url: str = "fake://"
+    url: str
     executor: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__.startswith("Test") and not isinstance(getattr(cls, "url", None), str):
+            raise TypeError(
+                f"{cls.__name__} must set url, the transport URL of the driver under test "
+                '(e.g. url = "mydriver://localhost/")'
+            )
 
     # -- fixtures ----------------------------------------------------------------
 

@@ -360,6 +360,8 @@ class NotificationContract:
         self, notification_transport, listeners, topic
     ):
         self.require_requeue(notification_transport)
+        if not notification_transport.capabilities.store_and_forward:
+            pytest.skip("driver lacks the 'store_and_forward' capability")
 
         def halt(*_: Any) -> None:
             raise exceptions.HaltListener("shutting down", requeue=True)
