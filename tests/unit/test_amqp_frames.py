@@ -48,39 +48,47 @@ def confirm(channel, tag, multiple=False, nack=False):
     return frame(1, channel, struct.pack(">HHQB", 60, method, tag, int(multiple)))
 
 
-class Transport:
-    """What the reader uses of py-amqp's transport: a buffer and ``_read``."""
+class Inbound:
+    """The reader's seam to py-amqp (:class:`pyamqp.Inbound`): a buffer fed by chunks."""
 
-    def __init__(self, chunks):
-        self._read_buffer = b""
+    def __init__(self, *chunks):
+        self.buffer = b""
         self.chunks = list(chunks)
         self.reads = 0
+        self.frames_counted = 0
+        self.passed_on = []
+        self.is_closed = False
+        self.handler = None
 
-    def _read(self, n, initial=False):
-        while len(self._read_buffer) < n:
+    def intercept(self, handler):
+        self.handler = handler
+        return self.py_amqp
+
+    def py_amqp(self, frame):
+        self.passed_on.append(frame)
+
+    def buffered(self):
+        return self.buffer
+
+    def keep(self, rest):
+        self.buffer = rest
+
+    def read(self, need):
+        while len(self.buffer) < need:
             if not self.chunks:
                 raise TimeoutError("nothing more to read")
             self.reads += 1
-            self._read_buffer += self.chunks.pop(0)
-        data, self._read_buffer = self._read_buffer[:n], self._read_buffer[n:]
-        return data
+            self.buffer += self.chunks.pop(0)
+
+    def closed(self):
+        return self.is_closed
+
+    def received(self, frames):
+        self.frames_counted += frames
 
 
-class Connection:
-    """What the reader uses of py-amqp's connection."""
-
-    def __init__(self, *chunks):
-        self.transport = self._transport = Transport(chunks)
-        self.bytes_recv = 0
-        self.passed_on = []
-
-    def on_inbound_frame(self, frame):
-        self.bytes_recv += 1
-        self.passed_on.append(frame)
-
-
-def reader_for(conn):
-    reader = frames.FrameReader(conn)
+def reader_for(inbound):
+    reader = frames.FrameReader(inbound)
     got = {"deliveries": [], "acks": [], "nacks": []}
     got["headers"] = []
 
@@ -98,7 +106,7 @@ def reader_for(conn):
 
 
 def test_deliveries_and_confirms_are_handled_without_py_amqp():
-    conn = Connection(
+    inbound = Inbound(
         deliver(1, 7)
         + header(1, 5)
         + body(1, b"hello")
@@ -106,7 +114,7 @@ def test_deliveries_and_confirms_are_handled_without_py_amqp():
         + confirm(2, 9, multiple=True)
         + confirm(2, 10, nack=True)
     )
-    reader, got = reader_for(conn)
+    reader, got = reader_for(inbound)
     assert reader.pump() == 6
     assert got == {
         "deliveries": [(7, b"hello")],
@@ -114,14 +122,14 @@ def test_deliveries_and_confirms_are_handled_without_py_amqp():
         "acks": [(3, False), (9, True)],
         "nacks": [(10, False)],
     }
-    assert conn.passed_on == []
-    assert conn.bytes_recv == 6  # heartbeat bookkeeping sees every frame
-    assert conn.transport._read_buffer == b""
+    assert inbound.passed_on == []
+    assert inbound.frames_counted == 6  # heartbeat bookkeeping sees every frame
+    assert inbound.buffer == b""
 
 
 def test_the_empty_headers_table_kombu_always_sends_is_no_headers():
-    conn = Connection(deliver(1, 3) + header(1, 2, kombu_properties()) + body(1, b"{}"))
-    reader, got = reader_for(conn)
+    inbound = Inbound(deliver(1, 3) + header(1, 2, kombu_properties()) + body(1, b"{}"))
+    reader, got = reader_for(inbound)
     reader.pump()
     assert got["deliveries"] == [(3, b"{}")]
     assert got["headers"] == [None]
@@ -129,16 +137,16 @@ def test_the_empty_headers_table_kombu_always_sends_is_no_headers():
 
 def test_application_headers_reach_the_handler():
     properties = kombu_properties(compression="application/x-gzip", **{"x-stream-offset": 41})
-    conn = Connection(deliver(1, 4) + header(1, 1, properties) + body(1, b"z"))
-    reader, got = reader_for(conn)
+    inbound = Inbound(deliver(1, 4) + header(1, 1, properties) + body(1, b"z"))
+    reader, got = reader_for(inbound)
     reader.pump()
     assert got["headers"] == [{"compression": "application/x-gzip", "x-stream-offset": 41}]
 
 
 def test_headers_are_found_without_content_type_or_encoding():
     properties = amqp.Message(b"", application_headers={"x-stream-offset": 0})
-    conn = Connection(deliver(1, 5) + header(1, 0, properties._serialize_properties()))
-    reader, got = reader_for(conn)
+    inbound = Inbound(deliver(1, 5) + header(1, 0, properties._serialize_properties()))
+    reader, got = reader_for(inbound)
     reader.pump()
     assert got["headers"] == [{"x-stream-offset": 0}]
 
@@ -146,15 +154,15 @@ def test_headers_are_found_without_content_type_or_encoding():
 def test_a_headers_table_that_cannot_be_decoded_counts_as_none():
     # flags: headers only; a table claiming 200 bytes holding one bad field
     properties = struct.pack(">HI", 1 << 13, 200) + b"\x01kZ" + b"\x00" * 197
-    conn = Connection(deliver(1, 6) + header(1, 2, properties) + body(1, b"ok"))
-    reader, got = reader_for(conn)
+    inbound = Inbound(deliver(1, 6) + header(1, 2, properties) + body(1, b"ok"))
+    reader, got = reader_for(inbound)
     reader.pump()
     assert got["deliveries"] == [(6, b"ok")]
     assert got["headers"] == [None]
 
 
 def test_a_body_in_several_frames_and_an_empty_body():
-    conn = Connection(
+    inbound = Inbound(
         deliver(1, 1)
         + header(1, 6)
         + body(1, b"abc")
@@ -162,7 +170,7 @@ def test_a_body_in_several_frames_and_an_empty_body():
         + deliver(1, 2)
         + header(1, 0)
     )
-    reader, got = reader_for(conn)
+    reader, got = reader_for(inbound)
     reader.pump()
     assert got["deliveries"] == [(1, b"abcdef"), (2, b"")]
 
@@ -171,79 +179,80 @@ def test_other_frames_and_other_channels_go_to_py_amqp_in_order():
     heartbeat = frame(8, 0, b"")
     unknown_channel = deliver(5, 1) + header(5, 2) + body(5, b"hi")
     other_method = frame(1, 1, struct.pack(">HH", 60, 31) + b"\x05ctag1")  # basic.consume-ok
-    conn = Connection(
+    inbound = Inbound(
         heartbeat + unknown_channel + other_method + deliver(1, 4) + header(1, 1) + body(1, b"x")
     )
-    reader, got = reader_for(conn)
+    reader, got = reader_for(inbound)
     reader.pump()
-    assert [kind for kind, _channel, _payload in conn.passed_on] == [8, 1, 2, 3, 1]
-    assert conn.passed_on[2] == (2, 5, struct.pack(">HHQH", 60, 0, 2, 0))
+    assert [kind for kind, _channel, _payload in inbound.passed_on] == [8, 1, 2, 3, 1]
+    assert inbound.passed_on[2] == (2, 5, struct.pack(">HHQH", 60, 0, 2, 0))
     assert got["deliveries"] == [(4, b"x")]
 
 
 def test_a_partial_frame_waits_in_the_buffer_for_the_rest():
     whole = deliver(1, 8) + header(1, 4) + body(1, b"data")
     cut = len(whole) - 3
-    conn = Connection(whole[:cut], whole[cut:])
-    reader, got = reader_for(conn)
+    inbound = Inbound(whole[:cut], whole[cut:])
+    reader, got = reader_for(inbound)
     assert reader.pump() == 2  # method and header; the body is incomplete
     assert got["deliveries"] == []
-    assert conn.transport._read_buffer == body(1, b"data")[:-3]
+    assert inbound.buffer == body(1, b"data")[:-3]
     assert reader.pump() == 1  # reads the rest
     assert got["deliveries"] == [(8, b"data")]
 
 
 def test_a_frame_arriving_in_pieces_is_read_until_whole():
     whole = confirm(2, 11)
-    conn = Connection(whole[:3], whole[3:9], whole[9:])
-    reader, got = reader_for(conn)
+    inbound = Inbound(whole[:3], whole[3:9], whole[9:])
+    reader, got = reader_for(inbound)
     assert reader.pump() == 1
     assert got["acks"] == [(11, False)]
-    assert conn.transport.reads == 3
+    assert inbound.reads == 3
 
 
 def test_a_late_frame_leaves_what_was_read_buffered():
     whole = confirm(2, 12)
-    conn = Connection(whole[:5])
-    reader, got = reader_for(conn)
+    inbound = Inbound(whole[:5])
+    reader, got = reader_for(inbound)
     with pytest.raises(TimeoutError):
         reader.pump()
-    assert conn.transport._read_buffer == whole[:5]
-    conn.transport.chunks.append(whole[5:])
+    assert inbound.buffer == whole[:5]
+    inbound.chunks.append(whole[5:])
     assert reader.pump() == 1
     assert got["acks"] == [(12, False)]
 
 
 def test_a_bad_frame_end_is_an_unexpected_frame():
-    conn = Connection(confirm(2, 1)[:-1] + b"\x00")
-    reader, _got = reader_for(conn)
+    inbound = Inbound(confirm(2, 1)[:-1] + b"\x00")
+    reader, _got = reader_for(inbound)
     with pytest.raises(amqp.exceptions.UnexpectedFrame, match="0x00"):
         reader.pump()
 
 
 def test_reading_stops_when_a_frame_closes_the_connection():
-    class Closing(Connection):
-        def on_inbound_frame(self, frame):
-            super().on_inbound_frame(frame)
-            self._transport = None
+    class Closing(Inbound):
+        def py_amqp(self, frame):
+            super().py_amqp(frame)
+            self.is_closed = True
 
-    conn = Closing(frame(1, 0, struct.pack(">HH", 10, 50)) + confirm(2, 1))
-    reader, got = reader_for(conn)
+    inbound = Closing(frame(1, 0, struct.pack(">HH", 10, 50)) + confirm(2, 1))
+    reader, got = reader_for(inbound)
     assert reader.pump() == 1
     assert got["acks"] == []
 
 
 def test_a_delivery_split_between_the_reader_and_py_amqp_still_arrives():
     # The method frame read by pump(); the rest read by one of py-amqp's own
-    # synchronous calls, which hands frames to connection.on_inbound_frame.
-    conn = Connection(deliver(1, 21))
-    reader, got = reader_for(conn)
+    # synchronous calls, which hands frames to the intercepting handler.
+    inbound = Inbound(deliver(1, 21))
+    reader, got = reader_for(inbound)
     reader.pump()
-    conn.on_inbound_frame((2, 1, header(1, 2)[7:-1]))
-    conn.on_inbound_frame((3, 1, body(1, b"ok")[7:-1]))
-    conn.on_inbound_frame((8, 0, b""))
+    inbound.handler((2, 1, header(1, 2)[7:-1]))
+    inbound.handler((3, 1, body(1, b"ok")[7:-1]))
+    inbound.handler((8, 0, b""))
     assert got["deliveries"] == [(21, b"ok")]
-    assert [kind for kind, _channel, _payload in conn.passed_on] == [8]
+    assert [kind for kind, _channel, _payload in inbound.passed_on] == [8]
+    assert inbound.frames_counted == 3  # py-amqp counts the heartbeat itself
 
 
 class _Written:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
-import types
 from collections.abc import Iterator
 
 import amqp
 import pytest
 
-from rpcframe.drivers.amqp import pulse
+from rpcframe.drivers.amqp import pulse, pyamqp
 from rpcframe.drivers.amqp.connection import Host, LinkSettings
 from rpcframe.drivers.amqp.link import Link
 
@@ -26,8 +25,26 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     broker.close()
 
 
-def _transport(sock: socket.socket) -> types.SimpleNamespace:
-    return types.SimpleNamespace(sock=sock, _write=sock.sendall, _quick_recv=sock.recv)
+class _Connection:
+    """A connection whose socket I/O :func:`pulse.install` wraps through the py-amqp seam."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.write = sock.sendall
+        self.recv = sock.recv
+
+
+@pytest.fixture(autouse=True)
+def _seam(monkeypatch):
+    """py-amqp's side, as :mod:`rpcframe.drivers.amqp.pyamqp` reaches it, on a plain socket."""
+
+    def wrap_io(conn, write, read=None):
+        conn.write = write(conn.write)
+        if read is not None:
+            conn.recv = read(conn.recv)
+
+    monkeypatch.setattr(pyamqp, "socket_of", lambda conn: getattr(conn, "sock", None))
+    monkeypatch.setattr(pyamqp, "wrap_io", wrap_io)
 
 
 def _received(sock: socket.socket, size: int) -> bytes:
@@ -41,26 +58,26 @@ def _received(sock: socket.socket, size: int) -> bytes:
 
 def test_frames_written_by_py_amqp_and_by_a_native_thread_arrive_whole(pair):
     ours, broker = pair
-    transport = _transport(ours)
-    guard = pulse.install(transport)
-    transport._write(b"frame-one")
+    conn = _Connection(ours)
+    guard = pulse.install(conn)
+    conn.write(b"frame-one")
     assert guard.send(pulse.HEARTBEAT_FRAME)
-    transport._write(b"frame-two")
+    conn.write(b"frame-two")
     assert _received(broker, 26) == b"frame-one" + pulse.HEARTBEAT_FRAME + b"frame-two"
 
 
 def test_a_guarded_write_counts_as_written(pair):
     ours, _broker = pair
-    transport = _transport(ours)
-    guard = pulse.install(transport)
+    conn = _Connection(ours)
+    guard = pulse.install(conn)
     guard.last_write = 0.0
-    transport._write(b"x")
+    conn.write(b"x")
     assert time.monotonic() - guard.last_write < 5
 
 
 def test_nothing_is_written_on_a_retired_connection(pair):
     ours, broker = pair
-    guard = pulse.install(_transport(ours))
+    guard = pulse.install(_Connection(ours))
     guard.retire()
     assert not guard.send(pulse.HEARTBEAT_FRAME)
     broker.settimeout(0)
@@ -70,7 +87,7 @@ def test_nothing_is_written_on_a_retired_connection(pair):
 
 def test_a_socket_with_no_room_writes_nothing_and_stays_usable(pair):
     ours, _broker = pair
-    guard = pulse.install(_transport(ours))
+    guard = pulse.install(_Connection(ours))
     guard._writable = lambda timeout: False
     assert not guard.send(pulse.HEARTBEAT_FRAME)
     assert not guard.retired
@@ -78,7 +95,7 @@ def test_a_socket_with_no_room_writes_nothing_and_stays_usable(pair):
 
 def test_a_frame_left_half_written_shuts_the_connection(pair, monkeypatch):
     ours, broker = pair
-    guard = pulse.install(_transport(ours))
+    guard = pulse.install(_Connection(ours))
     room = iter([True, False])
     monkeypatch.setattr(guard, "_writable", lambda timeout: next(room))
     monkeypatch.setattr(guard, "_write_some", lambda view: ours.send(view[:3]))
@@ -90,7 +107,7 @@ def test_a_frame_left_half_written_shuts_the_connection(pair, monkeypatch):
 
 def test_the_pulse_writes_a_heartbeat_on_a_silent_connection(pair):
     ours, broker = pair
-    guard = pulse.install(_transport(ours))
+    guard = pulse.install(_Connection(ours))
     beating = pulse.Pulse("unit-pulse", lambda: guard, interval=0.05)
     beating.start()
     try:
@@ -100,9 +117,11 @@ def test_the_pulse_writes_a_heartbeat_on_a_silent_connection(pair):
     assert guard.beats >= 1
 
 
-def test_waiting_bytes_count_as_life_while_another_thread_holds_the_reader_role(pair):
+def test_waiting_bytes_count_as_life_while_another_thread_holds_the_reader_role(pair, monkeypatch):
     # A hub that was blocked runs again: the keeper's timer fires before the
-    # reader has read what the broker sent meanwhile.
+    # reader has read what the broker sent meanwhile. The connection is
+    # py-amqp's own, whose heartbeat_tick decides; its socket comes through
+    # the seam.
     ours, broker = pair
     settings = LinkSettings(
         hosts=(Host("localhost", 5672, "guest", "guest"),),
@@ -119,15 +138,16 @@ def test_waiting_bytes_count_as_life_while_another_thread_holds_the_reader_role(
     )
     link = Link(settings, "unit-link", lambda conn, generation: None)
     conn = amqp.Connection(heartbeat=2)
-    conn._transport = types.SimpleNamespace(sock=ours, _read_buffer=b"")
+    monkeypatch.setattr(pyamqp, "socket_of", lambda c: ours if c is conn else None)
     conn.heartbeat = 2
     now = time.monotonic()
+    # What py-amqp knows: the broker has been silent for 10 s (5 heartbeats).
     conn.prev_sent, conn.prev_recv = conn.bytes_sent, conn.bytes_recv
     conn.last_heartbeat_sent, conn.last_heartbeat_received = now, now - 10
     link._conn, link._generation, link._reader = conn, 1, -1
     broker.send(b"\x08")
     try:
-        link._beat()
+        link.beat()
         assert link.connected and link.generation == 1
     finally:
         link._reader = None

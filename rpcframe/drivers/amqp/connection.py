@@ -1,12 +1,15 @@
 """Opening one RabbitMQ connection, tuned for a link, and what describes it.
 
 :func:`open_connection` makes one attempt through kombu's py-amqp transport
-and returns the bare py-amqp connection, tuned for how
+(kombu's public ``Connection`` and ``establish_connection``: its URL-free
+set-up of a py-amqp connection, TLS and login method included) and returns
+the bare py-amqp connection, tuned for how
 :class:`~rpcframe.drivers.amqp.link.Link` uses it: channels the broker
 closed stay closed, the socket is blocking with kernel-side time limits and
 reads ahead, and a :class:`~rpcframe.drivers.amqp.frames.FrameReader` sees
-every frame. The settings every link of a driver shares, and the helpers to
-drop or describe a connection without leaking credentials, live here too.
+every frame. What of that needs py-amqp's internals goes through
+:mod:`~rpcframe.drivers.amqp.pyamqp`. The settings every link of a driver
+shares, and the helpers to drop a connection, live here too.
 
 In an eventlet-patched process the socket is green: it is non-blocking
 underneath, so the kernel's time limits do not apply and eventlet's own
@@ -24,19 +27,18 @@ import struct
 from typing import Any
 
 import amqp
-import amqp.exceptions
 import kombu
 
 from rpcframe import green
-from rpcframe.drivers.amqp import frames, pulse
+from rpcframe.drivers.amqp import frames, pulse, pyamqp
+from rpcframe.drivers.amqp.errors import IO_ERRORS
+from rpcframe.drivers.amqp.pyamqp import socket_of
 
 __all__ = [
     "CONNECT_TIMEOUT",
-    "IO_ERRORS",
     "IO_TIMEOUT",
     "Host",
     "LinkSettings",
-    "describe",
     "discard",
     "guard_of",
     "idle_timeout",
@@ -51,13 +53,6 @@ CONNECT_TIMEOUT = 10.0
 IO_TIMEOUT = 30.0
 #: Bytes asked of the socket per read.
 _READ_AHEAD = 65536
-
-#: Everything py-amqp or the socket layer raises when a connection fails.
-IO_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    amqp.exceptions.AMQPError,
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,23 +85,6 @@ class LinkSettings:
     shuffle: bool
 
 
-class _Channel(amqp.Channel):
-    """A py-amqp channel that stays closed when the broker closes it.
-
-    py-amqp reopens a channel the broker closed, silently dropping its
-    consumers and confirm mode. A link instead treats a closed channel as a
-    broken connection and rebuilds everything from scratch. Bodies stay
-    bytes: the driver never decodes them.
-    """
-
-    def __init__(self, connection: Any, channel_id: Any = None, **kwargs: Any) -> None:
-        kwargs["auto_decode"] = False
-        super().__init__(connection, channel_id, **kwargs)
-
-    def _do_revive(self) -> None:
-        self.is_open = False
-
-
 def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.Connection:
     """One connection attempt to ``host``, bounded by ``timeout``; raises IO_ERRORS.
 
@@ -135,21 +113,16 @@ def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.
     conn: amqp.Connection = client.transport.establish_connection()
     # kombu's own wrapper is not used past this point: the link drives
     # the py-amqp connection directly (see the module documentation).
-    conn.Channel = _Channel
-    transport = conn.transport
-    # Read ahead: py-amqp asks the socket for exactly one frame part at
-    # a time; taking whatever is there saves a poll and two recv calls
-    # per frame. The surplus stays in py-amqp's own read buffer.
-    quick_recv = transport._quick_recv
-    transport._quick_recv = lambda n: quick_recv(max(n, _READ_AHEAD))
+    pyamqp.keep_channels_closed(conn)
+    pyamqp.read_ahead(conn, _READ_AHEAD)
     # Deliveries and confirms are parsed without py-amqp's layers.
-    conn.rpcframe_frames = frames.FrameReader(conn)
-    sock = transport.sock
+    conn.rpcframe_frames = frames.FrameReader(pyamqp.Inbound(conn))
+    sock = conn.transport.sock
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if green.patched():
         sock.settimeout(IO_TIMEOUT)
-        conn.rpcframe_guard = pulse.install(transport)
+        conn.rpcframe_guard = pulse.install(conn)
         return conn
     # A blocking socket with kernel-side time limits: Python's own
     # timeouts would poll() before every send and recv.
@@ -176,13 +149,6 @@ def guard_of(conn: amqp.Connection | None) -> pulse.Guard | None:
     return guard
 
 
-def socket_of(conn: amqp.Connection) -> socket.socket | None:
-    """The connection's socket, or None once py-amqp dropped its transport."""
-    # The private attribute: the public property warns once it is gone.
-    transport = getattr(conn, "_transport", None)
-    return getattr(transport, "sock", None) if transport is not None else None
-
-
 def discard(conn: amqp.Connection | None) -> None:
     """Drop a connection without talking to the broker."""
     if conn is None:
@@ -192,11 +158,3 @@ def discard(conn: amqp.Connection | None) -> None:
         guard.retire()
     with contextlib.suppress(*IO_ERRORS, AttributeError, TypeError):
         conn.collect()
-
-
-def describe(exc: BaseException) -> str:
-    """A short text for an I/O error, without credentials."""
-    if isinstance(exc, amqp.exceptions.AMQPError) and exc.reply_text:
-        return f"{type(exc).__name__}: {exc.reply_code} {exc.reply_text}"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text

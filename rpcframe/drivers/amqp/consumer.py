@@ -63,8 +63,9 @@ import kombu.compression
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
-from rpcframe.drivers.amqp import frames, topology
-from rpcframe.drivers.amqp.link import IO_ERRORS, Link, LinkDown, LinkSettings
+from rpcframe.drivers.amqp import errors, frames, topology
+from rpcframe.drivers.amqp.errors import IO_ERRORS
+from rpcframe.drivers.amqp.link import Link, LinkDown, LinkSettings
 
 __all__ = ["Consumer", "Delivery"]
 
@@ -165,7 +166,11 @@ class Consumer(base.Inbox):
         self.link = Link(settings, name, self._setup, keep_connected=True)
 
     def start(self, deadline: float | None) -> None:
-        """Connect and subscribe; raises like :meth:`Link.ensure` or TransportDriverError."""
+        """Connect and subscribe; raises like :meth:`Link.ensure`.
+
+        A declaration the broker refuses is a TransportBroken naming the
+        options to align.
+        """
         self.link.ensure(deadline)
 
     # -- connection setup ------------------------------------------------------------
@@ -226,9 +231,7 @@ class Consumer(base.Inbox):
             return channel
         except amqp.exceptions.PreconditionFailed as exc:
             if not (queue.durable and topology.exists_transient(exc.reply_text)):
-                raise exceptions.TransportDriverError(
-                    topology.refusal(queue, exc.reply_text)
-                ) from exc
+                raise errors.translate(exc, topology.refusal(queue, exc.reply_text)) from exc
             # oslo.messaging's fallback: a queue another service declared
             # transient is declared transient (with the same arguments).
             LOG.warning(
@@ -242,7 +245,7 @@ class Consumer(base.Inbox):
         try:
             topology.declare_queue(channel, transient)
         except amqp.exceptions.PreconditionFailed as exc:
-            raise exceptions.TransportDriverError(topology.refusal(queue, exc.reply_text)) from exc
+            raise errors.translate(exc, topology.refusal(queue, exc.reply_text)) from exc
         return channel
 
     def _declare_exchange(
@@ -253,8 +256,8 @@ class Consumer(base.Inbox):
             return channel
         except amqp.exceptions.PreconditionFailed as exc:
             if topology.inequivalent(exc.reply_text) not in topology.TOLERATED:
-                raise exceptions.TransportDriverError(
-                    f"RabbitMQ refused to declare exchange {exchange.name!r}: {exc.reply_text}"
+                raise errors.translate(
+                    exc, f"RabbitMQ refused to declare exchange {exchange.name!r}: {exc.reply_text}"
                 ) from exc
             LOG.warning(
                 "%s: exchange %r exists with other settings (%s); using it as it is",

@@ -34,8 +34,8 @@ from oslo_config import cfg
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
+from rpcframe.drivers.amqp import errors, topology
 from rpcframe.drivers.amqp import options as opts
-from rpcframe.drivers.amqp import topology
 from rpcframe.drivers.amqp.connection import CONNECT_TIMEOUT, Host, LinkSettings
 from rpcframe.drivers.amqp.consumer import Consumer
 from rpcframe.drivers.amqp.publisher import Publisher, deadline_after
@@ -96,7 +96,7 @@ class RabbitDriver(base.Driver):
             return publisher
         with self._lock:
             if self._closed:
-                raise exceptions.TransportClosed("the RabbitMQ transport is closed")
+                raise errors.closed()
             if self._publisher is None:
                 compression = self.options.kombu_compression
                 self._publisher = Publisher(
@@ -118,7 +118,7 @@ class RabbitDriver(base.Driver):
         confirm: bool = True,
     ) -> None:
         if self._closed:
-            raise exceptions.TransportClosed("the RabbitMQ transport is closed")
+            raise errors.closed()
         if not isinstance(body, bytes):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
         # A returned mandatory message is only known once its confirm arrives.
@@ -177,6 +177,8 @@ class RabbitDriver(base.Driver):
         no_ack: bool = False,
         address: base.Address | None = None,
     ) -> Consumer:
+        if self._closed:
+            raise errors.closed()
         consumer = Consumer(
             self.settings,
             queues,
@@ -188,14 +190,17 @@ class RabbitDriver(base.Driver):
             on_closed=self._forget,
         )
         with self._lock:
-            if self._closed:
-                raise exceptions.TransportClosed("the RabbitMQ transport is closed")
-            self._consumers.add(consumer)
+            closed = self._closed
+            if not closed:
+                self._consumers.add(consumer)
+        if closed:
+            consumer.shutdown()
+            raise errors.closed()
         try:
             consumer.start(time.monotonic() + max(self._listen_timeout, CONNECT_TIMEOUT))
         except exceptions.MessagingTimeout as exc:
             consumer.shutdown()
-            raise exceptions.TransportDriverError(
+            raise exceptions.TransportBroken(
                 f"could not subscribe on RabbitMQ ({self.url.masked()}): {exc}"
             ) from exc
         except exceptions.MessagingException:

@@ -9,8 +9,8 @@ Every message rpcframe publishes carries the same few AMQP properties
 ``message_id``, and with ``kombu_compression`` kombu's ``compression``
 header. Encoding them, and the ``basic.publish`` arguments of a
 route, once instead of per message takes a noticeable share off the cost of
-a call. :class:`Outgoing` is the duck-typed "content" py-amqp's frame writer
-accepts (``body`` and ``_serialize_properties``).
+a call. :class:`Outgoing` carries a body with its encoded properties to
+py-amqp's frame writer (:class:`~rpcframe.drivers.amqp.pyamqp.Content`).
 
 Reading
 -------
@@ -23,7 +23,8 @@ sends is not decoded), a publisher confirm a tag.
 :class:`FrameReader` parses those straight from the read buffer and hands
 every other frame to py-amqp unchanged, so the rest of the protocol
 (channel and connection close, returns, cancels, heartbeats) stays
-py-amqp's.
+py-amqp's. It reads py-amqp's buffer and hooks its frame handler through
+:class:`~rpcframe.drivers.amqp.pyamqp.Inbound`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import amqp
 import amqp.exceptions
-from amqp import serialization, spec
+
+from rpcframe.drivers.amqp import pyamqp
 
 __all__ = [
     "FrameReader",
@@ -46,8 +49,9 @@ __all__ = [
     "publish_arguments",
 ]
 
-_PUBLISH = spec.Basic.Publish
-_ACK = spec.Basic.Ack
+# AMQP 0-9-1 method ids (class, method).
+_PUBLISH = (60, 40)
+_ACK = (60, 80)
 _ACK_ARGS = struct.Struct(">QB")  # delivery-tag, multiple
 
 # Property flag bits (AMQP 0-9-1 basic class), first property in the top bit.
@@ -89,8 +93,7 @@ def _with_headers(expiration: str | None, headers: bytes) -> bytes:
 @functools.lru_cache(maxsize=16)
 def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
     """An AMQP field table of string values (the ``headers`` property)."""
-    encoded: bytes = serialization.dumps("F", (dict(headers),))
-    return encoded
+    return pyamqp.encode("F", (dict(headers),))
 
 
 def encode_properties(
@@ -107,34 +110,26 @@ def encode_properties(
     return struct.pack(">H", flags) + encoded[2:] + _shortstr(message_id)
 
 
-class Outgoing:
-    """A message body with its already-encoded properties."""
-
-    __slots__ = ("body", "properties", "_encoded")
-
-    def __init__(self, body: bytes, encoded_properties: bytes) -> None:
-        self.body = body
-        self.properties: dict[str, object] = {}
-        self._encoded = encoded_properties
-
-    def _serialize_properties(self) -> bytes:
-        return self._encoded
+#: A message body with its already-encoded properties.
+Outgoing = pyamqp.Content
 
 
 @functools.lru_cache(maxsize=1024)
 def publish_arguments(exchange: str, routing_key: str, mandatory: bool) -> bytes:
     """The encoded arguments of a ``basic.publish`` method."""
-    return serialization.dumps("Bssbb", (0, exchange, routing_key, mandatory, False))
+    return pyamqp.encode("Bssbb", (0, exchange, routing_key, mandatory, False))
 
 
-def ack(connection: object, channel_id: int, delivery_tag: int) -> None:
+def ack(connection: amqp.Connection, channel_id: int, delivery_tag: int) -> None:
     """Write one ``basic.ack`` (not multiple). The caller holds the I/O lock."""
-    connection.frame_writer(1, channel_id, _ACK, _ACK_ARGS.pack(delivery_tag, 0), None)  # type: ignore[attr-defined]
+    pyamqp.write_frame(connection, channel_id, _ACK, _ACK_ARGS.pack(delivery_tag, 0))
 
 
-def publish(connection: object, channel_id: int, arguments: bytes, message: Outgoing) -> None:
+def publish(
+    connection: amqp.Connection, channel_id: int, arguments: bytes, message: Outgoing
+) -> None:
     """Write one ``basic.publish`` with its content. The caller holds the I/O lock."""
-    connection.frame_writer(1, channel_id, _PUBLISH, arguments, message)  # type: ignore[attr-defined]
+    pyamqp.write_frame(connection, channel_id, _PUBLISH, arguments, message)
 
 
 _PUBLISH_METHOD = struct.pack(">HH", *_PUBLISH)
@@ -206,14 +201,13 @@ class FrameReader:
     thread-safe: the connection's reader uses it, under the I/O lock.
     """
 
-    def __init__(self, connection: amqp.Connection) -> None:
-        self._connection = connection
-        self._transport = connection.transport
+    def __init__(self, inbound: pyamqp.Inbound) -> None:
+        #: py-amqp's side of the connection (its read buffer).
+        self.inbound = inbound
         self._deliveries: dict[int, OnDelivery] = {}
         self._confirms: dict[int, tuple[OnConfirm, OnConfirm]] = {}
         self._content: dict[int, _Content] = {}
-        self._py_amqp = connection.on_inbound_frame
-        connection.on_inbound_frame = self._on_frame
+        self._py_amqp = inbound.intercept(self._on_frame)
 
     def on_delivery(self, channel_id: int, handler: OnDelivery) -> None:
         self._deliveries[channel_id] = handler
@@ -230,9 +224,9 @@ class FrameReader:
         (what was read stays buffered).
         """
         buf = self._whole_frame()
-        connection, handle, py_amqp = self._connection, self._handle, self._py_amqp
+        inbound, handle, py_amqp = self.inbound, self._handle, self._py_amqp
         unpack_head = _HEAD.unpack_from
-        pos, length, handled = 0, len(buf), 0
+        pos, length, handled, passed_on = 0, len(buf), 0, 0
         try:
             while length - pos >= 8:
                 kind, channel, size = unpack_head(buf, pos)
@@ -246,11 +240,15 @@ class FrameReader:
                 start, pos = pos + 7, end + 1
                 handled += 1
                 if not handle(kind, channel, buf, start, end):
+                    passed_on += 1
                     py_amqp((kind, channel, buf[start:end]))
-                    if connection._transport is None:  # that frame closed the connection
+                    if inbound.closed():  # that frame closed the connection
                         break
         finally:
-            self._transport._read_buffer = buf[pos:]
+            inbound.keep(buf[pos:])
+            # py-amqp counts the frames it handles; the others count too.
+            if handled > passed_on:
+                inbound.received(handled - passed_on)
         return handled
 
     def _on_frame(self, frame: tuple[int, int, bytes]) -> Any:
@@ -258,6 +256,7 @@ class FrameReader:
         kind, channel, payload = frame
         if not self._handle(kind, channel, payload, 0, len(payload)):
             return self._py_amqp(frame)
+        self.inbound.received(1)
         return None
 
     def _handle(self, kind: int, channel: int, buf: bytes, start: int, end: int) -> bool:
@@ -276,7 +275,6 @@ class FrameReader:
                 if confirm is None:
                     return False
                 tag, bits = _TAG_BITS.unpack_from(buf, start + 4)
-                self._connection.bytes_recv += 1
                 confirm[method == _CONFIRM_NACK](tag, bool(bits & 1))
                 return True
             else:
@@ -296,28 +294,25 @@ class FrameReader:
             if pending.received >= pending.size >= 0:
                 del self._content[channel]
                 parts = pending.parts
-                self._connection.bytes_recv += 1
                 pending.handler(
                     pending.tag, parts[0] if len(parts) == 1 else b"".join(parts), pending.headers
                 )
                 return True
         else:
             return False
-        self._connection.bytes_recv += 1
         return True
 
     def _whole_frame(self) -> bytes:
         """The read buffer, once it holds at least one whole frame."""
-        transport = self._transport
+        inbound = self.inbound
         while True:
-            buf = transport._read_buffer
+            buf = inbound.buffered()
             need = 8 + _SIZE.unpack_from(buf, 3)[0] if len(buf) >= 7 else 8
             if len(buf) >= need:
                 return bytes(buf)
             # py-amqp reads what is missing (and whatever else has arrived)
             # and keeps the surplus buffered.
-            head = transport._read(need, True)
-            transport._read_buffer = head + transport._read_buffer
+            inbound.read(need)
 
 
 #: What a malformed property list makes the decoding raise.
@@ -344,10 +339,9 @@ def _headers(buf: bytes, pos: int, flags: int) -> dict[str, Any] | None:
             pos += 1 + buf[pos]
         if not _SIZE.unpack_from(buf, pos)[0]:
             return None
-        table: dict[str, Any] = serialization.loads("F", buf, pos)[0][0]
+        return pyamqp.decode_table(buf, pos)
     except _MALFORMED:
         return None
-    return table
 
 
 def reader_of(connection: Any) -> FrameReader:

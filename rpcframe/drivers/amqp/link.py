@@ -16,10 +16,11 @@ the rules that make it safe and fast to use from any thread:
 * **Exclusive** sections (declare, bind, consume, cancel: anything that needs
   a synchronous answer from the broker) take the reader role, waking a
   blocked reader to hand it over, plus the I/O lock.
-* A **keeper thread** sends AMQP heartbeats, reads the socket while nobody
-  else does (so the broker's heartbeats and stray frames are consumed even
-  while the application is busy), notices a dead peer, and, for links that
-  carry consumers, reconnects at once and restores them.
+* A **keeper thread** (:mod:`~rpcframe.drivers.amqp.keeper`) calls
+  :meth:`Link.beat`, which sends AMQP heartbeats, reads the socket while
+  nobody else does (so the broker's heartbeats and stray frames are consumed
+  even while the application is busy) and notices a dead peer; for links
+  that carry consumers it reconnects at once and restores them.
 * In an eventlet-patched process all of these threads are green; waiting on
   the socket goes through the hub (:mod:`~rpcframe.drivers.amqp.polling`),
   and a native **pulse** thread writes the heartbeats, which a hub blocked by
@@ -29,20 +30,15 @@ Every connection has a *generation*. Things learnt on one connection
 (delivery tags, declared exchanges, pending confirms) belong to its
 generation and are void after a reconnect.
 
-Reconnection follows oslo.messaging's options: attempts go round the hosts
-of the URL (or shuffle them); the first attempt after a failure is
-immediate, the next waits ``rabbit_retry_interval`` seconds, and each one
-after that ``rabbit_retry_backoff`` more, up to ``rabbit_interval_max``; each
-wait is scaled by a random factor in [0.8, 1] plus up to
-``kombu_reconnect_splay`` seconds, so that a fleet does not reconnect in
-lockstep. A refused login fails at once with AuthenticationError.
+Attempts to connect are paced and spread over the URL's hosts as
+oslo.messaging does (:mod:`~rpcframe.drivers.amqp.reconnect`). A refused
+login fails at once with AuthenticationError.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import socket
 import threading
 import time
@@ -52,28 +48,25 @@ from typing import Any
 import amqp
 import amqp.exceptions
 
-from rpcframe import exceptions, green
-from rpcframe.drivers.amqp import frames, polling, pulse
+from rpcframe import exceptions
+from rpcframe.drivers.amqp import errors, frames, polling, pulse, pyamqp
 from rpcframe.drivers.amqp.connection import (
     CONNECT_TIMEOUT,
-    IO_ERRORS,
     IO_TIMEOUT,
     Host,
     LinkSettings,
-    describe,
     discard,
     guard_of,
     idle_timeout,
     open_connection,
-    socket_of,
 )
+from rpcframe.drivers.amqp.errors import IO_ERRORS, describe
+from rpcframe.drivers.amqp.keeper import Keeper
+from rpcframe.drivers.amqp.reconnect import Schedule
 
-__all__ = ["IO_ERRORS", "Host", "Link", "LinkDown", "LinkSettings"]
+__all__ = ["Host", "Link", "LinkDown", "LinkSettings"]
 
 LOG = logging.getLogger(__name__)
-
-#: How often a link without AMQP heartbeats still checks on its connection.
-_IDLE_TICK = 5.0
 
 #: Most frames the keeper reads in one go, so it gets back to heartbeats.
 _BEAT_BUDGET = 1000
@@ -127,19 +120,14 @@ class Link:
         self._reader: int | None = None
         self._exclusive_wanted = 0
         self._waiters: list[_Waiter] = []
-        self._failures = 0
-        self._not_before = 0.0
-        self._host_turn = 0 if not settings.shuffle else random.randrange(len(settings.hosts))
-        self._error: BaseException | None = None
+        self._schedule = Schedule(settings)
         self._closed = False
         self._stop = threading.Event()
-        self._nudge = threading.Event()
         self._changed = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._keeper: threading.Thread | None = None
-        self._pulse: pulse.Pulse | None = None
+        self._keeper = Keeper(self, self._stop)
         self._poller: tuple[int, polling.Poller] | None = None
 
     # -- state ------------------------------------------------------------------
@@ -172,8 +160,9 @@ class Link:
         ``retry`` bounds the connection attempts this call makes (None or -1:
         no bound, 0: none). Raises AuthenticationError for refused
         credentials, MessageDeliveryFailure when the attempts are used up,
-        MessagingTimeout at ``deadline`` and TransportDriverError once the
-        link is closed.
+        MessagingTimeout at ``deadline``, TransportBroken when setting up
+        the connection fails for good, and TransportClosed once the link is
+        closed.
         """
         if self._conn is not None:
             return self._generation
@@ -187,7 +176,7 @@ class Link:
             attempts = 0
             while self._conn is None:
                 if self._closed:
-                    raise exceptions.TransportClosed("the RabbitMQ transport is closed")
+                    raise errors.closed()
                 if retry is not None and retry >= 0 and attempts >= retry:
                     raise exceptions.MessageDeliveryFailure(
                         f"could not reach RabbitMQ after {attempts} attempt(s): {self._why()}"
@@ -195,19 +184,15 @@ class Link:
                 self._pause(deadline)
                 attempts += 1
                 self._attempt(deadline)
-            self._start_keeper()
+            if not self._closed:
+                self._keeper.start()
             return self._generation
         finally:
             self._connect_lock.release()
 
     def _pause(self, deadline: float | None) -> None:
         """Wait before the next attempt, per the backoff rules."""
-        delay = 0.0
-        if self._failures:
-            s = self.settings
-            delay = min(s.interval_max, s.retry_interval + (self._failures - 1) * s.retry_backoff)
-            delay = delay * random.uniform(0.8, 1.0) + random.uniform(0.0, s.splay)
-        start = max(time.monotonic() + delay, self._not_before)
+        start = self._schedule.start_at()
         wait = start - time.monotonic()
         if wait <= 0:
             return
@@ -215,15 +200,11 @@ class Link:
             self._stop.wait(max(0.0, deadline - time.monotonic()))
             raise exceptions.MessagingTimeout(f"timed out reconnecting to RabbitMQ ({self._why()})")
         if self._stop.wait(wait):
-            raise exceptions.TransportClosed("the RabbitMQ transport is closed")
+            raise errors.closed()
 
     def _attempt(self, deadline: float | None) -> None:
         """One connection attempt to the next host; sets up and publishes it."""
-        hosts = self.settings.hosts
-        host = hosts[self._host_turn % len(hosts)]
-        self._host_turn = (
-            random.randrange(len(hosts)) if self.settings.shuffle else self._host_turn + 1
-        )
+        host = self._schedule.next_host()
         conn = None
         try:
             conn = open_connection(self.settings, host, _remaining(deadline, CONNECT_TIMEOUT))
@@ -231,33 +212,32 @@ class Link:
             self._setup(conn, generation)
         except amqp.exceptions.AccessRefused as exc:
             discard(conn)
-            raise exceptions.AuthenticationError(
+            raise errors.translate(
+                exc,
                 f"RabbitMQ at {host} refused the login of user {host.username!r} "
-                f"(virtual host {self.settings.virtual_host!r}): {exc.reply_text}"
-            ) from None
+                f"(virtual host {self.settings.virtual_host!r}): {exc.reply_text}",
+            ) from exc
         except exceptions.MessagingException:
             discard(conn)
             raise
         except IO_ERRORS as exc:
             discard(conn)
-            self._failures += 1
-            self._error = exc
-            log = LOG.warning if self._failures == 1 else LOG.info
+            self._schedule.failed(exc)
+            log = LOG.warning if self._schedule.failures == 1 else LOG.info
             log("%s: cannot connect to RabbitMQ at %s: %s", self.name, host, describe(exc))
             return
         with self._lock:
             if self._closed:
                 discard(conn)
-                raise exceptions.TransportClosed("the RabbitMQ transport is closed")
+                raise errors.closed()
             self._conn = conn
             self._generation = generation
-            self._failures = 0
-            self._error = None
+            self._schedule.succeeded()
             self._notify_all()
         LOG.info("%s: connected to RabbitMQ at %s", self.name, host)
 
     def _why(self) -> str:
-        return describe(self._error) if self._error is not None else "not connected"
+        return self._schedule.why()
 
     def broken(self, generation: int, error: BaseException, delay: float = 0.0) -> None:
         """Declare connection ``generation`` dead; the next user reconnects.
@@ -270,8 +250,7 @@ class Link:
             if conn is None or generation != self._generation:
                 return
             self._conn = None
-            self._error = error
-            self._not_before = time.monotonic() + delay
+            self._schedule.lost(error, delay)
             self._notify_all()
         if not self._closed:
             LOG.warning(
@@ -280,7 +259,7 @@ class Link:
         # Shut the socket first: that wakes a reader blocked in poll(). A
         # green reader waits through the hub, which would not see that event
         # once the socket is closed: the wake-up socket tells it instead.
-        sock = socket_of(conn)
+        sock = pyamqp.socket_of(conn)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -288,7 +267,7 @@ class Link:
             self._wake_w.send(b"\0")
         with self.io_lock:
             discard(conn)
-        self._nudge.set()
+        self._keeper.nudge()
 
     # -- writing ------------------------------------------------------------------
 
@@ -368,8 +347,9 @@ class Link:
         conn = self._conn
         if conn is None or generation != self._generation:
             return
-        transport = conn.transport
-        sock = transport.sock
+        sock = pyamqp.socket_of(conn)
+        if sock is None:
+            raise LinkDown(self._why())
         pending = getattr(sock, "pending", None)  # TLS: bytes decrypted but unread
         cached = self._poller
         if cached is not None and cached[0] == generation:
@@ -378,12 +358,13 @@ class Link:
             poller = polling.poller(sock.fileno(), self._wake_r.fileno())
             self._poller = (generation, poller)
         reader = frames.reader_of(conn)
+        buffered = reader.inbound.buffered
         try:
             while True:
                 self._notify_if_changed()
                 if ready() or self._exclusive_wanted or self._closed:
                     return
-                if not transport._read_buffer and not (pending and pending()):
+                if not buffered() and not (pending and pending()):
                     ready_to_read, woken = poller.wait(_remaining(deadline))
                     if woken:
                         _drain(self._wake_r)
@@ -411,11 +392,10 @@ class Link:
     def readable(self) -> bool:
         """Whether bytes wait to be read on the connection (never blocks)."""
         conn = self._conn
-        transport = getattr(conn, "_transport", None)
-        if transport is None:
+        sock = pyamqp.socket_of(conn)
+        if sock is None:
             return False
-        sock = transport.sock
-        if transport._read_buffer or getattr(sock, "pending", lambda: 0)():
+        if pyamqp.buffered(conn) or getattr(sock, "pending", lambda: 0)():
             return True
         return polling.readable(sock)
 
@@ -494,49 +474,19 @@ class Link:
                 self._hand_over()
             self._notify_if_changed()
 
-    # -- the keeper thread -------------------------------------------------------------
+    # -- keeping the connection alive (the keeper thread calls these) ---------------------
 
-    def _start_keeper(self) -> None:
-        if self._keeper is None and not self._closed:
-            self._keeper = threading.Thread(
-                target=self._keep, name=f"{self.name}-keeper", daemon=True
-            )
-            self._keeper.start()
-            s = self.settings
-            if s.heartbeat and green.patched():
-                # At least two heartbeats per heartbeat timeout, as RabbitMQ
-                # counts the connection dead after two missed ones.
-                interval = min(s.heartbeat / max(s.heartbeat_rate, 1), s.heartbeat / 2)
-                self._pulse = pulse.Pulse(f"{self.name}-pulse", self._guard, interval)
-                self._pulse.start()
-
-    def _guard(self) -> pulse.Guard | None:
-        """The Guard of the current connection (the pulse thread asks)."""
+    def guard(self) -> pulse.Guard | None:
+        """The Guard of the current connection (patched processes), else None."""
         return guard_of(self._conn)
 
-    def _keep(self) -> None:
-        s = self.settings
-        tick = s.heartbeat / max(s.heartbeat_rate, 1) / 2.0 if s.heartbeat else _IDLE_TICK
-        while not self._stop.is_set():
-            self._nudge.wait(tick)
-            self._nudge.clear()
-            if self._stop.is_set():
-                return
-            if self._conn is None:
-                if self.keep_connected:
-                    try:
-                        self.ensure(None)
-                    except exceptions.AuthenticationError as exc:
-                        LOG.error("%s: %s; not reconnecting", self.name, exc)
-                        return
-                    except exceptions.MessagingException as exc:
-                        LOG.debug("%s: reconnect failed: %s", self.name, exc)
-                continue
-            self._beat()
+    def beat(self) -> None:
+        """Read what arrived while nobody was reading, send a heartbeat if due.
 
-    def _beat(self) -> None:
-        # Consume whatever arrived while nobody was reading (heartbeats,
-        # confirms, deliveries), without blocking anyone who wants to read.
+        Consumes heartbeats, confirms and deliveries without blocking anyone
+        who wants to read; a connection the broker stopped answering is
+        declared broken.
+        """
         with self._lock:
             idle = self._reader is None and not self._exclusive_wanted and self._conn is not None
             if idle:
@@ -558,7 +508,7 @@ class Link:
                 # Another thread has the reader role but has not read yet
                 # (a hub that was blocked is only now running again): bytes
                 # from the broker are waiting, so it is alive.
-                conn.bytes_recv += 1
+                pyamqp.note_received(conn)
             try:
                 conn.heartbeat_tick(rate=max(self.settings.heartbeat_rate, 1))
                 return
@@ -577,7 +527,7 @@ class Link:
             conn, self._conn = self._conn, None
             self._notify_all()
         self._stop.set()
-        self._nudge.set()
+        self._keeper.nudge()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
         if conn is not None:
@@ -592,11 +542,7 @@ class Link:
                     self.io_lock.release()
             else:
                 discard(conn)
-        if self._pulse is not None:
-            self._pulse.stop(timeout)
-        keeper = self._keeper
-        if keeper is not None and keeper is not threading.current_thread():
-            keeper.join(timeout)
+        self._keeper.stop(timeout)
         self._wake_r.close()
         self._wake_w.close()
 
@@ -621,6 +567,6 @@ def _drain(sock: socket.socket) -> None:
 def _set_timeout(conn: amqp.Connection, deadline: float | None) -> None:
     """Bound socket calls by ``deadline``; None: back to the idle time limit."""
     left = idle_timeout() if deadline is None else min(IO_TIMEOUT, max(0.01, _remaining(deadline)))
-    sock = socket_of(conn)
+    sock = pyamqp.socket_of(conn)
     if sock is not None:
         sock.settimeout(left)

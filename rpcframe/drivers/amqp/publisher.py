@@ -40,7 +40,7 @@ import amqp.exceptions
 import kombu.compression
 
 from rpcframe import exceptions, green
-from rpcframe.drivers.amqp import frames, topology
+from rpcframe.drivers.amqp import errors, frames, pyamqp, topology
 from rpcframe.drivers.amqp.connection import guard_of
 from rpcframe.drivers.amqp.link import Link, LinkDown, LinkSettings
 from rpcframe.drivers.amqp.pulse import Guard
@@ -92,7 +92,7 @@ class Publisher:
         confirm = conn.channel()
         confirm.confirm_select()
         frames.reader_of(conn).on_confirm(confirm.channel_id, self._on_ack, self._on_nack)
-        confirm.events["basic_return"].add(self._on_return)
+        pyamqp.on_return(confirm, self._on_return)
         plain = conn.channel()
         guard = guard_of(conn)
         if guard is not None:
@@ -154,7 +154,7 @@ class Publisher:
         Raises MessageUndeliverable (mandatory and unroutable),
         MessageDeliveryFailure (broker refused it, or ``retry`` used up),
         MessagingTimeout (``deadline``), AuthenticationError,
-        TransportDriverError (closed, or a declaration the broker refuses).
+        TransportClosed, TransportBroken (a declaration the broker refuses).
         """
         expiration = None if expiry is None else str(max(1, int(expiry * 1000)))
         exchange = route.exchange.name if route.exchange is not None else topology.DEFAULT_EXCHANGE
@@ -285,12 +285,13 @@ class Publisher:
             self._foreign.add(exchange.name)
             raise LinkDown("exchange flags differ")
         if queue is not None and what is not None and what[0] == "queue":
-            raise exceptions.TransportDriverError(
-                topology.refusal(queue, refused.reply_text)
+            raise errors.translate(
+                refused, topology.refusal(queue, refused.reply_text)
             ) from refused
-        raise exceptions.TransportDriverError(
+        raise errors.translate(
+            refused,
             f"RabbitMQ refused to declare {key!r}: {refused.reply_text} (does it exist "
-            "with other settings, e.g. durable or quorum? Delete it or align the options)"
+            "with other settings, e.g. durable or quorum? Delete it or align the options)",
         ) from refused
 
     def detached_sender(

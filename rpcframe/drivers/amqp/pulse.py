@@ -45,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rpcframe import green
+from rpcframe.drivers.amqp import pyamqp
 from rpcframe.drivers.amqp.polling import native_select
 
 __all__ = ["HEARTBEAT_FRAME", "Guard", "Pulse"]
@@ -63,13 +64,12 @@ _RETIRE_WAIT = 1.0
 class Guard:
     """Lets native threads write whole frames on a connection green threads use.
 
-    Installed on a py-amqp transport by :func:`install`. ``last_write`` is when
-    anything was last written (monotonic clock); ``beats`` counts the
-    heartbeats native threads wrote.
+    Made for a connection's socket ``sock`` and put around its py-amqp I/O by
+    :func:`install`. ``last_write`` is when anything was last written
+    (monotonic clock); ``beats`` counts the heartbeats native threads wrote.
     """
 
-    def __init__(self, transport: Any) -> None:
-        sock = transport.sock
+    def __init__(self, sock: Any) -> None:
         self._lock = green.native_threading().Lock()
         self._fd = sock.fileno()
         # TLS: the TLS object itself, non-blocking underneath (eventlet's
@@ -188,16 +188,14 @@ class Guard:
             _socket.socket.shutdown(self._raw, socket.SHUT_RDWR)
 
 
-def install(transport: Any) -> Guard:
-    """Put a :class:`Guard` around ``transport``'s socket I/O; return it.
+def install(conn: Any) -> Guard:
+    """Put a :class:`Guard` around the py-amqp connection's socket I/O; return it.
 
     Writes are always guarded; reads too on TLS, whose state one thread at a
     time may change.
     """
-    guard = Guard(transport)
-    transport._write = guard.guarded_write(transport._write)
-    if guard.tls:
-        transport._quick_recv = guard.guarded_read(transport._quick_recv)
+    guard = Guard(pyamqp.socket_of(conn))
+    pyamqp.wrap_io(conn, guard.guarded_write, guard.guarded_read if guard.tls else None)
     return guard
 
 

@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from rpcframe import exceptions
+from rpcframe.drivers.amqp import errors
 
 __all__ = ["QueueManager", "SHM_DIR"]
 
@@ -143,7 +144,8 @@ class QueueManager:
         return os.path.join(self.lock_path, name)
 
     def next_name(self) -> str:
-        """The next free name; raises ConfigurationError or TransportDriverError."""
+        """The next free name; raises ConfigurationError, or TransportBroken if the
+        counter or its lock cannot be used."""
         return f"{self.hostname}:{self.processname}:{self._draw()}"
 
     def _draw(self) -> int:
@@ -163,26 +165,21 @@ class QueueManager:
             return counter
 
     def _read(self) -> tuple[Generation, int] | None:
-        try:
-            with open(self.counter_file) as counter_file:
-                group, counter, start = counter_file.readline().split(":")
-                return (int(group), int(start)), int(counter)
-        except (FileNotFoundError, ValueError):
-            return None
-        except OSError as exc:
-            raise exceptions.TransportDriverError(
-                f"cannot read the queue manager's counter {self.counter_file}: {exc}"
-            ) from exc
+        with errors.mapped(f"cannot read the queue manager's counter {self.counter_file}"):
+            try:
+                with open(self.counter_file) as counter_file:
+                    group, counter, start = counter_file.readline().split(":")
+                    return (int(group), int(start)), int(counter)
+            except (FileNotFoundError, ValueError):
+                return None
 
     def _write(self, generation: Generation, counter: int) -> None:
         group, start = generation
-        try:
-            with open(self.counter_file, "w") as counter_file:
-                counter_file.write(f"{group}:{counter}:{start}")
-        except OSError as exc:
-            raise exceptions.TransportDriverError(
-                f"cannot write the queue manager's counter {self.counter_file}: {exc}"
-            ) from exc
+        with (
+            errors.mapped(f"cannot write the queue manager's counter {self.counter_file}"),
+            open(self.counter_file, "w") as counter_file,
+        ):
+            counter_file.write(f"{group}:{counter}:{start}")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -190,16 +187,12 @@ class QueueManager:
         deadline = time.monotonic() + LOCK_TIMEOUT
         guard = _thread_lock(path)
         if not guard.acquire(timeout=LOCK_TIMEOUT):
-            raise exceptions.TransportDriverError(f"timed out waiting for the lock {path}")
+            raise exceptions.TransportBroken(f"timed out waiting for the lock {path}")
         try:
-            try:
+            with errors.mapped(f"cannot open the queue manager's lock {path}"):
                 os.makedirs(self.lock_path or ".", exist_ok=True)
                 # Append mode, as oslo.concurrency: never truncate what is there.
                 lock_file = open(path, "a")
-            except OSError as exc:
-                raise exceptions.TransportDriverError(
-                    f"cannot open the queue manager's lock {path}: {exc}"
-                ) from exc
             try:
                 _lock_record(lock_file, path, deadline)
                 try:
@@ -221,9 +214,9 @@ def _lock_record(lock_file: IO[str], path: str, deadline: float) -> None:
             return
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                raise exceptions.TransportDriverError(f"cannot lock {path}: {exc}") from exc
+                raise errors.translate(exc, f"cannot lock {path}: {errors.describe(exc)}") from exc
         if time.monotonic() + pause > deadline:
-            raise exceptions.TransportDriverError(f"timed out waiting for the lock {path}")
+            raise exceptions.TransportBroken(f"timed out waiting for the lock {path}")
         # Another process holds it for a moment: no timed wait exists for
         # record locks, so pause briefly and try again.
         threading.Event().wait(pause)
