@@ -17,6 +17,25 @@ Every wait has a deadline: the call's timeout, and the call-monitor
 interval when the caller asked for heartbeats (a heartbeat from the server
 pushes that one back). Replies for callers that stopped waiting are dropped
 with a debug log line.
+
+The state machine, per waiting caller (all under ``_lock``; ``_leading``
+says whether some caller is the leader)::
+
+    registered ──wait()──► has a reply queued? ──yes──► done (returns it)
+                                │ no
+                                ├── no leader: becomes the leader ──► reads one
+                                │   message without the lock, routes it to its
+                                │   slot (notifying that caller), then looks again
+                                └── a leader exists: follower, waits on its own
+                                    condition until notified or its deadline
+
+    leaving (a reply, a timeout, close()): if no leader is left in place, it
+    wakes one follower (``_hand_over``) to become the leader.
+
+Only the leader reads the inbox; a follower is woken by the leader routing
+its reply, by a leaving caller handing over, or by ``close()`` (all of them).
+:mod:`rpcframe.handoffs` marks the hand-off points for the stress test
+(``tests/unit/test_stress.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from rpcframe import exceptions, wire
+from rpcframe import exceptions, handoffs, wire
 from rpcframe.drivers import base
 
 __all__ = ["ReplyWaiter"]
@@ -106,6 +125,8 @@ class ReplyWaiter:
         monitor_deadline = now + monitor_timeout if monitor_timeout else None
         lock = self._lock
         slot = self._slots[msg_id]
+        if handoffs.hook is not None:
+            handoffs.hook("replies.wait")
         lock.acquire()
         try:
             while True:
@@ -141,8 +162,12 @@ class ReplyWaiter:
                 self._leading = True
                 lock.release()
                 try:
+                    if handoffs.hook is not None:
+                        handoffs.hook("replies.lead")
                     self._read_one(left)
                 finally:
+                    if handoffs.hook is not None:
+                        handoffs.hook("replies.led")
                     lock.acquire()
                     self._leading = False
         finally:
@@ -174,6 +199,8 @@ class ReplyWaiter:
             return
         if self._passes_objects:
             reply.attachments = getattr(incoming, "attachments", None)
+        if handoffs.hook is not None:
+            handoffs.hook("replies.route")
         with self._lock:
             slot = self._slots.get(reply.msg_id)
             if slot is None:

@@ -39,7 +39,7 @@ from typing import Any
 from stevedore import driver as stevedore_driver
 from stevedore import exception as stevedore_exception
 
-from rpcframe import exceptions, green, options
+from rpcframe import exceptions, green, handoffs, options
 from rpcframe.drivers import base
 from rpcframe.executors import Executor
 
@@ -323,6 +323,8 @@ class MessageHandlingServer(abc.ABC):
                 listener = turns.take()
                 if listener is None:
                     return
+                if handoffs.hook is not None:
+                    handoffs.hook("turns.receive")
                 try:
                     work = self._receive(listener)
                 except Exception:  # a receiving failure must not end the server
@@ -403,6 +405,27 @@ class _Turns:
     ``handling()`` starts another worker when none is idle and the pool is
     not full, so the number of workers follows the concurrency the server
     actually sees.
+
+    The state machine (turn-taking mode; all under ``_lock``)::
+
+        worker:  in line ──(no watcher)──► watcher ──(holder is None, or busy
+                    ▲                         │      for handover_delay)──► holder
+                    │                         └──(stopping)──► gone
+                    │
+        holder:  receiving ──(message)──► handling ──(handled)──► receiving
+                    │                        │
+                    │                        └──(watcher takes over, or
+                    │                            pass_if_pending)──► plain worker
+                    └──(stopping, or listener closed)──► gone
+        plain worker: handling ──(handled)──► in line
+
+    Who moves it: a worker moves only itself, except that ``handling()`` and
+    ``_pass_turn()`` wake the watcher (``_watch``) and ``_pass_turn()`` with no
+    watcher wakes one in line (``_line``); ``stop()`` wakes everyone and closes
+    the listener so that the holder's ``poll`` returns. The invariants: at
+    most one holder; at most one watcher; the watcher is never the holder;
+    ``_busy <= _workers <= size``. :mod:`rpcframe.handoffs` marks the hand-off
+    points for the stress test (``tests/unit/test_stress.py``).
     """
 
     def __init__(
@@ -437,6 +460,8 @@ class _Turns:
 
     def take(self) -> base.Listener | None:
         """Wait for this worker's turn to receive; the listener (None once stopping)."""
+        if handoffs.hook is not None:
+            handoffs.hook("turns.take")
         if not self._shared:
             with self._lock:
                 self._wait_for_turn(threading.get_ident())
@@ -445,6 +470,8 @@ class _Turns:
     def handling(self, work: Any) -> None:
         """This worker received a message and starts handling it."""
         me = threading.get_ident()
+        if handoffs.hook is not None:
+            handoffs.hook("turns.handling")
         with self._lock:
             self._busy += 1
             if self._holder == me:
@@ -463,11 +490,15 @@ class _Turns:
             )
             if spawn:
                 self._workers += 1  # counted from now, so only one is started
+        if handoffs.hook is not None:
+            handoffs.hook("turns.spawn")
         if spawn:
             self._spawn(work)
 
     def handled(self) -> None:
         """This worker is done with its message (it may still hold the turn)."""
+        if handoffs.hook is not None:
+            handoffs.hook("turns.handled")
         with self._lock:
             self._busy -= 1
             if self._holder == threading.get_ident():
@@ -475,6 +506,8 @@ class _Turns:
 
     def leave(self) -> None:
         """This worker ends; its turn, if it holds it, goes to another."""
+        if handoffs.hook is not None:
+            handoffs.hook("turns.leave")
         with self._lock:
             self._workers -= 1
             if self._holder == threading.get_ident():
@@ -495,6 +528,8 @@ class _Turns:
         if self._shared or self._holder != threading.get_ident() or listener is None:
             return
         if listener.pending():
+            if handoffs.hook is not None:
+                handoffs.hook("turns.pass_if_pending")
             with self._lock:
                 if self._holder == threading.get_ident():
                     self._pass_turn()
@@ -569,6 +604,8 @@ class _Turns:
     def stop(self) -> None:
         """Stop receiving: wake the workers that wait on the transport. Idempotent."""
         self.stopping.set()
+        if handoffs.hook is not None:
+            handoffs.hook("turns.stop")
         with self._lock:
             self._watch.notify_all()
             self._line.notify_all()

@@ -1,0 +1,204 @@
+"""Stress tests of the turn-taking schemes, with random delays at every hand-off.
+
+The server workers' turns (rpcframe.server._Turns) and the reply waiter's
+leader/follower scheme (rpcframe.replies.ReplyWaiter) are run by many threads
+at once, thousands of times, while :mod:`rpcframe.handoffs` sleeps a random
+moment at every point where one thread hands something to another. Each test
+checks that no message is lost or handled twice, that nothing waits past a
+bound, and that no thread is left behind.
+
+The seed is printed and can be set with ``RPCFRAME_STRESS_SEED``; the size is
+the CI size unless ``RPCFRAME_STRESS=big``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import threading
+import time
+import uuid
+
+import pytest
+
+import rpcframe
+from rpcframe import handoffs, opts, wire
+from rpcframe.replies import ReplyWaiter
+
+BIG = os.environ.get("RPCFRAME_STRESS") == "big"
+SEED = int(os.environ.get("RPCFRAME_STRESS_SEED", "20261202"))
+BOUND = 120.0 if BIG else 60.0  # nothing may take longer than this
+
+
+class Jitter:
+    """The hand-off hook: sleeps up to ``most`` seconds at a fraction of the points."""
+
+    def __init__(self, seed: int, fraction: float = 0.3, most: float = 0.0005) -> None:
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._fraction = fraction
+        self._most = most
+        self.points: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, point: str) -> None:
+        with self._lock:
+            self.points[point] += 1
+            delay = self._rng.random() * self._most if self._rng.random() < self._fraction else 0
+        if delay:
+            time.sleep(delay)  # the injected delay under test, not synchronisation
+
+
+def _threads_named(prefix: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+class _Recorder:
+    def __init__(self, expected_casts: int) -> None:
+        self._lock = threading.Lock()
+        self.handled: collections.Counter[str] = collections.Counter()
+        self._casts_left = expected_casts
+        self.casts_done = threading.Event()
+        if expected_casts == 0:
+            self.casts_done.set()
+
+    def call(self, ctxt, item, busy):
+        self._record(item, busy)
+        return item
+
+    def cast(self, ctxt, item, busy):
+        self._record(item, busy)
+        with self._lock:
+            self._casts_left -= 1
+            if self._casts_left == 0:
+                self.casts_done.set()
+
+    def _record(self, item, busy):
+        with self._lock:
+            self.handled[item] += 1
+        if busy:
+            time.sleep(busy)  # a slow endpoint: makes the server hand its turn over
+
+
+@pytest.mark.parametrize("concurrent_poll", [False, True], ids=["turns", "pollers"])
+def test_server_turns_lose_and_duplicate_nothing_under_random_hand_off_delays(
+    conf, concurrent_poll
+):
+    print(f"seed {SEED} (RPCFRAME_STRESS_SEED)")
+    callers, per_caller = (16, 2000) if BIG else (8, 500)
+    opts.register_core(conf)
+    conf.set_override("executor_thread_pool_size", 4)
+    conf.set_override("server_handover_delay", 0.0005, group="rpcframe")
+    url = "fake://?strict=true" + ("&concurrent_poll=true" if concurrent_poll else "")
+    transport = rpcframe.get_rpc_transport(conf, url)
+    topic = f"stress_{uuid.uuid4().hex[:8]}"
+    plan_rng = random.Random(SEED)
+    plans = [
+        [
+            (f"{c}-{i}", plan_rng.random() < 0.4, 0.002 if plan_rng.random() < 0.05 else 0)
+            for i in range(per_caller)
+        ]
+        for c in range(callers)
+    ]
+    casts = sum(is_cast for plan in plans for _, is_cast, _ in plan)
+    endpoint = _Recorder(casts)
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="s"), [endpoint]
+    )
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=BOUND)
+    wrong: list[tuple[str, object]] = []
+    failures: list[BaseException] = []
+
+    def caller(plan):
+        try:
+            for item, is_cast, busy in plan:
+                if is_cast:
+                    client.cast({}, "cast", item=item, busy=busy)
+                else:
+                    got = client.call({}, "call", item=item, busy=busy)
+                    if got != item:
+                        wrong.append((item, got))
+        except BaseException as exc:  # reported below, with the seed
+            failures.append(exc)
+
+    jitter = Jitter(SEED)
+    started = time.monotonic()
+    with handoffs.installed(jitter):
+        server.start()
+        try:
+            threads = [threading.Thread(target=caller, args=(plan,)) for plan in plans]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(BOUND)
+            assert not [t for t in threads if t.is_alive()], f"callers hung (seed {SEED})"
+            assert endpoint.casts_done.wait(BOUND), f"casts were lost (seed {SEED})"
+        finally:
+            server.stop()
+            server.wait()
+            transport.cleanup()
+    elapsed = time.monotonic() - started
+
+    assert not failures, f"seed {SEED}: {failures[:3]}"
+    assert not wrong, f"seed {SEED}: replies crossed: {wrong[:5]}"
+    sent = {item for plan in plans for item, _, _ in plan}
+    assert set(endpoint.handled) == sent, f"seed {SEED}: lost {sent - set(endpoint.handled)}"
+    assert [i for i, n in endpoint.handled.items() if n != 1] == [], f"seed {SEED}: duplicates"
+    assert elapsed < BOUND
+    assert _threads_named(f"rpcframe-rpc-{topic}") == []
+    if not concurrent_poll:
+        assert jitter.points["turns.take"] and jitter.points["turns.handling"]
+
+
+def test_the_reply_waiter_routes_every_reply_to_its_caller_under_random_delays(transport):
+    print(f"seed {SEED} (RPCFRAME_STRESS_SEED)")
+    callers, per_caller = (32, 1000) if BIG else (12, 400)
+    waiter = ReplyWaiter(transport._driver.open_inbox, [])
+    sender = rpcframe.transport.load_driver(transport.conf, "fake://?strict=true")
+    address = waiter.address
+    rng = random.Random(SEED)
+    lock = threading.Lock()
+    wrong: list[tuple[str, object]] = []
+    failures: list[BaseException] = []
+
+    def send_replies(msg_id: str) -> None:
+        # What servers do, in a random mix: heartbeats first, a stray reply
+        # for a caller that gave up, the reply itself, sometimes twice.
+        with lock:
+            heartbeat, stray, twice = rng.random() < 0.2, rng.random() < 0.1, rng.random() < 0.05
+        if heartbeat:
+            sender.send(address, wire.encode_reply(msg_id, None, None, ending=False))
+        if stray:
+            sender.send(address, wire.encode_reply(f"gone-{msg_id}", result="stray"))
+        for _ in range(2 if twice else 1):
+            sender.send(address, wire.encode_reply(msg_id, result=msg_id))
+
+    def caller(index: int) -> None:
+        try:
+            for n in range(per_caller):
+                msg_id = f"{index}-{n}"
+                waiter.register(msg_id)
+                try:
+                    threading.Thread(target=send_replies, args=(msg_id,)).start()
+                    reply = waiter.wait(msg_id, BOUND, monitor_timeout=BOUND)
+                    if reply.result != msg_id:
+                        wrong.append((msg_id, reply.result))
+                finally:
+                    waiter.unregister(msg_id)
+        except BaseException as exc:  # reported below, with the seed
+            failures.append(exc)
+
+    with handoffs.installed(Jitter(SEED, fraction=0.5)):
+        try:
+            threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(BOUND)
+            assert not [t for t in threads if t.is_alive()], f"callers hung (seed {SEED})"
+        finally:
+            waiter.close()
+            sender.close()
+
+    assert not failures, f"seed {SEED}: {failures[:3]}"
+    assert not wrong, f"seed {SEED}: replies crossed: {wrong[:5]}"
