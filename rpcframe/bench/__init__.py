@@ -56,7 +56,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from rpcframe.bench.report import plot, print_report, ratios
+from rpcframe.bench.report import IN_PROCESS, plot, print_report, ratios
 from rpcframe.bench.server import CONTROL_TIMEOUT
 from rpcframe.bench.suite import measure_oslo, measure_rpcframe
 from rpcframe.bench.workloads import WORKLOADS, BenchSettings, Workload
@@ -83,6 +83,12 @@ def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout
 
         with RawAmqp(settings.url, settings.payload_size, settings.warmup, CONTROL_TIMEOUT) as raw:
             report |= measure_rpcframe(settings, out, raw)
+    elif compare and settings.url.startswith("fake:"):
+        from rpcframe.bench.bare import BareInProcess
+
+        with BareInProcess(settings.payload_size, settings.warmup) as bare:
+            report |= measure_rpcframe(settings, out, bare)
+        report["reference"] = IN_PROCESS
     else:
         report |= measure_rpcframe(settings, out)
     if compare:

@@ -30,6 +30,10 @@ def latency_figures(latencies: Sequence[float], seconds: float) -> dict[str, Any
     }
 
 
+#: ``report["reference"]`` when the ``raw`` section holds rpcframe.bench.bare's figures.
+IN_PROCESS = "bare in-process"
+
+
 def ratios(report: dict[str, Any]) -> dict[str, float]:
     """The project's target ratios, for what the report has figures for."""
     ours = report.get("rpcframe", {})
@@ -41,6 +45,26 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         value = section.get(workload, {}).get(key) if isinstance(section, dict) else None
         return float(value) if value else None
 
+    if report.get("reference") == IN_PROCESS:
+        # The references are two bare threads in this process (rpcframe.bench.bare).
+        in_process = {
+            "call_sequential / bare in-process round trip (target >= 0.7)": (
+                figure(ours, "call_sequential"),
+                figure(raw, "round_trip"),
+            ),
+            "call_sequential / bare in-process round trip in oslo's envelope": (
+                figure(ours, "call_sequential"),
+                figure(raw, "round_trip_oslo_protocol"),
+            ),
+            "cast_confirmed / bare in-process cast": (
+                figure(ours, "cast_confirmed"),
+                figure(raw, "confirmed_publish"),
+            ),
+        }
+        for name, (top, bottom) in in_process.items():
+            if top and bottom:
+                found[name] = round(top / bottom, 3)
+        raw = {}
     pairs = {
         "call_sequential / raw round trip (target >= 0.85)": (
             figure(ours, "call_sequential"),
@@ -107,7 +131,10 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
         _write_figures(section, 17, out)
     raw = report.get("raw")
     if raw:
-        out.write("\nraw py-amqp (no framework):\n")
+        if report.get("reference") == IN_PROCESS:
+            out.write("\nbare in-process reference (two threads, SimpleQueue, JSON each way):\n")
+        else:
+            out.write("\nraw py-amqp (no framework):\n")
         _write_figures(raw, 28, out)
     print_ratios(report, out)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from rpcframe.bench import report
+from rpcframe.bench import report as report_module
 
 
 def test_ratios_divide_the_figures_the_targets_name():
@@ -52,3 +53,31 @@ def test_protocol_costs_print_each_row_against_the_first_of_its_kind():
     calls_rpcframe, casts_rpcframe = lines[3], lines[6]
     assert calls_rpcframe.split() == ["rpcframe", "1700", "0.850", "110", "130", "-"]
     assert casts_rpcframe.split() == ["rpcframe", "4000", "0.800", "90", "-", "150"]
+
+
+def test_on_fake_the_ratios_are_to_the_bare_in_process_reference():
+    report = {
+        "reference": report_module.IN_PROCESS,
+        "rpcframe": {"call_sequential": {"per_s": 7000.0}, "cast_confirmed": {"per_s": 30000.0}},
+        "raw": {
+            "round_trip": {"per_s": 10000.0},
+            "round_trip_oslo_protocol": {"per_s": 14000.0},
+            "confirmed_publish": {"per_s": 60000.0},
+        },
+    }
+    found = report_module.ratios(report)
+    assert found == {
+        "call_sequential / bare in-process round trip (target >= 0.7)": 0.7,
+        "call_sequential / bare in-process round trip in oslo's envelope": 0.5,
+        "cast_confirmed / bare in-process cast": 0.5,
+    }
+
+
+def test_the_bare_reference_answers_calls_and_takes_casts():
+    from rpcframe.bench.bare import BareInProcess
+
+    with BareInProcess(payload_size=10, warmup=5) as bare:
+        assert len(bare.round_trips(20)) == 20
+        assert len(bare.protocol_round_trips(20)) == 20
+        assert bare.confirmed_publishes(50) > 0
+        assert bare.protocol_confirmed_casts(50) > 0
