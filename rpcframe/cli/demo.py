@@ -27,6 +27,11 @@ __all__ = ["DemoEndpoint", "add_command", "run"]
 #: default re-raises an endpoint's exceptions as they are, as oslo's fake does).
 DEFAULT_URL = "fake://?strict=true"
 
+#: The RabbitMQ driver's schemes, and its option that makes RPC topic and
+#: server queues (and their exchange) go away with their last consumer.
+_RABBIT = ("rabbit", "amqp")
+_AUTO_DELETE = "amqp_auto_delete"
+
 
 class DemoEndpoint:
     """What the demo server offers: arithmetic, a cast target and a failure."""
@@ -68,23 +73,34 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         server_log.setLevel(level)  # as it was, for whoever called this in-process
 
 
+def _open(conf: cfg.ConfigOpts, url: str) -> rpcframe.Transport:
+    """The demo's transport; on RabbitMQ its queues go away with the demo."""
+    parsed = rpcframe.TransportURL.parse(conf, url)
+    if parsed.transport in _RABBIT and _AUTO_DELETE not in parsed.query:
+        # oslo's RPC server queues outlive their servers; the demo's serve no
+        # one after it, and a run that is killed leaves nothing either.
+        parsed.query[_AUTO_DELETE] = "true"
+    return rpcframe.get_rpc_transport(conf, parsed)
+
+
 def _show(args: argparse.Namespace, out: TextIO) -> int:
     conf = cfg.ConfigOpts()
     conf([])
     topic = f"demo_{uuid.uuid4().hex[:8]}"
-    transport = failures.open_transport(rpcframe.get_rpc_transport, conf, args.url)
+    transport = failures.open_transport(_open, conf, args.url)
     try:
         endpoint = DemoEndpoint()
+        # An exchange of its own too: it goes away with the demo's queues.
         server = rpcframe.get_rpc_server(
             transport,
-            rpcframe.Target(topic=topic, server="demo-server"),
+            rpcframe.Target(topic=topic, exchange=topic, server="demo-server"),
             [endpoint],
         )
         deadline.start(server, args.timeout)
         try:
             client = rpcframe.get_rpc_client(
                 transport,
-                rpcframe.Target(topic=topic, version="1.0"),
+                rpcframe.Target(topic=topic, exchange=topic, version="1.0"),
                 timeout=args.timeout,
             )
             return _calls(client, endpoint, transport, topic, args, out)
@@ -148,7 +164,8 @@ def add_command(commands: Any) -> None:
         description="Run a server and a client and show calls, a cast, remote errors "
         "and the round-trip rate. Exits 0 when all went as shown, 1 if the broker "
         "cannot be reached or a call times out, 2 for a bad option or URL, 130 on "
-        "Ctrl-C.",
+        "Ctrl-C. On RabbitMQ the demo's exchange and queues are auto-delete: they "
+        "go away when it ends.",
     )
     demo.add_argument("--url", default=DEFAULT_URL, help=f"transport URL (default {DEFAULT_URL})")
     demo.add_argument(
