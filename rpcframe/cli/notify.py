@@ -24,25 +24,28 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import logging
+import sys
 import threading
+import time
 from typing import Any, TextIO
 
 from oslo_config import cfg
 
 import rpcframe
 from rpcframe import exceptions
+from rpcframe.cli import deadline, failures, values
 from rpcframe.notify import Sender, hooks
 from rpcframe.notify.dispatcher import PRIORITIES
 
 __all__ = ["add_commands"]
 
-LOG = logging.getLogger(__name__)
-
 
 def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
-    conf([], default_config_files=list(args.config_file or []), default_config_dirs=[])
+    try:
+        conf([], default_config_files=list(args.config_file or []), default_config_dirs=[])
+    except cfg.Error as exc:  # a file missing or not in oslo.config's format
+        raise failures.CommandFailed(str(exc), failures.USAGE) from None
     return conf
 
 
@@ -60,33 +63,62 @@ def _json_argument(text: str, what: str) -> Any:
 
 # -- rpcframe notify ----------------------------------------------------------------------
 
+#: What a driver raises when the broker did not take a notification in time
+#: or at all: the broker cannot be reached, rather than refusing this one.
+_UNREACHABLE = (
+    exceptions.MessagingTimeout,
+    exceptions.MessageDeliveryFailure,
+    exceptions.TransportBroken,
+)
+
 
 def _notify(args: argparse.Namespace, out: TextIO) -> int:
     conf = _conf(args)
-    sent: list[hooks.Publication] = []
-    with rpcframe.get_notification_transport(conf, args.url) as transport:
+    transport = failures.open_transport(rpcframe.get_notification_transport, conf, args.url)
+    try:
+        # A send waits for the broker at most rpc_response_timeout: --timeout.
+        transport.conf.set_override("rpc_response_timeout", args.timeout)
         notifier = rpcframe.Notifier(
-            transport, args.publisher_id, driver=args.driver, topics=args.topic
+            transport, args.publisher_id, driver=args.driver, topics=args.topic, retry=args.retry
         )
-        failures: list[hooks.Publication] = []
-        with (
-            hooks.after_publish.connected(sent.append),
-            hooks.publish_failed.connected(failures.append),
-        ):
-            send = getattr(notifier, args.priority)  # a method per priority
-            send(args.context, args.event_type, args.payload)
-        if failures:
-            errors = "; ".join(f"{name}: {exc}" for name, exc in failures[0].errors.items())
-            out.write(f"not sent: {errors}\n")
-            return 1
-        message = sent[0].message
+        message = _send(notifier, args)
         topics = ", ".join(_topics(args, transport))
         out.write(
             f"sent {message['priority']} {message['event_type']!r} from "
             f"{message['publisher_id']!r} to {topics} on {transport.url.masked()} "
             f"(message_id {message['message_id']})\n"
         )
-    return 0
+    finally:
+        deadline.settle("close the transport", transport.cleanup)
+    return failures.DONE
+
+
+def _send(notifier: rpcframe.Notifier, args: argparse.Namespace) -> Any:
+    """Send the notification ``args`` describe; the message sent, or CommandFailed."""
+    url = notifier.transport.url
+    outcome: list[hooks.Publication] = []
+
+    def ours(publication: hooks.Publication) -> None:
+        if publication.notifier is notifier:  # the hooks see every notifier of the process
+            outcome.append(publication)
+
+    send = getattr(notifier, args.priority)  # a method per priority
+    with hooks.after_publish.connected(ours), hooks.publish_failed.connected(ours):
+        try:
+            deadline.within(
+                args.timeout + deadline.SLACK,
+                "send the notification",
+                lambda: send(args.context, args.event_type, args.payload),
+            )
+        except deadline.Overdue as exc:
+            raise failures.cannot_reach(url, exc) from None
+    errors = outcome[0].errors
+    if errors:
+        why = "; ".join(f"{name}: {exc}" for name, exc in errors.items())
+        if all(isinstance(exc, _UNREACHABLE) for exc in errors.values()):
+            raise failures.cannot_reach(url, why)
+        raise failures.CommandFailed(f"not sent to {url.masked()}: {why}")
+    return outcome[0].message
 
 
 # -- rpcframe listen ----------------------------------------------------------------------
@@ -166,6 +198,8 @@ def _pretty(shown: dict[str, Any], sender: Any) -> str:
 
 
 def _listen(args: argparse.Namespace, out: TextIO) -> int:
+    # --duration counts from now: connecting is part of it.
+    ends = None if args.duration is None else time.monotonic() + args.duration
     conf = _conf(args)
     rules: dict[str, str] = {}
     if args.event_type:
@@ -175,10 +209,10 @@ def _listen(args: argparse.Namespace, out: TextIO) -> int:
     # Only the priorities asked for get a method, so only those are subscribed to.
     priorities = args.priority or PRIORITIES
     printer = _endpoint(priorities, rules, out, args.json, args.count)
-    with rpcframe.get_notification_transport(conf, args.url) as transport:
-        targets = [
-            rpcframe.Target(topic=t, exchange=args.exchange) for t in _topics(args, transport)
-        ]
+    transport = failures.open_transport(rpcframe.get_notification_transport, conf, args.url)
+    try:
+        topics = _topics(args, transport)
+        targets = [rpcframe.Target(topic=t, exchange=args.exchange) for t in topics]
         # Requeue what arrives after --count was reached, where the driver can.
         listener = rpcframe.get_notification_listener(
             transport,
@@ -188,20 +222,31 @@ def _listen(args: argparse.Namespace, out: TextIO) -> int:
             allow_requeue=transport.capabilities.requeue,
         )
         # One worker: notifications print in the order they arrive.
-        listener.start(override_pool_size=1)
+        deadline.start(
+            listener,
+            args.timeout if ends is None else min(args.timeout, args.duration),
+            override_pool_size=1,
+        )
         try:
+            print(
+                f"rpcframe listen: listening to {', '.join(topics)} on "
+                f"{transport.url.masked()}; Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
             # A foreground command: it runs until told to stop (Ctrl-C), for
             # --duration seconds, or until --count notifications were shown.
-            printer.done.wait(args.duration)
-        except KeyboardInterrupt:
-            pass
+            printer.done.wait(None if ends is None else max(0.0, ends - time.monotonic()))
         finally:
-            listener.stop()
-            listener.wait()
+            deadline.stop(listener)
+    finally:
+        # Also what ends a start given up on: its connection attempts stop.
+        deadline.settle("close the transport", transport.cleanup)
     if args.count is not None and printer.shown < args.count:
-        LOG.warning("shown %d of the %d notifications asked for", printer.shown, args.count)
-        return 1
-    return 0
+        raise failures.CommandFailed(
+            f"shown {printer.shown} of the {args.count} notifications asked for"
+        )
+    return failures.DONE
 
 
 # -- argument parsing -----------------------------------------------------------------------
@@ -226,13 +271,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(commands: Any) -> None:
     """Add ``notify`` and ``listen`` to the ``rpcframe`` command's subparsers."""
-    notify = commands.add_parser("notify", help="send one notification")
+    notify = commands.add_parser(
+        "notify",
+        help="send one notification",
+        description="Send one notification. Exits 0 once the broker took it, 1 if it "
+        "could not be sent (the broker not reached within --timeout and --retry), "
+        "2 for a bad option, URL, driver or payload, 130 on Ctrl-C.",
+    )
     _common(notify)
     notify.add_argument("--event-type", required=True, help="e.g. compute.instance.create.end")
     notify.add_argument("--priority", default="info", choices=PRIORITIES, help="default info")
     notify.add_argument("--publisher-id", default="rpcframe-cli", help="default rpcframe-cli")
     notify.add_argument(
         "--driver", default="messagingv2", help="notifier driver (default messagingv2)"
+    )
+    values.add_timeout(notify, "to wait for the broker to take the notification")
+    notify.add_argument(
+        "--retry",
+        type=values.count(-1),
+        default=2,
+        help="connection attempts while sending, as the Notifier's retry: -1 without limit "
+        "(still bounded by --timeout) (default 2)",
     )
     notify.add_argument(
         "--context",
@@ -249,7 +308,14 @@ def add_commands(commands: Any) -> None:
     )
     notify.set_defaults(run=_notify)
 
-    listen = commands.add_parser("listen", help="print notifications as they arrive")
+    listen = commands.add_parser(
+        "listen",
+        help="print notifications as they arrive",
+        description="Print notifications as they arrive, until Ctrl-C (exit 130), "
+        "--count of them (exit 0) or --duration seconds (exit 0, or 1 if fewer than "
+        "--count were shown). Exits 1 if the broker cannot be reached, 2 for a bad "
+        "option, URL or driver. Says on stderr when it is listening.",
+    )
     _common(listen)
     listen.add_argument("--exchange", help="default: control_exchange")
     listen.add_argument("--pool", help="listen in this pool (a queue of its own)")
@@ -262,6 +328,11 @@ def add_commands(commands: Any) -> None:
     )
     listen.add_argument("--publisher", help="only publisher ids matching this pattern")
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
-    listen.add_argument("--count", type=int, help="exit after showing this many")
-    listen.add_argument("--duration", type=float, help="exit after this many seconds")
+    listen.add_argument("--count", type=values.count(1), help="exit after showing this many")
+    listen.add_argument(
+        "--duration",
+        type=values.seconds,
+        help="exit after this many seconds, connecting included, whatever the broker does",
+    )
+    values.add_timeout(listen, "to wait for the broker when starting, at most --duration")
     listen.set_defaults(run=_listen)

@@ -34,3 +34,30 @@ def test_the_demo_shows_calls_a_cast_and_the_errors_a_broker_would_raise():
         "RemoteError(UnsupportedVersion)",
     ]
     assert shown[6].endswith("us each)")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--calls", "-5", "must be at least 0"),
+        ("--calls", "many", "not a whole number"),
+        ("--timeout", "0", "must be more than 0 seconds"),
+        ("--timeout", "-1", "must be more than 0 seconds"),
+    ],
+)
+def test_the_demo_refuses_a_value_that_makes_no_sense_as_a_usage_error(option, value, said, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", option, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: {said}" in err
+    assert "Traceback" not in err
+
+
+def test_the_demo_with_zero_calls_shows_everything_but_the_rate():
+    out = io.StringIO()
+    status = main(["demo", "--calls", "0"], out=out)
+    lines = out.getvalue().splitlines()
+    assert status == 0
+    assert len(lines) == 8
+    assert lines[-1].endswith("-> not timed (--calls 0)")
