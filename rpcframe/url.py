@@ -134,7 +134,12 @@ class TransportURL:
             raise exceptions.InvalidTransportURL(
                 url, f"a transport URL must be a string, got {type(url).__name__}"
             )
-        parsed = parse.urlparse(url)
+        try:
+            parsed = parse.urlparse(url)
+        except ValueError as exc:  # urllib's "Invalid IPv6 URL", say
+            raise exceptions.InvalidTransportURL(
+                mask_url(url), f"cannot parse transport URL {mask_url(url)!r}: {exc}"
+            ) from None
         if not parsed.scheme:
             raise exceptions.InvalidTransportURL(
                 mask_url(url),

@@ -152,3 +152,9 @@ def test_cleanup_is_idempotent_and_later_calls_fail_clearly(conf):
 def test_transport_options_default_to_at_most_once():
     assert rpcframe.TransportOptions().at_least_once is False
     assert rpcframe.TransportOptions(at_least_once=True).at_least_once is True
+
+
+def test_an_unparsable_host_is_an_invalid_transport_url_with_the_password_masked(conf):
+    with pytest.raises(rpcframe.InvalidTransportURL, match="Invalid IPv6 URL") as info:
+        rpcframe.TransportURL.parse(conf, "rabbit://user:secret@[::1/")
+    assert "secret" not in str(info.value)
