@@ -32,6 +32,8 @@ def latency_figures(latencies: Sequence[float], seconds: float) -> dict[str, Any
 
 #: ``report["reference"]`` when the ``raw`` section holds rpcframe.bench.bare's figures.
 IN_PROCESS = "bare in-process"
+#: ``report["reference"]`` when the ``raw`` section holds rpcframe.bench.rawzmq's figures.
+RAW_ZMQ = "raw pyzmq"
 
 
 def ratios(report: dict[str, Any]) -> dict[str, float]:
@@ -62,6 +64,26 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
             ),
         }
         for name, (top, bottom) in in_process.items():
+            if top and bottom:
+                found[name] = round(top / bottom, 3)
+        raw = {}
+    if report.get("reference") == RAW_ZMQ:
+        # The references are a bare pyzmq REQ/REP service (rpcframe.bench.rawzmq).
+        on_zmq = {
+            "call_sequential / raw pyzmq REQ/REP round trip (target >= 0.6)": (
+                figure(ours, "call_sequential"),
+                figure(raw, "round_trip"),
+            ),
+            "call_sequential / raw pyzmq round trip in oslo's envelope": (
+                figure(ours, "call_sequential"),
+                figure(raw, "round_trip_oslo_protocol"),
+            ),
+            "cast_confirmed / raw pyzmq acknowledged cast": (
+                figure(ours, "cast_confirmed"),
+                figure(raw, "confirmed_publish"),
+            ),
+        }
+        for name, (top, bottom) in on_zmq.items():
             if top and bottom:
                 found[name] = round(top / bottom, 3)
         raw = {}
@@ -133,6 +155,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     if raw:
         if report.get("reference") == IN_PROCESS:
             out.write("\nbare in-process reference (two threads, SimpleQueue, JSON each way):\n")
+        elif report.get("reference") == RAW_ZMQ:
+            out.write("\nraw pyzmq (REQ/REP and DEALER/ROUTER on the loopback, JSON each way):\n")
         else:
             out.write("\nraw py-amqp (no framework):\n")
         _write_figures(raw, 28, out)
