@@ -22,12 +22,14 @@ from typing import Any
 
 import zmq
 
+from rpcframe.bench.bare import JsonWorkloads
+
 __all__ = ["RawZmq"]
 
 _STOP = b"stop"
 
 
-class RawZmq:
+class RawZmq(JsonWorkloads):
     """A REQ/REP pair and a DEALER/ROUTER pair on the loopback; a context manager."""
 
     def __init__(self, payload_size: int, warmup: int) -> None:
@@ -94,26 +96,6 @@ class RawZmq:
             latencies.append(clock() - started)
         return latencies
 
-    def round_trips(self, count: int) -> list[float]:
-        payload = self._payload
-
-        def encode(i: int) -> bytes:
-            return json.dumps({"method": "echo", "args": {"value": payload}, "msg_id": i}).encode()
-
-        return self._timed(count, encode, json.loads)
-
-    def protocol_round_trips(self, count: int) -> list[float]:
-        payload = self._payload
-
-        def encode(i: int) -> bytes:
-            inner = json.dumps({"method": "echo", "args": {"value": payload}, "_msg_id": str(i)})
-            return json.dumps({"oslo.version": "2.0", "oslo.message": inner}).encode()
-
-        def decode(body: bytes) -> Any:
-            return json.loads(json.loads(body)["oslo.message"])
-
-        return self._timed(count, encode, decode)
-
     def _casts(self, count: int, encode: Any) -> float:
         send, recv = self._dealer.send, self._dealer.recv
         started = time.perf_counter()
@@ -122,18 +104,3 @@ class RawZmq:
         for _ in range(count):
             recv()
         return time.perf_counter() - started
-
-    def confirmed_publishes(self, count: int) -> float:
-        payload = self._payload
-        return self._casts(
-            count, lambda i: json.dumps({"method": "echo", "args": {"value": payload}}).encode()
-        )
-
-    def protocol_confirmed_casts(self, count: int) -> float:
-        payload = self._payload
-
-        def encode(i: int) -> bytes:
-            inner = json.dumps({"method": "echo", "args": {"value": payload}})
-            return json.dumps({"oslo.version": "2.0", "oslo.message": inner}).encode()
-
-        return self._casts(count, encode)

@@ -63,9 +63,7 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
                 figure(raw, "confirmed_publish"),
             ),
         }
-        for name, (top, bottom) in in_process.items():
-            if top and bottom:
-                found[name] = round(top / bottom, 3)
+        found |= _divided(in_process)
         raw = {}
     if report.get("reference") == RAW_ZMQ:
         # The references are a bare pyzmq REQ/REP service (rpcframe.bench.rawzmq).
@@ -83,9 +81,7 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
                 figure(raw, "confirmed_publish"),
             ),
         }
-        for name, (top, bottom) in on_zmq.items():
-            if top and bottom:
-                found[name] = round(top / bottom, 3)
+        found |= _divided(on_zmq)
         raw = {}
     pairs = {
         "call_sequential / raw round trip (target >= 0.85)": (
@@ -125,13 +121,16 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
             figure(oslo, "cast_confirmed"),
         ),
     }
-    for name, (top, bottom) in pairs.items():
-        if top and bottom:
-            found[name] = round(top / bottom, 3)
+    found |= _divided(pairs)
     memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
     if "ratio" in memory:
         found["server memory growth (target <= 1.1)"] = memory["ratio"]
     return found
+
+
+def _divided(pairs: dict[str, tuple[float | None, float | None]]) -> dict[str, float]:
+    """Each pair's ratio, where both figures are there."""
+    return {name: round(top / bottom, 3) for name, (top, bottom) in pairs.items() if top and bottom}
 
 
 def print_report(report: dict[str, Any], out: TextIO) -> None:

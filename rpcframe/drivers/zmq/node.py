@@ -222,15 +222,21 @@ class Node:
                     self.matchmaker.own = self.endpoint
             return self.endpoint
 
-    def _bind(self) -> tuple[Any, str]:
+    def _socket(self, kind: int) -> Any:
+        """A socket with what every socket of the node has: finite linger, heartbeats."""
         s = self.settings
-        sock = self._ctx.socket(zmq.ROUTER)
+        sock = self._ctx.socket(kind)
         sock.linger = int(s.linger * 1000)
-        sock.router_mandatory = 1
         sock.sndhwm = sock.rcvhwm = _HWM
         sock.heartbeat_ivl = int(s.heartbeat_interval * 1000)
         sock.heartbeat_timeout = int(s.heartbeat_timeout * 1000)
         sock.heartbeat_ttl = int(s.heartbeat_timeout * 1000)
+        return sock
+
+    def _bind(self) -> tuple[Any, str]:
+        s = self.settings
+        sock = self._socket(zmq.ROUTER)
+        sock.router_mandatory = 1
         if s.curve is not None:
             s.curve.configure_server(sock)
         try:
@@ -497,13 +503,8 @@ class Node:
         if peer is not None:
             return peer
         s = self.settings
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.linger = int(s.linger * 1000)
+        sock = self._socket(zmq.DEALER)
         sock.immediate = 1
-        sock.sndhwm = sock.rcvhwm = _HWM
-        sock.heartbeat_ivl = int(s.heartbeat_interval * 1000)
-        sock.heartbeat_timeout = int(s.heartbeat_timeout * 1000)
-        sock.heartbeat_ttl = int(s.heartbeat_timeout * 1000)
         sock.reconnect_ivl = 100
         if s.curve is not None:
             s.curve.configure_client(sock)
