@@ -23,6 +23,7 @@ from rpcframe.drivers.amqp.options import (
     lock_path_opts,
     rabbit_opts,
 )
+from rpcframe.drivers.zmq import options as zmq_options
 from rpcframe.options import (
     CORE_GROUP,
     METRICS_GROUP,
@@ -79,6 +80,8 @@ def _all_groups() -> list[tuple[str | None, list[cfg.Opt]]]:
         (METRICS_GROUP, list(metrics.metrics_opts)),
         (TRACING_GROUP, list(tracing_opts)),
         (fake.GROUP, list(fake.fake_opts)),
+        (zmq_options.ZMQ_GROUP, list(zmq_options.zmq_opts)),
+        (zmq_options.REDIS_GROUP, list(zmq_options.redis_opts)),
     ]
 
 

@@ -56,7 +56,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from rpcframe.bench.report import IN_PROCESS, plot, print_report, ratios
+from rpcframe.bench.report import IN_PROCESS, RAW_ZMQ, plot, print_report, ratios
 from rpcframe.bench.server import CONTROL_TIMEOUT
 from rpcframe.bench.suite import measure_oslo, measure_rpcframe
 from rpcframe.bench.workloads import WORKLOADS, BenchSettings, Workload
@@ -89,6 +89,12 @@ def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout
         with BareInProcess(settings.payload_size, settings.warmup) as bare:
             report |= measure_rpcframe(settings, out, bare)
         report["reference"] = IN_PROCESS
+    elif compare and settings.url.startswith("zmq"):
+        from rpcframe.bench.rawzmq import RawZmq
+
+        with RawZmq(settings.payload_size, settings.warmup) as raw_zmq:
+            report |= measure_rpcframe(settings, out, raw_zmq)
+        report["reference"] = RAW_ZMQ
     else:
         report |= measure_rpcframe(settings, out)
     if compare:

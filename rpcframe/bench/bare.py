@@ -21,12 +21,64 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["BareInProcess"]
+__all__ = ["BareInProcess", "JsonWorkloads"]
 
 _STOP = b""
 
 
-class BareInProcess:
+class JsonWorkloads:
+    """The four reference workloads, over a subclass's ``_timed`` and ``_casts``.
+
+    ``_timed(count, encode, decode)`` times ``count`` round trips of
+    ``encode(i)``, decoding each answer; ``_casts(count, encode)`` times
+    ``count`` casts and their acknowledgements.
+    """
+
+    _payload: str
+
+    def _timed(self, count: int, encode: Any, decode: Any) -> list[float]:
+        raise NotImplementedError
+
+    def _casts(self, count: int, encode: Any) -> float:
+        raise NotImplementedError
+
+    def round_trips(self, count: int) -> list[float]:
+        payload = self._payload
+
+        def encode(i: int) -> bytes:
+            return json.dumps({"method": "echo", "args": {"value": payload}, "msg_id": i}).encode()
+
+        return self._timed(count, encode, json.loads)
+
+    def protocol_round_trips(self, count: int) -> list[float]:
+        payload = self._payload
+
+        def encode(i: int) -> bytes:
+            inner = json.dumps({"method": "echo", "args": {"value": payload}, "_msg_id": str(i)})
+            return json.dumps({"oslo.version": "2.0", "oslo.message": inner}).encode()
+
+        def decode(body: bytes) -> Any:
+            return json.loads(json.loads(body)["oslo.message"])
+
+        return self._timed(count, encode, decode)
+
+    def confirmed_publishes(self, count: int) -> float:
+        payload = self._payload
+        return self._casts(
+            count, lambda i: json.dumps({"method": "echo", "args": {"value": payload}}).encode()
+        )
+
+    def protocol_confirmed_casts(self, count: int) -> float:
+        payload = self._payload
+
+        def encode(i: int) -> bytes:
+            inner = json.dumps({"method": "echo", "args": {"value": payload}})
+            return json.dumps({"oslo.version": "2.0", "oslo.message": inner}).encode()
+
+        return self._casts(count, encode)
+
+
+class BareInProcess(JsonWorkloads):
     """Two threads, two SimpleQueues, JSON each way; a context manager."""
 
     def __init__(self, payload_size: int, warmup: int) -> None:
@@ -78,26 +130,6 @@ class BareInProcess:
             latencies.append(clock() - started)
         return latencies
 
-    def round_trips(self, count: int) -> list[float]:
-        payload = self._payload
-
-        def encode(i: int) -> bytes:
-            return json.dumps({"method": "echo", "args": {"value": payload}, "msg_id": i}).encode()
-
-        return self._timed(count, encode, json.loads)
-
-    def protocol_round_trips(self, count: int) -> list[float]:
-        payload = self._payload
-
-        def encode(i: int) -> bytes:
-            inner = json.dumps({"method": "echo", "args": {"value": payload}, "_msg_id": str(i)})
-            return json.dumps({"oslo.version": "2.0", "oslo.message": inner}).encode()
-
-        def decode(body: bytes) -> Any:
-            return json.loads(json.loads(body)["oslo.message"])
-
-        return self._timed(count, encode, decode)
-
     def _casts(self, count: int, encode: Any) -> float:
         put, get = self._requests.put, self._replies.get
         started = time.perf_counter()
@@ -106,18 +138,3 @@ class BareInProcess:
         for _ in range(count):
             get()
         return time.perf_counter() - started
-
-    def confirmed_publishes(self, count: int) -> float:
-        payload = self._payload
-        return self._casts(
-            count, lambda i: json.dumps({"method": "echo", "args": {"value": payload}}).encode()
-        )
-
-    def protocol_confirmed_casts(self, count: int) -> float:
-        payload = self._payload
-
-        def encode(i: int) -> bytes:
-            inner = json.dumps({"method": "echo", "args": {"value": payload}})
-            return json.dumps({"oslo.version": "2.0", "oslo.message": inner}).encode()
-
-        return self._casts(count, encode)

@@ -32,6 +32,8 @@ def latency_figures(latencies: Sequence[float], seconds: float) -> dict[str, Any
 
 #: ``report["reference"]`` when the ``raw`` section holds rpcframe.bench.bare's figures.
 IN_PROCESS = "bare in-process"
+#: ``report["reference"]`` when the ``raw`` section holds rpcframe.bench.rawzmq's figures.
+RAW_ZMQ = "raw pyzmq"
 
 
 def ratios(report: dict[str, Any]) -> dict[str, float]:
@@ -61,9 +63,25 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
                 figure(raw, "confirmed_publish"),
             ),
         }
-        for name, (top, bottom) in in_process.items():
-            if top and bottom:
-                found[name] = round(top / bottom, 3)
+        found |= _divided(in_process)
+        raw = {}
+    if report.get("reference") == RAW_ZMQ:
+        # The references are a bare pyzmq REQ/REP service (rpcframe.bench.rawzmq).
+        on_zmq = {
+            "call_sequential / raw pyzmq REQ/REP round trip (target >= 0.6)": (
+                figure(ours, "call_sequential"),
+                figure(raw, "round_trip"),
+            ),
+            "call_sequential / raw pyzmq round trip in oslo's envelope": (
+                figure(ours, "call_sequential"),
+                figure(raw, "round_trip_oslo_protocol"),
+            ),
+            "cast_confirmed / raw pyzmq acknowledged cast": (
+                figure(ours, "cast_confirmed"),
+                figure(raw, "confirmed_publish"),
+            ),
+        }
+        found |= _divided(on_zmq)
         raw = {}
     pairs = {
         "call_sequential / raw round trip (target >= 0.85)": (
@@ -103,13 +121,16 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
             figure(oslo, "cast_confirmed"),
         ),
     }
-    for name, (top, bottom) in pairs.items():
-        if top and bottom:
-            found[name] = round(top / bottom, 3)
+    found |= _divided(pairs)
     memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
     if "ratio" in memory:
         found["server memory growth (target <= 1.1)"] = memory["ratio"]
     return found
+
+
+def _divided(pairs: dict[str, tuple[float | None, float | None]]) -> dict[str, float]:
+    """Each pair's ratio, where both figures are there."""
+    return {name: round(top / bottom, 3) for name, (top, bottom) in pairs.items() if top and bottom}
 
 
 def print_report(report: dict[str, Any], out: TextIO) -> None:
@@ -133,6 +154,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     if raw:
         if report.get("reference") == IN_PROCESS:
             out.write("\nbare in-process reference (two threads, SimpleQueue, JSON each way):\n")
+        elif report.get("reference") == RAW_ZMQ:
+            out.write("\nraw pyzmq (REQ/REP and DEALER/ROUTER on the loopback, JSON each way):\n")
         else:
             out.write("\nraw py-amqp (no framework):\n")
         _write_figures(raw, 28, out)

@@ -1,0 +1,420 @@
+"""The ZeroMQ driver (``zmq://``, ``zmq+redis://``): brokerless RPC and notifications.
+
+A driver is a handle on its process's :class:`~rpcframe.drivers.zmq.node.Node`
+(shared by every driver on the same URL and options) and the name service.
+It turns addresses into name-service records (:mod:`.routing`), looks up
+the processes listening on them (:mod:`.matchmaker`), and hands the node one
+:class:`~rpcframe.drivers.zmq.node.Outgoing` per process to reach:
+
+* a topic: one of its servers, round-robin (the next one when a server
+  answers that nothing listens there any more, or cannot be reached);
+* a server: that server's process; a fanout: every process with a server
+  of the topic; a notification: one listener process per pool;
+* a reply: the inbox's process, named in the inbox's address.
+
+``send`` returns when every process it sent to acknowledged the message:
+what "accepted" means here is "in the mailbox of a listener of the address
+in a running server process" (never "written to my socket"). Nothing waits
+in the transport for a listener that is not running, which the capabilities
+say (no ``store_and_forward``, no ``durable_notifications``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from oslo_config import cfg
+
+from rpcframe import exceptions
+from rpcframe.drivers import base
+from rpcframe.drivers.zmq import errors, frames, node, options, routing, security
+from rpcframe.drivers.zmq.listener import ZmqListener
+from rpcframe.drivers.zmq.matchmaker import (
+    Matchmaker,
+    RedisMatchmaker,
+    StaticMatchmaker,
+    member,
+    read_hosts_file,
+    split_member,
+)
+
+__all__ = ["ZmqDriver"]
+
+LOG = logging.getLogger(__name__)
+
+_REDIS_NAMES = frozenset(opt.dest for opt in options.redis_opts)
+_ZMQ_NAMES = frozenset(opt.dest for opt in options.zmq_opts)
+
+
+class _Batch:
+    """The outgoing messages of one ``send``; ``done`` is set when each has an outcome."""
+
+    __slots__ = ("left", "done", "outcomes", "_lock")
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.done = threading.Event()
+        self.outcomes: list[node.Outgoing] = []
+        self._lock = threading.Lock()
+
+    def finished(self, outgoing: node.Outgoing) -> None:
+        with self._lock:
+            self.outcomes.append(outgoing)
+            self.left -= 1
+            last = self.left == 0
+        if last:
+            self.done.set()
+
+
+class ZmqDriver(base.Driver):
+    """See the module documentation."""
+
+    capabilities = base.Capabilities(
+        requeue=True,
+        store_and_forward=False,
+        durable_notifications=False,
+        pools=True,
+        fanout=True,
+        mandatory=True,
+        concurrent_poll=True,
+    )
+
+    def __init__(self, conf: cfg.ConfigOpts, url: Any) -> None:
+        super().__init__(conf, url)
+        query = dict(url.query)
+        zmq_opts = base.driver_options(
+            conf, options.ZMQ_GROUP, options.zmq_opts, query, ignore=_REDIS_NAMES
+        )
+        redis_opts = base.driver_options(
+            conf, options.REDIS_GROUP, options.redis_opts, query, ignore=_ZMQ_NAMES
+        )
+        self._opts = zmq_opts
+        curve = security.load_curve(
+            zmq_opts.zmq_curve_server_key_file,
+            zmq_opts.zmq_curve_client_key_file,
+            zmq_opts.zmq_curve_authorized_keys_dir,
+        )
+        make_matchmaker, matchmaker_key, static = self._matchmaker(url, zmq_opts, redis_opts)
+        if not static.exact:
+            # Pools split across processes cannot be told apart without records.
+            self.capabilities = dataclasses.replace(self.capabilities, pools=False)
+        settings = node.Settings(
+            bind_address=zmq_opts.rpc_zmq_bind_address,
+            host=zmq_opts.rpc_zmq_host,
+            min_port=zmq_opts.rpc_zmq_min_port,
+            max_port=zmq_opts.rpc_zmq_max_port,
+            port_retries=zmq_opts.rpc_zmq_bind_port_retries,
+            static_binds=tuple(static.endpoints),
+            linger=zmq_opts.zmq_linger,
+            heartbeat_interval=zmq_opts.zmq_heartbeat_interval,
+            heartbeat_timeout=zmq_opts.zmq_heartbeat_timeout,
+            connect_timeout=zmq_opts.rpc_zmq_connect_timeout,
+            ack_timeout=zmq_opts.rpc_ack_timeout_base,
+            curve=curve,
+            matchmaker_key=matchmaker_key,
+        )
+        with errors.mapped("starting the ZeroMQ node"):
+            self._node = node.acquire(settings, make_matchmaker)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._turns: dict[str, int] = {}
+        self._listeners: weakref.WeakSet[ZmqListener] = weakref.WeakSet()
+        self._registrations: dict[int, list[tuple[str, str]]] = {}
+        self._release = weakref.finalize(self, node.release, self._node)
+
+    @staticmethod
+    def _matchmaker(url: Any, zmq_opts: Any, redis_opts: Any) -> tuple[Any, Any, Any]:
+        """(factory, identity, static view) of the name service the URL and options name."""
+        transport = url.transport or "zmq"
+        hosts = [h for h in url.hosts if h.hostname]
+        kind = "redis" if transport == "zmq+redis" else zmq_opts.rpc_zmq_matchmaker
+        if transport == "zmq" and hosts:
+            kind = "static"
+        if kind == "static":
+            if hosts:
+                endpoints = [f"tcp://{h.hostname}:{h.port}" for h in hosts if h.port]
+                if len(endpoints) != len(hosts):
+                    raise exceptions.ConfigurationError(
+                        "a static zmq:// URL lists the servers' host:port; a host has no port"
+                    )
+            elif zmq_opts.rpc_zmq_static_hosts_file:
+                endpoints = [
+                    f"tcp://{h}" for h in read_hosts_file(zmq_opts.rpc_zmq_static_hosts_file)
+                ]
+            else:
+                endpoints = []  # this process only
+            static = StaticMatchmaker(endpoints)
+            return (lambda: StaticMatchmaker(endpoints)), ("static", tuple(endpoints)), static
+        host = hosts[0].hostname if hosts else redis_opts.host
+        port = (hosts[0].port if hosts else None) or redis_opts.port
+        password = (hosts[0].password if hosts else None) or redis_opts.password or None
+        sentinels = [] if hosts else list(redis_opts.sentinel_hosts)
+        timeout = redis_opts.socket_timeout / 1000
+        describe = (
+            f"Redis Sentinel {','.join(sentinels)} ({redis_opts.sentinel_group_name})"
+            if sentinels
+            else f"Redis at {host}:{port}"
+        )
+
+        def client() -> Any:
+            import redis
+            import redis.backoff
+            import redis.retry
+            import redis.sentinel
+
+            no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+            if sentinels:
+                pairs = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in sentinels]
+                sentinel = redis.sentinel.Sentinel(pairs, socket_timeout=timeout)
+                return sentinel.master_for(
+                    redis_opts.sentinel_group_name,
+                    socket_timeout=timeout,
+                    password=password,
+                    db=redis_opts.db,
+                    retry=no_retry,
+                )
+            return redis.Redis(
+                host=host,
+                port=port,
+                password=password,
+                db=redis_opts.db,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=no_retry,
+            )
+
+        def make() -> Matchmaker:
+            return RedisMatchmaker(
+                client,
+                redis_opts.key_prefix,
+                float(zmq_opts.zmq_target_expire),
+                float(zmq_opts.zmq_target_update),
+                describe,
+                errors.REDIS_ERRORS,
+            )
+
+        key = ("redis", host, port, tuple(sentinels), redis_opts.db, redis_opts.key_prefix)
+        return make, key, StaticMatchmaker([])
+
+    # -- sending ------------------------------------------------------------
+
+    def send(
+        self,
+        address: base.Address,
+        body: bytes,
+        *,
+        expiry: float | None = None,
+        mandatory: bool = False,
+        retry: int | None = None,
+        timeout: float | None = None,
+        confirm: bool = True,
+    ) -> None:
+        if self._closed:
+            raise errors.closed()
+        if not isinstance(body, bytes):
+            raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
+        record = routing.record_of(
+            address.kind, address.exchange, address.topic, address.server, address.fanout
+        )
+        groups = self._candidates(address, record)
+        if not groups:
+            self._nobody(address, body, mandatory, confirm)
+            return
+        opts = self._opts
+        attempts = opts.rpc_retry_attempts if retry is None or retry < 0 else retry
+        if timeout is None:
+            timeout = opts.rpc_zmq_connect_timeout + opts.rpc_ack_timeout_base * (attempts + 1)
+        deadline = time.monotonic() + timeout
+        is_call = not confirm and address.kind == base.RPC
+        batch = _Batch(len(groups))
+        outgoing = [
+            node.Outgoing(
+                frames.Header(
+                    frames.new_msg_id(),
+                    address.kind,
+                    address.exchange,
+                    address.topic,
+                    address.server or "",
+                    address.fanout,
+                    pool,
+                ),
+                body,
+                candidates,
+                record,
+                attempts,
+                deadline,
+                is_call,
+                expiry,
+                batch.finished,
+            )
+            for pool, candidates in groups
+        ]
+
+        def start() -> None:
+            for each in outgoing:
+                self._node.start(each)
+
+        self._node.call_soon(start)
+        if not batch.done.wait(timeout + 1.0):
+            raise exceptions.MessagingTimeout(
+                f"sending to {address.topic!r} did not finish in {timeout} s", timeout=timeout
+            )
+        self._outcome(address, body, batch.outcomes, mandatory)
+
+    def _candidates(self, address: base.Address, record: str) -> list[tuple[str, list[str]]]:
+        """(pool, members to try in turn) for each process group the message must reach."""
+        if address.kind == base.REPLY:
+            endpoint = routing.endpoint_of_inbox(address.topic)
+            return [("", [endpoint])] if endpoint else []
+        with errors.mapped(f"looking up {address.topic!r} in the name service"):
+            found = self._node.matchmaker.lookup(record)
+        if not found:
+            return []
+        if address.kind == base.NOTIFY:
+            pools: dict[str, list[str]] = {}
+            spread = []
+            for value in found:
+                pool, endpoint = split_member(value)
+                if pool == "*":  # a static peer: each gets it, for whatever pools it has
+                    spread.append(("*", [value]))
+                else:
+                    pools.setdefault(pool or "", []).append(value)
+            return [
+                (pool, self._rotate(f"{record}|{pool}", ms)) for pool, ms in pools.items()
+            ] + spread
+        if address.fanout:
+            return [("", [value]) for value in found]
+        return [("", self._rotate(record, found))]
+
+    def _rotate(self, key: str, members: list[str]) -> list[str]:
+        with self._lock:
+            turn = self._turns[key] = (self._turns.get(key, -1) + 1) % len(members)
+        return members[turn:] + members[:turn]
+
+    def _nobody(self, address: base.Address, body: bytes, mandatory: bool, confirm: bool) -> None:
+        where = f"{address.exchange!r}/{address.topic!r}" + (
+            f" server {address.server!r}" if address.server else ""
+        )
+        if address.kind == base.NOTIFY and not mandatory:
+            LOG.info(
+                "ZeroMQ: no listener for notifications on %s: the notification is dropped "
+                "(this transport does not store them)",
+                where,
+            )
+            return
+        if address.kind == base.RPC and not confirm and not mandatory:
+            LOG.warning(
+                "ZeroMQ: no server listens on %s: the call cannot be delivered and will time out",
+                where,
+            )
+            return
+        why = (
+            "the inbox address is not a ZeroMQ inbox"
+            if address.kind == base.REPLY
+            else f"no process listens on {where} (name service: {self._describe()})"
+        )
+        raise errors.undeliverable(address.exchange, address.topic, body, why)
+
+    def _describe(self) -> str:
+        matchmaker = self._node.matchmaker
+        if isinstance(matchmaker, RedisMatchmaker):
+            return "redis"
+        return "static " + (",".join(getattr(matchmaker, "endpoints", [])) or "(this process)")
+
+    def _outcome(
+        self, address: base.Address, body: bytes, outcomes: list[node.Outgoing], mandatory: bool
+    ) -> None:
+        failed = [o.error for o in outcomes if o.error is not None]
+        delivered = sum(1 for o in outcomes if o.status == frames.OK)
+        if address.fanout or address.kind == base.NOTIFY:
+            if failed and not delivered:
+                raise failed[0]
+            for error in failed:
+                LOG.warning(
+                    "ZeroMQ: one process of %s did not get the message: %s", address.topic, error
+                )
+            if delivered:
+                return
+            if address.kind == base.NOTIFY and not mandatory:
+                LOG.info("ZeroMQ: no listener took the notification on %s: dropped", address.topic)
+                return
+        elif failed:
+            raise failed[0]
+        elif delivered:
+            return
+        raise errors.undeliverable(
+            address.exchange,
+            address.topic,
+            body,
+            "no live process listens on it: "
+            + "; ".join(sorted({o.reason for o in outcomes if o.reason})),
+        )
+
+    # -- receiving ----------------------------------------------------------
+
+    def listen(
+        self, addresses: Sequence[base.Address], *, pool: str | None = None
+    ) -> base.Listener:
+        slots: list[str] = []
+        records: list[tuple[str, str | None]] = []
+        for address in addresses:
+            if address.kind == base.REPLY:
+                raise ValueError("reply addresses come from open_inbox(), not listen()")
+            record = routing.record_of(
+                address.kind, address.exchange, address.topic, address.server, address.fanout
+            )
+            if address.kind == base.NOTIFY:
+                slots.append(routing.slot(record, pool or ""))
+                records.append((record, pool or ""))
+            else:
+                slots.append(record)
+                records.append((record, None))
+        return self._subscribe(slots, records)
+
+    def open_inbox(self) -> base.Inbox:
+        with errors.mapped("opening the ZeroMQ listening socket"):
+            endpoint = self._node.listen_endpoint()
+        name = routing.inbox_name(endpoint)
+        address = base.Address("", name, kind=base.REPLY)
+        return self._subscribe([routing.record_of(base.REPLY, "", name, None, False)], [], address)
+
+    def _subscribe(
+        self,
+        slots: list[str],
+        records: list[tuple[str, str | None]],
+        address: base.Address | None = None,
+    ) -> ZmqListener:
+        with self._lock:
+            if self._closed:
+                raise errors.closed()
+        with errors.mapped("opening the ZeroMQ listening socket"):
+            endpoint = self._node.listen_endpoint()
+        registrations = [(record, member(endpoint, pool)) for record, pool in records]
+        listener = ZmqListener(slots, self._unsubscribe, self._node.hand_over, address)
+        with errors.mapped("registering in the name service"):
+            self._node.subscribe(listener, registrations)
+        with self._lock:
+            self._listeners.add(listener)
+            self._registrations[id(listener)] = registrations
+        return listener
+
+    def _unsubscribe(self, listener: ZmqListener) -> None:
+        with self._lock:
+            registrations = self._registrations.pop(id(listener), [])
+        self._node.unsubscribe(listener, registrations)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.close()
+        self._release()

@@ -1,0 +1,133 @@
+"""The driver's own framing: what travels beside a message body between two processes.
+
+A message is two ZeroMQ frames, ``[header, body]``: the body exactly as the
+core encoded it (the driver never reads it), and a header of the driver's
+own. The receiving process answers every message with one acknowledgement
+frame. Both are NUL-separated UTF-8 fields after a magic word carrying the
+frame type and framing version:
+
+* ``RPZ1D\\0<msg id>\\0<kind>\\0<exchange>\\0<topic>\\0<server>\\0<fanout>\\0<pool>``
+  (a delivery: ``kind`` is ``rpc``, ``notify`` or ``reply``; ``server`` and
+  ``pool`` may be empty; ``fanout`` is ``1`` or empty);
+* ``RPZ1A\\0<msg id>\\0<status>\\0<detail>`` (an acknowledgement: ``ok``,
+  ``noroute`` when nothing in that process listens on the address, ``bad``
+  when the frames were malformed; ``detail`` says why).
+
+The message id is the sender's (32 hexadecimal digits, random): a sender
+that heard no acknowledgement sends the same id again and the receiver,
+which remembers recent ids, acknowledges the copy without delivering it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+from rpcframe import exceptions
+from rpcframe.drivers import base
+
+__all__ = [
+    "BAD",
+    "NOROUTE",
+    "OK",
+    "Ack",
+    "Header",
+    "decode_ack",
+    "decode_header",
+    "encode_ack",
+    "encode_header",
+    "msg_id_of",
+    "new_msg_id",
+]
+
+_DELIVERY = b"RPZ1D"
+_ACK = b"RPZ1A"
+OK, NOROUTE, BAD = "ok", "noroute", "bad"
+_STATUSES = (OK, NOROUTE, BAD)
+_MAX_HEADER = 64 * 1024
+
+
+def new_msg_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Header:
+    msg_id: str
+    kind: str
+    exchange: str
+    topic: str
+    server: str
+    fanout: bool
+    pool: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    msg_id: str
+    status: str
+    detail: str
+
+
+def encode_header(header: Header) -> bytes:
+    fields = (
+        header.msg_id,
+        header.kind,
+        header.exchange,
+        header.topic,
+        header.server,
+        "1" if header.fanout else "",
+        header.pool,
+    )
+    for value in fields:
+        if "\0" in value:
+            raise exceptions.InvalidTarget(
+                f"a name sent over ZeroMQ cannot contain NUL: {value!r}", None
+            )
+    return b"\0".join((_DELIVERY, *(value.encode() for value in fields)))
+
+
+def decode_header(frame: bytes) -> Header:
+    """Parse a delivery header; MalformedMessage saying what is wrong."""
+    if len(frame) > _MAX_HEADER:
+        raise exceptions.MalformedMessage(f"delivery header of {len(frame)} bytes")
+    parts = frame.split(b"\0")
+    if parts[0] != _DELIVERY:
+        raise exceptions.MalformedMessage(f"not a delivery header (starts {frame[:8]!r})")
+    if len(parts) != 8:
+        raise exceptions.MalformedMessage(f"delivery header has {len(parts) - 1} fields, not 7")
+    try:
+        msg_id, kind, exchange, topic, server, fanout, pool = (p.decode() for p in parts[1:])
+    except UnicodeDecodeError:
+        raise exceptions.MalformedMessage("delivery header is not UTF-8") from None
+    if len(msg_id) != 32 or kind not in base.KINDS or not topic or fanout not in ("", "1"):
+        raise exceptions.MalformedMessage(f"delivery header fields are invalid: {frame[:200]!r}")
+    return Header(msg_id, kind, exchange, topic, server, fanout == "1", pool)
+
+
+def msg_id_of(frame: bytes) -> str | None:
+    """The message id of a header too broken to parse, if it can be read (to refuse it)."""
+    parts = frame[:200].split(b"\0")
+    if len(parts) > 1 and parts[0] == _DELIVERY and len(parts[1]) == 32:
+        try:
+            return parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def encode_ack(msg_id: str, status: str, detail: str = "") -> bytes:
+    return b"\0".join((_ACK, msg_id.encode(), status.encode(), detail.replace("\0", " ").encode()))
+
+
+def decode_ack(frame: bytes) -> Ack:
+    parts = frame.split(b"\0")
+    if len(parts) != 4 or parts[0] != _ACK:
+        raise exceptions.MalformedMessage(f"not an acknowledgement: {frame[:100]!r}")
+    try:
+        msg_id, status, detail = (p.decode() for p in parts[1:])
+    except UnicodeDecodeError:
+        raise exceptions.MalformedMessage("acknowledgement is not UTF-8") from None
+    if status not in _STATUSES:
+        raise exceptions.MalformedMessage(f"unknown acknowledgement status {status!r}")
+    return Ack(msg_id, status, detail)

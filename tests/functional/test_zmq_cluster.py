@@ -1,0 +1,260 @@
+"""ZeroMQ with the real Redis name service and several server processes.
+
+Each server is a process of its own (:mod:`tests.functional.zmq_server`).
+The tests count what was sent against what arrived, kill servers in the
+middle of calls, restart them, stop and start Redis, and send garbage to a
+server's socket. Redis keeps nothing on disk here: a test that stops it
+starts it again, with .ci/run's command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from oslo_config import cfg
+
+import rpcframe
+from tests.conftest import child_process, require_service
+from tests.functional.peers import read_line
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
+
+PREFIX = f"rpcframe.functional.{uuid.uuid4().hex[:8]}"
+URL = (
+    "zmq+redis://127.0.0.1:6379/?rpc_zmq_host=127.0.0.1&rpc_zmq_bind_address=127.0.0.1"
+    f"&key_prefix={PREFIX}&zmq_target_expire=6&zmq_target_update=2&zmq_heartbeat_timeout=2"
+    "&zmq_heartbeat_interval=0.5"
+)
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _redis() -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"zmqfunc_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def transport() -> Iterator[rpcframe.Transport]:
+    conf = cfg.ConfigOpts()
+    conf([])
+    transport = rpcframe.get_rpc_transport(conf, URL)
+    yield transport
+    transport.cleanup()
+
+
+class Cluster:
+    """Server processes of one topic, by name; stopped (or killed) at the end."""
+
+    def __init__(self, topic: str, stack: contextlib.ExitStack) -> None:
+        self.topic = topic
+        self._stack = stack
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def start(self, name: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "tests.functional.zmq_server", URL, self.topic, name]
+        proc = self._stack.enter_context(child_process(command))
+        assert read_line(proc, 30) == "ready"
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str) -> int:
+        """Stop a server cleanly; how many casts it ran."""
+        proc = self.procs.pop(name)
+        assert proc.stdin is not None
+        proc.stdin.close()
+        line = read_line(proc, 30)
+        proc.wait(30)
+        assert line.startswith("casts "), line
+        return int(line.split()[1])
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(30)
+
+
+@pytest.fixture
+def cluster(topic: str) -> Iterator[Cluster]:
+    with contextlib.ExitStack() as stack:
+        yield Cluster(topic, stack)
+
+
+def client(transport: rpcframe.Transport, topic: str, **kwargs: Any) -> rpcframe.RPCClient:
+    kwargs.setdefault("timeout", 20)
+    return rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), **kwargs)
+
+
+def test_calls_are_spread_round_robin_over_the_servers(transport, cluster, topic):
+    for name in ("a", "b", "c"):
+        cluster.start(name)
+    answers = Counter(client(transport, topic).call({}, "whoami") for _ in range(60))
+    assert set(answers) == {"a", "b", "c"}
+    assert sum(answers.values()) == 60
+    assert min(answers.values()) >= 10, answers
+
+
+def test_direct_calls_and_fanout_casts_reach_whom_they_name(transport, cluster, topic):
+    for name in ("a", "b", "c"):
+        cluster.start(name)
+    rpc = client(transport, topic)
+    assert {rpc.prepare(server="b").call({}, "whoami") for _ in range(10)} == {"b"}
+    for n in range(20):
+        rpc.prepare(fanout=True).cast({}, "record", n=n)
+    for n in range(30):
+        rpc.cast({}, "record", n=n)
+    arrived = {name: cluster.stop(name) for name in ("a", "b", "c")}
+    # Each server ran every fanout cast; the 30 topic casts were shared.
+    assert sum(arrived.values()) == 3 * 20 + 30, arrived
+    assert all(count >= 20 for count in arrived.values()), arrived
+
+
+def test_a_server_killed_during_a_call_fails_the_call_at_once(transport, cluster, topic):
+    proc = cluster.start("a")
+    rpc = client(transport, topic, timeout=60).prepare(server="a")
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            rpc.call({}, "block", seconds=60)
+        except Exception as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, name="zmq-test-caller")
+    started = time.monotonic()
+    caller.start()
+    assert read_line(proc, 20) == "blocking"
+    cluster.kill("a")
+    caller.join(15)
+    assert not caller.is_alive(), "the call waited on for a dead server"
+    assert time.monotonic() - started < 15
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], (ConnectionError, rpcframe.MessageDeliveryFailure)), outcome
+    assert "went away" in str(outcome[0]) or "lost" in str(outcome[0])
+
+
+def test_a_restarted_server_comes_back_into_rotation(transport, cluster, topic):
+    cluster.start("a")
+    cluster.start("b")
+    rpc = client(transport, topic)
+    assert {rpc.call({}, "whoami") for _ in range(10)} == {"a", "b"}
+    cluster.kill("b")
+    # Its record lingers until it expires; calls still get through to a.
+    assert {rpc.call({}, "whoami") for _ in range(10)} == {"a"}
+    cluster.start("b")
+    seen: set[str] = set()
+    deadline = time.monotonic() + 10
+    while seen != {"a", "b"} and time.monotonic() < deadline:
+        seen.add(rpc.call({}, "whoami"))
+    assert seen == {"a", "b"}
+
+
+def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _start_redis() -> None:
+    if _redis_cli("ping").stdout.strip() != "PONG":
+        subprocess.run(REDIS_START, check=True, timeout=30)
+    deadline = time.monotonic() + 30
+    while _redis_cli("ping").stdout.strip() != "PONG":
+        assert time.monotonic() < deadline, "Redis did not start again"
+
+
+@pytest.mark.slow
+def test_routing_goes_on_from_the_cache_while_redis_is_down(transport, cluster, topic):
+    proc = cluster.start("a")
+    rpc = client(transport, topic)
+    assert rpc.call({}, "whoami") == "a"
+    assert _redis_cli("shutdown", "nosave").returncode in (0, 1)
+    try:
+        assert _redis_cli("ping").stdout.strip() != "PONG"
+        answers = [rpc.call({}, "whoami") for _ in range(20)]
+        assert answers == ["a"] * 20
+    finally:
+        _start_redis()
+    assert read_line(proc, 20) == "reregistered"
+    key = f"{PREFIX}:" + json.dumps(["rpc", "openstack", topic], separators=(",", ":"))
+    assert _redis_cli("zcard", key).stdout.strip() == "1"
+    assert rpc.call({}, "whoami") == "a"
+
+
+def test_a_cast_to_a_topic_without_servers_fails_at_once(transport, topic):
+    started = time.monotonic()
+    with pytest.raises(rpcframe.MessageUndeliverable, match="no process listens"):
+        client(transport, topic).cast({}, "record", n=1)
+    assert time.monotonic() - started < 1
+
+
+def test_a_call_with_at_least_once_to_a_topic_without_servers_fails_at_once(transport, topic):
+    options = rpcframe.TransportOptions(at_least_once=True)
+    rpc = client(transport, topic, transport_options=options)
+    started = time.monotonic()
+    with pytest.raises(rpcframe.MessageUndeliverable):
+        rpc.call({}, "whoami")
+    assert time.monotonic() - started < 1
+
+
+def _endpoint_of(topic: str, server: str) -> str:
+    key = f"{PREFIX}:" + json.dumps(["rpc", "openstack", topic, server], separators=(",", ":"))
+    members = _redis_cli("zrange", key, "0", "-1").stdout.split()
+    assert len(members) == 1, members
+    return members[0]
+
+
+def test_malformed_frames_are_dropped_and_the_server_keeps_serving(transport, cluster, topic):
+    proc = cluster.start("a")
+    endpoint = _endpoint_of(topic, "a")
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.DEALER)
+    raw.linger = 0
+    try:
+        raw.connect(endpoint)
+        garbage = [
+            [b"just one frame"],
+            [b"RPZ1D\0" + b"0" * 32 + b"\0rpc\0only\0three", b"body"],
+            [b"\xff\xfe\x00 binary", b"body", b"one too many"],
+            [b"RPZ1D\0" + b"1" * 32 + b"\0nokind\0openstack\0" + topic.encode() + b"\0\0\0", b"x"],
+        ]
+        for frames_ in garbage:
+            raw.send_multipart(frames_)
+        refused = []
+        poller = zmq.Poller()
+        poller.register(raw, zmq.POLLIN)
+        while len(refused) < 2 and poller.poll(5000):
+            refused.append(raw.recv())
+        assert all(b"\0bad\0" in ack for ack in refused) and len(refused) == 2, refused
+    finally:
+        raw.close(0)
+        ctx.term()
+    assert client(transport, topic).call({}, "whoami") == "a"
+    cluster.stop("a")
+    assert proc.stderr is not None
+    logged = proc.stderr.read()
+    assert logged.count("dropping a malformed message") == len(garbage), logged
+    assert "Traceback" not in logged
