@@ -87,7 +87,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     conf = cfg.ConfigOpts()
     conf([])
     topic = f"demo_{uuid.uuid4().hex[:8]}"
-    transport = failures.open_transport(_open, conf, args.url)
+    transport = _open(conf, args.url)
     try:
         endpoint = DemoEndpoint()
         # An exchange of its own too: it goes away with the demo's queues.

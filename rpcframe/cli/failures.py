@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import rpcframe
 from rpcframe import exceptions
 from rpcframe.url import mask_url
 
@@ -32,7 +31,6 @@ __all__ = [
     "CommandFailed",
     "cannot_reach",
     "is_usage_error",
-    "open_transport",
 ]
 
 DONE = 0
@@ -70,17 +68,3 @@ def cannot_reach(url: Any, why: object) -> CommandFailed:
 def is_usage_error(exc: BaseException) -> bool:
     """Whether ``exc`` says that the command was given something unusable."""
     return isinstance(exc, _USAGE_ERRORS)
-
-
-def open_transport(opener: Any, conf: Any, url: str | None) -> rpcframe.Transport:
-    """``opener(conf, url)`` (a ``get_*_transport``), a URL it cannot parse a usage error."""
-    try:
-        transport: rpcframe.Transport = opener(conf, url)
-    except ValueError as exc:
-        # urllib's own complaints (an unclosed "[" of an IPv6 address) come
-        # through the URL parser as they are.
-        if isinstance(exc, rpcframe.MessagingException):
-            raise
-        shown = mask_url(url) if url else "the configured transport URL"
-        raise CommandFailed(f"bad transport URL {shown}: {exc}", USAGE) from exc
-    return transport

@@ -74,7 +74,7 @@ _UNREACHABLE = (
 
 def _notify(args: argparse.Namespace, out: TextIO) -> int:
     conf = _conf(args)
-    transport = failures.open_transport(rpcframe.get_notification_transport, conf, args.url)
+    transport = rpcframe.get_notification_transport(conf, args.url)
     try:
         # A send waits for the broker at most rpc_response_timeout: --timeout.
         transport.conf.set_override("rpc_response_timeout", args.timeout)
@@ -209,7 +209,7 @@ def _listen(args: argparse.Namespace, out: TextIO) -> int:
     # Only the priorities asked for get a method, so only those are subscribed to.
     priorities = args.priority or PRIORITIES
     printer = _endpoint(priorities, rules, out, args.json, args.count)
-    transport = failures.open_transport(rpcframe.get_notification_transport, conf, args.url)
+    transport = rpcframe.get_notification_transport(conf, args.url)
     try:
         topics = _topics(args, transport)
         targets = [rpcframe.Target(topic=t, exchange=args.exchange) for t in topics]

@@ -141,7 +141,7 @@ def test_a_value_that_makes_no_sense_is_a_usage_error(argv, said, capsys):
 @pytest.mark.parametrize(
     ("url", "said"),
     [
-        ("rabbit://u:secret@[::1/", "bad transport URL rabbit://u:****@[::1/: Invalid IPv6"),
+        ("rabbit://u:secret@[::1/", "transport URL 'rabbit://u:****@[::1/': Invalid IPv6"),
         ("rabbit://u:secret@h:port/", "bad port 'port'"),
         ("nosuch://", 'Failed to load transport driver "nosuch"'),
         ("fake://?bogus=1", "unknown transport URL parameter 'bogus'"),
