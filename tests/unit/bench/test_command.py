@@ -58,3 +58,17 @@ def test_protocol_costs_need_a_rabbit_url(capsys):
     assert cli.main(["bench", "--url", "fake://", "--protocol-costs"], io.StringIO()) == 2
     error = capsys.readouterr().err
     assert "--protocol-costs measures RabbitMQ: give a rabbit:// URL" in error
+
+
+def test_queues_are_deleted_only_on_rabbitmq(monkeypatch):
+    # An AMQP connection to a zmq+redis:// URL would talk AMQP to Redis and hang.
+    import amqp
+
+    from rpcframe.bench import server
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("connected over AMQP for a transport that is not RabbitMQ")
+
+    monkeypatch.setattr(amqp, "Connection", refuse)
+    server.delete_queues("zmq+redis://127.0.0.1:6379/", ["q"])
+    server.delete_queues("fake://", ["q"])
