@@ -68,10 +68,11 @@ EXECUTOR_NAMESPACE = "rpcframe.executors"
 _STEPS = ("start", "stop", "wait")
 _NOT_RUN, _RUNNING, _DONE = "not run", "running", "done"
 
-#: Per worker thread: the pool that counts it as finishing its message, if any.
-#: (A context variable, not a threading.local: each thread and each green
-#: thread has its own, and reading one is cheap in both worlds.)
-_finishing_in: contextvars.ContextVar[_Turns | None] = contextvars.ContextVar(
+#: Per worker thread: the pool that counts it as finishing its message, and
+#: since when, if any. (A context variable, not a threading.local: each
+#: thread and each green thread has its own, and reading one is cheap in
+#: both worlds.)
+_finishing_in: contextvars.ContextVar[tuple[_Turns, float] | None] = contextvars.ContextVar(
     "rpcframe_finishing_in", default=None
 )
 
@@ -301,14 +302,15 @@ class MessageHandlingServer(abc.ABC):
         """Say that this worker's endpoint has returned; only sending is left.
 
         A server about to start a worker for the next message does not when
-        one is only finishing (sending a reply, waiting for its confirm): that
-        one will be back in a moment, and the pool stays as small as the
-        concurrency really is.
+        one is only finishing (sending a reply, waiting for its confirm) and
+        replies have been quick: that one will be back in a moment, and the
+        pool stays as small as the concurrency really is (see
+        :meth:`_Turns.finished`).
         """
         turns = self._turns
         if turns is not None and _finishing_in.get() is None:
-            _finishing_in.set(turns)  # the pool counted, whatever happens to self._turns
-            turns.finishing(1)
+            # The pool counted, whatever happens to self._turns.
+            _finishing_in.set((turns, turns.finishing()))
             turns.pass_if_pending()
 
     def _work(self, turns: _Turns) -> None:
@@ -319,7 +321,7 @@ class MessageHandlingServer(abc.ABC):
                 counted = _finishing_in.get()
                 if counted is not None:
                     _finishing_in.set(None)
-                    counted.finishing(-1)
+                    counted[0].finished(counted[1])
                 listener = turns.take()
                 if listener is None:
                     return
@@ -402,7 +404,11 @@ class _Turns:
 
     ``handling()`` starts another worker when none is idle and the pool is
     not full, so the number of workers follows the concurrency the server
-    actually sees.
+    actually sees. A worker that is only finishing (its endpoint returned,
+    its reply waits for the broker's confirm) counts as about to be idle
+    while the last reply to finish took at most ``handover_delay``: on a
+    link with a long round trip to the broker it does not, and the next
+    message gets a worker of its own instead of waiting for that confirm.
     """
 
     def __init__(
@@ -431,6 +437,9 @@ class _Turns:
         self.work: Any = None
         self._busy = 0
         self._finishing = 0
+        # Whether the last reply to finish took longer than the handover
+        # delay; until one has, replies are not expected back soon.
+        self._slow_finish = True
         self.stopping = threading.Event()
 
     # -- a worker's steps -----------------------------------------------------------------
@@ -457,7 +466,7 @@ class _Turns:
                     self._pass_turn()
             spawn = not (
                 self._workers > self._busy
-                or self._finishing
+                or (self._finishing and not self._slow_finish)
                 or self._workers >= self._size
                 or self.stopping.is_set()
             )
@@ -480,10 +489,19 @@ class _Turns:
             if self._holder == threading.get_ident():
                 self._pass_turn()
 
-    def finishing(self, change: int) -> None:
-        """Count workers whose message is handled but for sending its result."""
+    def finishing(self) -> float:
+        """Count this worker as finishing: its message is handled but for
+        sending the result. Returns when, for :meth:`finished`."""
         with self._lock:
-            self._finishing += change
+            self._finishing += 1
+        return time.monotonic()
+
+    def finished(self, since: float) -> None:
+        """This worker, finishing ``since`` then, is done sending."""
+        slow = time.monotonic() - since > self._delay
+        with self._lock:
+            self._finishing -= 1
+            self._slow_finish = slow
 
     def pass_if_pending(self) -> None:
         """Pass the turn on now if this worker holds it and a message is waiting.

@@ -666,3 +666,64 @@ def test_replies_retried_at_once_are_bounded(transport, topic, monkeypatch):
         transport._driver.send = real_send
         server.stop()
         server.wait()
+
+
+#: Seconds a reply's send takes, as on a link with a long round trip: much
+#: more than the server's handover delay.
+SLOW_REPLY = 0.05
+
+
+def test_replies_waiting_long_for_the_transport_do_not_hold_up_the_next_message(conf, topic):
+    # Two workers wait to send their replies; had the server counted on
+    # them being back in a moment, nobody would receive the third message.
+    opts.register_core(conf)
+    transport = rpcframe.get_rpc_transport(conf, "fake://")
+    third_ran = threading.Event()
+    entered = threading.Semaphore(0)
+
+    class Endpoint:
+        def first(self, ctxt):
+            return "first"
+
+        def held(self, ctxt, n):
+            entered.release()
+            return n
+
+        def third(self, ctxt):
+            third_ran.set()
+
+    real_send = transport._driver.send
+    held_replies = []
+
+    def slow_send(address, body, **kwargs):
+        if address.kind == base.REPLY:
+            if held_replies:
+                third_ran.wait(10)  # held until the third message ran
+            else:
+                threading.Event().wait(SLOW_REPLY)  # the link's round trip
+        return real_send(address, body, **kwargs)
+
+    transport._driver.send = slow_send
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="s"), [Endpoint()]
+    )
+    server.start()
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=20)
+    callers = [
+        threading.Thread(target=client.call, args=({}, "held"), kwargs={"n": n}) for n in range(2)
+    ]
+    try:
+        assert client.call({}, "first") == "first"  # a reply as slow as the link
+        held_replies.append(True)
+        for caller in callers:
+            caller.start()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        client.cast({}, "third")
+        assert third_ran.wait(5), "the third message waited for the replies of the others"
+    finally:
+        third_ran.set()
+        for caller in callers:
+            caller.join(10)
+        server.stop()
+        server.wait()
+        transport.cleanup()
