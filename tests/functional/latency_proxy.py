@@ -14,7 +14,9 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+
+from tests.functional.tcp_proxy import TcpProxy
 
 __all__ = ["LatencyProxy"]
 
@@ -22,10 +24,17 @@ __all__ = ["LatencyProxy"]
 class _DelayLine:
     """Bytes read from ``source`` are written to ``sink`` ``delay`` seconds later."""
 
-    def __init__(self, source: socket.socket, sink: socket.socket, delay: float) -> None:
+    def __init__(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        delay: float,
+        drop: Callable[[socket.socket], None],
+    ) -> None:
         self._source = source
         self._sink = sink
         self._delay = delay
+        self._drop = drop
         self._held: collections.deque[tuple[float, bytes]] = collections.deque()
         self._cond = threading.Condition()
         self._ended = False
@@ -66,69 +75,19 @@ class _DelayLine:
             pass
         finally:
             for sock in (self._source, self._sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                self._drop(sock)
 
 
-class LatencyProxy:
+class LatencyProxy(TcpProxy):
     """Relays ``127.0.0.1:<port>`` to ``target``, ``delay`` seconds late each way."""
 
     def __init__(self, target: tuple[str, int], delay: float) -> None:
-        self.target = target
+        super().__init__(target)
         self.delay = delay
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._server.getsockname()[1]
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._closed = False
 
-    def url(self) -> str:
-        return f"rabbit://guest:guest@127.0.0.1:{self.port}/"
-
-    def __enter__(self) -> LatencyProxy:
-        self._spawn(self._accept, "latency-proxy-accept")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._closed = True
+    def _relay(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        with contextlib.suppress(OSError):
-            self._server.close()
-        with self._lock:
-            doomed = list(self._open)
-        for sock in doomed:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(10)
-        for sock in doomed:
-            sock.close()
-
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._open.extend((client, upstream))
-            for source, sink, way in ((client, upstream, "up"), (upstream, client, "down")):
-                line = _DelayLine(source, sink, self.delay)
-                self._spawn(line.read, f"latency-proxy-{way}-read")
-                self._spawn(line.write, f"latency-proxy-{way}-write")
+            source.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        line = _DelayLine(source, sink, self.delay, self._drop)
+        self._spawn(line.write, "latency-proxy-write")
+        line.read()
