@@ -8,9 +8,13 @@ thread switch; when one takes longer than ``[rpcframe]
 server_handover_delay``, an idle worker takes over the receiving (one is
 started if none is idle and the pool is not full). A server never takes
 more messages than it has workers: when all of them are busy nobody
-receives and the rest stay in the broker for other servers. Subclasses say
-how to subscribe (``_create_listener``) and how to handle one message
-(``_process_incoming``), which must settle (ack or requeue) what it is given.
+receives and the rest stay in the broker for other servers. So that a
+transport which pushes messages ahead of time (RabbitMQ) does not hold them
+for it either, the server keeps its listener's window at what its free
+workers can start (:meth:`~rpcframe.drivers.base.Listener.window`).
+Subclasses say how to subscribe (``_create_listener``) and how to handle
+one message (``_process_incoming``), which must settle (ack or requeue)
+what it is given.
 
 Lifecycle, as in oslo.messaging: ``start()`` begins taking messages;
 ``stop()`` stops taking new ones and returns quickly; ``wait()`` lets the
@@ -109,6 +113,11 @@ class MessageHandlingServer(abc.ABC):
     #: Seconds before the first attempt to listen again after a transport
     #: failure; it doubles up to 30 s while the attempts fail.
     relisten_delay = 0.5
+
+    #: How many messages one free worker takes at a time (a batch listener's
+    #: batch size; None: no bound): the listener's window is this many per
+    #: free worker (see :meth:`rpcframe.drivers.base.Listener.window`).
+    _window_unit: int | None = 1
 
     def __init__(self, transport: Any, dispatcher: Any, executor: str | None = None) -> None:
         if executor is not None:
@@ -263,6 +272,7 @@ class MessageHandlingServer(abc.ABC):
             listener,
             self.transport.capabilities.concurrent_poll and not self._receive_alone,
             self.conf.rpcframe.server_handover_delay,
+            self._window_unit,
         )
         # Workers are given their pool: one may first run after stop() has
         # already let go of it (a green thread, say, scheduled late).
@@ -402,6 +412,11 @@ class _Turns:
     workers wait in line without a timer. A delay of 0 passes the turn on as
     each message arrives.
 
+    The listener's window (:meth:`~rpcframe.drivers.base.Listener.window`)
+    follows the free workers: the pool's size less the busy ones, times
+    ``unit`` messages each, so that a server whose workers are all busy
+    takes nothing more from the transport.
+
     ``handling()`` starts another worker when none is idle and the pool is
     not full, so the number of workers follows the concurrency the server
     actually sees. A worker that is only finishing (its endpoint returned,
@@ -418,8 +433,10 @@ class _Turns:
         listener: base.Listener,
         concurrent_poll: bool,
         handover_delay: float,
+        unit: int | None = 1,
     ) -> None:
         self._executor = executor
+        self._unit = unit
         self._size = size
         self._listener: base.Listener | None = listener
         self._shared = concurrent_poll
@@ -464,6 +481,7 @@ class _Turns:
                         self._watch.notify()
                 else:
                     self._pass_turn()
+            self._offer_window()
             spawn = not (
                 self._workers > self._busy
                 or (self._finishing and not self._slow_finish)
@@ -481,6 +499,7 @@ class _Turns:
             self._busy -= 1
             if self._holder == threading.get_ident():
                 self._busy_since = None
+            self._offer_window()
 
     def leave(self) -> None:
         """This worker ends; its turn, if it holds it, goes to another."""
@@ -560,12 +579,21 @@ class _Turns:
         else:
             self._line.notify()
 
+    def _offer_window(self) -> None:
+        """Tell the listener what the free workers can take. Lock held, so
+        that the listener learns the counts in the order they change."""
+        listener = self._listener
+        if listener is not None:
+            unit = self._unit
+            listener.window(None if unit is None else (self._size - self._busy) * unit)
+
     # -- the pool --------------------------------------------------------------------------
 
     def start(self, work: Any) -> None:
-        """Start the first worker."""
+        """Offer the whole pool's window; start the first worker."""
         with self._lock:
             self._workers += 1
+            self._offer_window()
         self._spawn(work)
 
     def _spawn(self, work: Any) -> None:
@@ -578,7 +606,9 @@ class _Turns:
 
     def replace(self, listener: base.Listener | None) -> None:
         """Use ``listener`` from now on (after a failure); None stops receiving."""
-        self._listener = listener
+        with self._lock:
+            self._listener = listener
+            self._offer_window()
         if listener is None:
             self.stop()
         elif self.stopping.is_set():  # stop() ran while the new listener was being made
