@@ -392,6 +392,15 @@ class MessageHandlingServer(abc.ABC):
         return None
 
 
+#: Seconds a reply takes to finish (its send and the broker's confirm)
+#: beyond which it waited for a long round trip to the broker, not for this
+#: process: the busiest local server's confirms rarely take that long.
+_SLOW_FINISH = 0.01
+#: Replies in a row that must have taken longer than that before finishing
+#: workers no longer count as about to be idle.
+_SLOW_FINISHES = 3
+
+
 class _Turns:
     """Whose turn it is to receive, and how many workers there are and are busy.
 
@@ -421,9 +430,12 @@ class _Turns:
     not full, so the number of workers follows the concurrency the server
     actually sees. A worker that is only finishing (its endpoint returned,
     its reply waits for the broker's confirm) counts as about to be idle
-    while the last reply to finish took at most ``handover_delay``: on a
-    link with a long round trip to the broker it does not, and the next
-    message gets a worker of its own instead of waiting for that confirm.
+    unless the last :data:`_SLOW_FINISHES` replies all took longer than
+    :data:`_SLOW_FINISH` to finish: on a link with a long round trip to
+    the broker every confirm does, and the next message gets a worker of
+    its own instead of waiting for one. Near the broker a confirm takes
+    well under a millisecond, a few on a busy server, and the pool stays as
+    small as the concurrency (a larger one only costs thread switches).
     """
 
     def __init__(
@@ -454,9 +466,8 @@ class _Turns:
         self.work: Any = None
         self._busy = 0
         self._finishing = 0
-        # Whether the last reply to finish took longer than the handover
-        # delay; until one has, replies are not expected back soon.
-        self._slow_finish = True
+        # How many replies in a row took longer than _SLOW_FINISH to finish.
+        self._slow_finishes = 0
         self.stopping = threading.Event()
 
     # -- a worker's steps -----------------------------------------------------------------
@@ -484,7 +495,7 @@ class _Turns:
             self._offer_window()
             spawn = not (
                 self._workers > self._busy
-                or (self._finishing and not self._slow_finish)
+                or (self._finishing and self._slow_finishes < _SLOW_FINISHES)
                 or self._workers >= self._size
                 or self.stopping.is_set()
             )
@@ -517,10 +528,10 @@ class _Turns:
 
     def finished(self, since: float) -> None:
         """This worker, finishing ``since`` then, is done sending."""
-        slow = time.monotonic() - since > self._delay
+        slow = time.monotonic() - since > _SLOW_FINISH
         with self._lock:
             self._finishing -= 1
-            self._slow_finish = slow
+            self._slow_finishes = min(self._slow_finishes + 1, _SLOW_FINISHES) if slow else 0
 
     def pass_if_pending(self) -> None:
         """Pass the turn on now if this worker holds it and a message is waiting.
