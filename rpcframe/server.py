@@ -8,9 +8,13 @@ thread switch; when one takes longer than ``[rpcframe]
 server_handover_delay``, an idle worker takes over the receiving (one is
 started if none is idle and the pool is not full). A server never takes
 more messages than it has workers: when all of them are busy nobody
-receives and the rest stay in the broker for other servers. Subclasses say
-how to subscribe (``_create_listener``) and how to handle one message
-(``_process_incoming``), which must settle (ack or requeue) what it is given.
+receives and the rest stay in the broker for other servers. So that a
+transport which pushes messages ahead of time (RabbitMQ) does not hold them
+for it either, the server keeps its listener's window at what its free
+workers can start (:meth:`~rpcframe.drivers.base.Listener.window`).
+Subclasses say how to subscribe (``_create_listener``) and how to handle
+one message (``_process_incoming``), which must settle (ack or requeue)
+what it is given.
 
 Lifecycle, as in oslo.messaging: ``start()`` begins taking messages;
 ``stop()`` stops taking new ones and returns quickly; ``wait()`` lets the
@@ -68,10 +72,11 @@ EXECUTOR_NAMESPACE = "rpcframe.executors"
 _STEPS = ("start", "stop", "wait")
 _NOT_RUN, _RUNNING, _DONE = "not run", "running", "done"
 
-#: Per worker thread: the pool that counts it as finishing its message, if any.
-#: (A context variable, not a threading.local: each thread and each green
-#: thread has its own, and reading one is cheap in both worlds.)
-_finishing_in: contextvars.ContextVar[_Turns | None] = contextvars.ContextVar(
+#: Per worker thread: the pool that counts it as finishing its message, and
+#: since when, if any. (A context variable, not a threading.local: each
+#: thread and each green thread has its own, and reading one is cheap in
+#: both worlds.)
+_finishing_in: contextvars.ContextVar[tuple[_Turns, float] | None] = contextvars.ContextVar(
     "rpcframe_finishing_in", default=None
 )
 
@@ -108,6 +113,11 @@ class MessageHandlingServer(abc.ABC):
     #: Seconds before the first attempt to listen again after a transport
     #: failure; it doubles up to 30 s while the attempts fail.
     relisten_delay = 0.5
+
+    #: How many messages one free worker takes at a time (a batch listener's
+    #: batch size; None: no bound): the listener's window is this many per
+    #: free worker (see :meth:`rpcframe.drivers.base.Listener.window`).
+    _window_unit: int | None = 1
 
     def __init__(self, transport: Any, dispatcher: Any, executor: str | None = None) -> None:
         if executor is not None:
@@ -262,6 +272,7 @@ class MessageHandlingServer(abc.ABC):
             listener,
             self.transport.capabilities.concurrent_poll and not self._receive_alone,
             self.conf.rpcframe.server_handover_delay,
+            self._window_unit,
         )
         # Workers are given their pool: one may first run after stop() has
         # already let go of it (a green thread, say, scheduled late).
@@ -301,14 +312,15 @@ class MessageHandlingServer(abc.ABC):
         """Say that this worker's endpoint has returned; only sending is left.
 
         A server about to start a worker for the next message does not when
-        one is only finishing (sending a reply, waiting for its confirm): that
-        one will be back in a moment, and the pool stays as small as the
-        concurrency really is.
+        one is only finishing (sending a reply, waiting for its confirm) and
+        replies have been quick: that one will be back in a moment, and the
+        pool stays as small as the concurrency really is (see
+        :meth:`_Turns.finished`).
         """
         turns = self._turns
         if turns is not None and _finishing_in.get() is None:
-            _finishing_in.set(turns)  # the pool counted, whatever happens to self._turns
-            turns.finishing(1)
+            # The pool counted, whatever happens to self._turns.
+            _finishing_in.set((turns, turns.finishing()))
             turns.pass_if_pending()
 
     def _work(self, turns: _Turns) -> None:
@@ -319,7 +331,7 @@ class MessageHandlingServer(abc.ABC):
                 counted = _finishing_in.get()
                 if counted is not None:
                     _finishing_in.set(None)
-                    counted.finishing(-1)
+                    counted[0].finished(counted[1])
                 listener = turns.take()
                 if listener is None:
                     return
@@ -382,6 +394,15 @@ class MessageHandlingServer(abc.ABC):
         return None
 
 
+#: Seconds a reply takes to finish (its send and the broker's confirm)
+#: beyond which it waited for a long round trip to the broker, not for this
+#: process: the busiest local server's confirms rarely take that long.
+_SLOW_FINISH = 0.01
+#: Replies in a row that must have taken longer than that before finishing
+#: workers no longer count as about to be idle.
+_SLOW_FINISHES = 3
+
+
 class _Turns:
     """Whose turn it is to receive, and how many workers there are and are busy.
 
@@ -402,9 +423,21 @@ class _Turns:
     workers wait in line without a timer. A delay of 0 passes the turn on as
     each message arrives.
 
+    The listener's window (:meth:`~rpcframe.drivers.base.Listener.window`)
+    follows the free workers: the pool's size less the busy ones, times
+    ``unit`` messages each, so that a server whose workers are all busy
+    takes nothing more from the transport.
+
     ``handling()`` starts another worker when none is idle and the pool is
     not full, so the number of workers follows the concurrency the server
-    actually sees.
+    actually sees. A worker that is only finishing (its endpoint returned,
+    its reply waits for the broker's confirm) counts as about to be idle
+    unless the last :data:`_SLOW_FINISHES` replies all took longer than
+    :data:`_SLOW_FINISH` to finish: on a link with a long round trip to
+    the broker every confirm does, and the next message gets a worker of
+    its own instead of waiting for one. Near the broker a confirm takes
+    well under a millisecond, a few on a busy server, and the pool stays as
+    small as the concurrency (a larger one only costs thread switches).
 
     The state machine (turn-taking mode; all under ``_lock``)::
 
@@ -435,8 +468,10 @@ class _Turns:
         listener: base.Listener,
         concurrent_poll: bool,
         handover_delay: float,
+        unit: int | None = 1,
     ) -> None:
         self._executor = executor
+        self._unit = unit
         self._size = size
         self._listener: base.Listener | None = listener
         self._shared = concurrent_poll
@@ -454,6 +489,8 @@ class _Turns:
         self.work: Any = None
         self._busy = 0
         self._finishing = 0
+        # How many replies in a row took longer than _SLOW_FINISH to finish.
+        self._slow_finishes = 0
         self.stopping = threading.Event()
 
     # -- a worker's steps -----------------------------------------------------------------
@@ -482,9 +519,10 @@ class _Turns:
                         self._watch.notify()
                 else:
                     self._pass_turn()
+            self._offer_window()
             spawn = not (
                 self._workers > self._busy
-                or self._finishing
+                or (self._finishing and self._slow_finishes < _SLOW_FINISHES)
                 or self._workers >= self._size
                 or self.stopping.is_set()
             )
@@ -503,6 +541,7 @@ class _Turns:
             self._busy -= 1
             if self._holder == threading.get_ident():
                 self._busy_since = None
+            self._offer_window()
 
     def leave(self) -> None:
         """This worker ends; its turn, if it holds it, goes to another."""
@@ -513,10 +552,19 @@ class _Turns:
             if self._holder == threading.get_ident():
                 self._pass_turn()
 
-    def finishing(self, change: int) -> None:
-        """Count workers whose message is handled but for sending its result."""
+    def finishing(self) -> float:
+        """Count this worker as finishing: its message is handled but for
+        sending the result. Returns when, for :meth:`finished`."""
         with self._lock:
-            self._finishing += change
+            self._finishing += 1
+        return time.monotonic()
+
+    def finished(self, since: float) -> None:
+        """This worker, finishing ``since`` then, is done sending."""
+        slow = time.monotonic() - since > _SLOW_FINISH
+        with self._lock:
+            self._finishing -= 1
+            self._slow_finishes = min(self._slow_finishes + 1, _SLOW_FINISHES) if slow else 0
 
     def pass_if_pending(self) -> None:
         """Pass the turn on now if this worker holds it and a message is waiting.
@@ -577,12 +625,21 @@ class _Turns:
         else:
             self._line.notify()
 
+    def _offer_window(self) -> None:
+        """Tell the listener what the free workers can take. Lock held, so
+        that the listener learns the counts in the order they change."""
+        listener = self._listener
+        if listener is not None:
+            unit = self._unit
+            listener.window(None if unit is None else (self._size - self._busy) * unit)
+
     # -- the pool --------------------------------------------------------------------------
 
     def start(self, work: Any) -> None:
-        """Start the first worker."""
+        """Offer the whole pool's window; start the first worker."""
         with self._lock:
             self._workers += 1
+            self._offer_window()
         self._spawn(work)
 
     def _spawn(self, work: Any) -> None:
@@ -595,7 +652,9 @@ class _Turns:
 
     def replace(self, listener: base.Listener | None) -> None:
         """Use ``listener`` from now on (after a failure); None stops receiving."""
-        self._listener = listener
+        with self._lock:
+            self._listener = listener
+            self._offer_window()
         if listener is None:
             self.stop()
         elif self.stopping.is_set():  # stop() ran while the new listener was being made

@@ -193,6 +193,19 @@ class Listener(abc.ABC):
         """
         return False
 
+    def window(self, messages: int | None) -> None:  # noqa: B027 - optional
+        """Take about ``messages`` more messages ahead of ``poll`` (None: no bound).
+
+        Servers call it as their workers come and go: ``messages`` is what
+        their free workers can start now (times the batch size of a batch
+        listener), so that a server whose workers are all busy leaves new
+        messages to the other listeners of its queues. Messages ``poll``
+        returned and that are not settled yet do not count. Best effort (a
+        driver may round, lag behind or keep one message in hand); never
+        blocks on the transport and never raises. The default does nothing:
+        a driver without prefetching has nothing to bound.
+        """
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop receiving; wake a ``poll`` blocked in another thread.

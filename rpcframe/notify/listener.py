@@ -108,6 +108,9 @@ class NotificationServerBase(msg_server.MessageHandlingServer):
         self._pool = pool
         self._batch_size = batch_size
         self._batch_timeout = batch_timeout
+        # A free worker takes a batch: the listener's window is as many
+        # messages per free worker (none without a batch size).
+        self._window_unit = batch_size
         self._schemas = notify_schemas.default_registry if schemas is None else schemas
         self._schemas.load()
         self._priorities = priorities

@@ -350,7 +350,7 @@ def test_importing_rpcframe_and_serving_never_imports_eventlet():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-class _BreaksOnce:
+class _BreaksOnce(base.Listener):
     """Wraps a listener so that its first poll fails like a broken transport."""
 
     def __init__(self, listener):
@@ -666,3 +666,147 @@ def test_replies_retried_at_once_are_bounded(transport, topic, monkeypatch):
         transport._driver.send = real_send
         server.stop()
         server.wait()
+
+
+class WindowRecorder(base.Listener):
+    """Wraps a server's listener and records the windows the server offers."""
+
+    def __init__(self, inner: base.Listener) -> None:
+        self.inner = inner
+        self.windows: list[int | None] = []
+        self.changed = threading.Condition()
+
+    def poll(self, timeout=None):
+        return self.inner.poll(timeout)
+
+    def pending(self):
+        return self.inner.pending()
+
+    def window(self, messages):
+        with self.changed:
+            self.windows.append(messages)
+            self.changed.notify_all()
+
+    def wait_for_window(self, messages, timeout=10):
+        with self.changed:
+            return self.changed.wait_for(lambda: self.windows[-1:] == [messages], timeout)
+
+    def close(self):
+        self.inner.close()
+
+    def cleanup(self):
+        self.inner.cleanup()
+
+
+def _recording(server):
+    create, recorders = server._create_listener, []
+
+    def record():
+        recorders.append(WindowRecorder(create()))
+        return recorders[-1]
+
+    server._create_listener = record
+    return recorders
+
+
+def test_a_server_offers_its_listener_a_window_of_its_free_workers(transport, topic, client):
+    gate = Gate()
+    server = rpcframe.get_rpc_server(transport, rpcframe.Target(topic=topic, server="s"), [gate])
+    recorders = _recording(server)
+    server.start(override_pool_size=2)
+    try:
+        listener = recorders[0]
+        assert listener.windows[0] == 2
+        client.cast({}, "hold", n=1)
+        assert gate.entered.acquire(timeout=10)
+        assert listener.wait_for_window(1)
+        client.cast({}, "hold", n=2)
+        assert gate.entered.acquire(timeout=10)
+        assert listener.wait_for_window(0)  # all busy: it should take nothing more
+        gate.release.set()
+        assert listener.wait_for_window(2)
+    finally:
+        gate.release.set()
+        server.stop()
+        server.wait()
+
+
+@pytest.mark.parametrize(("batch_size", "window"), [(5, 15), (None, None)])
+def test_a_batch_listener_offers_a_window_of_whole_batches(conf, batch_size, window):
+    transport = rpcframe.get_notification_transport(conf, "fake://")
+    listener = rpcframe.get_batch_notification_listener(
+        transport,
+        [rpcframe.Target(topic="batches")],
+        [object()],
+        batch_size=batch_size,
+        batch_timeout=1,
+    )
+    recorders = _recording(listener)
+    listener.start(override_pool_size=3)
+    try:
+        assert recorders[0].windows[0] == window
+    finally:
+        listener.stop()
+        listener.wait()
+        transport.cleanup()
+
+
+#: Seconds a reply's send takes, as on a link with a long round trip.
+SLOW_REPLY = 2 * rpcframe_server._SLOW_FINISH
+
+
+def test_replies_waiting_long_for_the_transport_do_not_hold_up_the_next_message(conf, topic):
+    # Two workers wait to send their replies; had the server counted on
+    # them being back in a moment, nobody would receive the third message.
+    opts.register_core(conf)
+    transport = rpcframe.get_rpc_transport(conf, "fake://")
+    third_ran = threading.Event()
+    entered = threading.Semaphore(0)
+
+    class Endpoint:
+        def first(self, ctxt):
+            return "first"
+
+        def held(self, ctxt, n):
+            entered.release()
+            return n
+
+        def third(self, ctxt):
+            third_ran.set()
+
+    real_send = transport._driver.send
+    held_replies = []
+
+    def slow_send(address, body, **kwargs):
+        if address.kind == base.REPLY:
+            if held_replies:
+                third_ran.wait(10)  # held until the third message ran
+            else:
+                threading.Event().wait(SLOW_REPLY)  # the link's round trip
+        return real_send(address, body, **kwargs)
+
+    transport._driver.send = slow_send
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="s"), [Endpoint()]
+    )
+    server.start()
+    client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=20)
+    callers = [
+        threading.Thread(target=client.call, args=({}, "held"), kwargs={"n": n}) for n in range(2)
+    ]
+    try:
+        for _ in range(rpcframe_server._SLOW_FINISHES):
+            assert client.call({}, "first") == "first"  # replies as slow as the link
+        held_replies.append(True)
+        for caller in callers:
+            caller.start()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        client.cast({}, "third")
+        assert third_ran.wait(5), "the third message waited for the replies of the others"
+    finally:
+        third_ran.set()
+        for caller in callers:
+            caller.join(10)
+        server.stop()
+        server.wait()
+        transport.cleanup()

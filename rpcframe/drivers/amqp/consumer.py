@@ -19,6 +19,24 @@ deliveries from the old connection are dropped. Reply inboxes consume
 without acknowledgements (a reply is read once by the process that owns
 the queue), which saves a frame per call.
 
+The window: a listener whose queues are all classic queues takes at most
+a *window* of messages ahead of ``poll``, a channel-wide ``basic.qos``
+(``global``) that RabbitMQ applies at once when it changes. Its server
+sets it to what its free workers can start
+(:meth:`~rpcframe.drivers.base.Listener.window`), so that a server whose
+workers are all busy leaves the messages of a shared queue to the other
+servers of the topic. Only what is neither acknowledged nor requeued
+counts against it: a request acknowledged as it is polled (RPC) frees its
+place at once, a notification when its endpoint has returned, so the
+window is the free workers plus what the listener handed out unsettled.
+It moves only when that number halves or doubles, one frame each time (a
+frame per message would cost more than the precision is worth), and is 1
+when no worker is free: RabbitMQ has no window of 0. The window starts at
+``executor_thread_pool_size`` before any server says otherwise. Quorum
+queues refuse channel-wide limits, so a listener with one has no window,
+only ``rabbit_qos_prefetch_count`` (per consumer, as in oslo.messaging);
+nor do stream consumers, which read on channels of their own.
+
 Closing a listener cancels its consumers, gives back (requeues) what was
 received but not polled, deletes its private queue (fanout, reply) and
 wakes a blocked ``poll``. Messages already polled stay settle-able; the
@@ -63,7 +81,7 @@ import kombu.compression
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
-from rpcframe.drivers.amqp import errors, frames, topology
+from rpcframe.drivers.amqp import errors, frames, pyamqp, topology
 from rpcframe.drivers.amqp.errors import IO_ERRORS
 from rpcframe.drivers.amqp.link import Link, LinkDown, LinkSettings
 
@@ -74,6 +92,13 @@ LOG = logging.getLogger(__name__)
 #: Bound on the broker conversation when a listener closes.
 CLOSE_TIMEOUT = 5.0
 
+
+#: The widest window ``basic.qos`` can express (its count is a short).
+MAX_WINDOW = 0xFFFF
+
+#: ``basic.qos`` (prefetch size, prefetch count, global).
+_QOS = (60, 10)
+_QOS_ARGS = "lBb"
 
 #: A stream consumer's first offset, and the one after the broker cancelled it.
 FIRST_OFFSET, AFTER_CANCEL_OFFSET = "next", "last"
@@ -125,7 +150,9 @@ class Consumer(base.Inbox):
     :param settings: how to reach the broker.
     :param queues: what to declare and consume.
     :param name: names the connection's thread and log lines.
-    :param prefetch: the consumer's QoS prefetch count (0: unlimited).
+    :param prefetch: each consumer's QoS prefetch count (0: unlimited).
+    :param window: the first window, channel-wide (0: no window; see the
+        module documentation). Only for classic queues.
     :param no_ack: consume without acknowledgements (reply inboxes).
     :param on_closed: told when the consumer no longer needs its connection.
     """
@@ -137,6 +164,7 @@ class Consumer(base.Inbox):
         name: str,
         *,
         prefetch: int = 0,
+        window: int = 0,
         no_ack: bool = False,
         reconnect_delay: float = 1.0,
         address: base.Address | None = None,
@@ -147,6 +175,8 @@ class Consumer(base.Inbox):
         if address is not None:
             self.address = address
         self._prefetch = prefetch
+        self._windowed = window > 0 and not no_ack
+        self._window = min(window, MAX_WINDOW)  # 0: unbounded (a server said None)
         self._no_ack = no_ack
         self._reconnect_delay = reconnect_delay
         self._on_closed = on_closed
@@ -156,6 +186,7 @@ class Consumer(base.Inbox):
         self._released = False
         self._outstanding: set[Delivery] = set()
         self._channel: amqp.Channel | None = None
+        self._channel_generation = 0
         self._tags: list[tuple[amqp.Channel, str]] = []
         # Where each stream is read from next (see the module documentation).
         self._offsets: dict[str, int | str] = {
@@ -179,6 +210,8 @@ class Consumer(base.Inbox):
         channel = self._declare_all(conn)
         if self._prefetch:
             channel.basic_qos(0, self._prefetch, False)
+        if self._windowed:
+            channel.basic_qos(0, self._window, True)
         reader = frames.reader_of(conn)
         # Every frame of the connection passes through the link's frame
         # reader, py-amqp's own reads while subscribing included: registered
@@ -206,6 +239,7 @@ class Consumer(base.Inbox):
             )
             tags.append((consumer_channel, tag))
         self._channel = channel
+        self._channel_generation = generation
         self._tags = tags
 
     def _declare_all(self, conn: amqp.Connection) -> amqp.Channel:
@@ -389,6 +423,29 @@ class Consumer(base.Inbox):
 
     def pending(self) -> bool:
         return bool(self._buffer) or self.link.readable()
+
+    def window(self, messages: int | None) -> None:
+        if not self._windowed or self._closed:
+            return
+        if messages is None:
+            wanted = 0
+        else:
+            wanted = min(max(1, messages + len(self._outstanding)), MAX_WINDOW)
+        current = self._window
+        if wanted == current or (wanted and current and current < 2 * wanted < 4 * current):
+            return  # within a factor of two: not worth a frame
+        self._window = wanted
+        channel, generation = self._channel, self._channel_generation
+        if channel is None:
+            return  # the setup sends it
+        arguments = pyamqp.encode(_QOS_ARGS, (0, wanted, True))
+        try:
+            self.link.write(
+                generation,
+                lambda conn: pyamqp.write_frame(conn, channel.channel_id, _QOS, arguments),
+            )
+        except LinkDown:
+            pass  # the next connection's setup sends the window
 
     # -- settling -------------------------------------------------------------------------------
 

@@ -7,6 +7,10 @@ queues (:mod:`~rpcframe.drivers.amqp.topology`), and wires one
 send) and one :class:`~rpcframe.drivers.amqp.consumer.Consumer` per listener
 or inbox, each on its own connection.
 
+Listeners of classic queues take a window of messages ahead of their
+server's workers (:mod:`~rpcframe.drivers.amqp.consumer`), on top of
+``rabbit_qos_prefetch_count``, which bounds each consumer as in oslo.messaging.
+
 Confirm strategy: every send waits for the broker's publisher confirm,
 except what the core sends with ``confirm=False`` (call requests, not
 mandatory): their reply proves delivery, and the call's own deadline bounds
@@ -84,6 +88,8 @@ class RabbitDriver(base.Driver):
         self._consumers: set[Consumer] = set()
         self._routes: dict[base.Address, topology.Route] = {}
         self._listen_timeout = float(getattr(conf, "rpc_response_timeout", 60))
+        # A listener's first window, until its server says how many workers are free.
+        self._pool_size = int(getattr(conf, "executor_thread_pool_size", 64))
 
     def __repr__(self) -> str:
         return f"<RabbitDriver {self.url.masked()}>"
@@ -157,7 +163,12 @@ class RabbitDriver(base.Driver):
         self, addresses: Sequence[base.Address], *, pool: str | None = None
     ) -> base.Listener:
         queues = self.topology.subscriptions(addresses, pool)
-        return self._consume(queues, "listen", prefetch=self.options.rabbit_qos_prefetch_count)
+        return self._consume(
+            queues,
+            "listen",
+            prefetch=self.options.rabbit_qos_prefetch_count,
+            window=self._pool_size if _windowable(queues) else 0,
+        )
 
     def open_inbox(self) -> base.Inbox:
         queue = self.topology.reply_queue()
@@ -174,6 +185,7 @@ class RabbitDriver(base.Driver):
         role: str,
         *,
         prefetch: int = 0,
+        window: int = 0,
         no_ack: bool = False,
         address: base.Address | None = None,
     ) -> Consumer:
@@ -184,6 +196,7 @@ class RabbitDriver(base.Driver):
             queues,
             f"{self._name}-{role}",
             prefetch=prefetch,
+            window=window,
             no_ack=no_ack,
             reconnect_delay=self.options.kombu_reconnect_delay,
             address=address,
@@ -225,6 +238,19 @@ class RabbitDriver(base.Driver):
             consumer.shutdown()
         if publisher is not None:
             publisher.close()
+
+
+def _windowable(queues: Sequence[topology.Queue]) -> bool:
+    """Whether a listener of ``queues`` can have a window (channel-wide QoS).
+
+    RabbitMQ refuses to consume a quorum queue on a channel with a
+    channel-wide limit; streams are read on channels of their own.
+    """
+    return all(
+        queue.arguments.get("x-queue-type", "classic") == "classic"
+        for queue in queues
+        if not queue.stream
+    )
 
 
 def _check_combinations(options: Any) -> None:

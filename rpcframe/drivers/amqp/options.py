@@ -201,9 +201,16 @@ rabbit_opts: list[cfg.Opt] = [
     cfg.IntOpt(
         "rabbit_qos_prefetch_count",
         default=0,
-        help="Most unacknowledged messages the broker pushes to one listener "
-        "ahead of time. 0: no limit (not allowed with rabbit_stream_fanout: "
-        "stream consumers need a limit).",
+        help="Most unacknowledged messages RabbitMQ pushes to each consumer of "
+        "a listener (basic.qos per consumer), as in oslo.messaging. 0: no such "
+        "limit (not allowed with rabbit_stream_fanout: stream consumers need "
+        "one). Unlike oslo.messaging, 0 does not let a busy server hoard: "
+        "whatever this option says, a listener of classic queues also has a "
+        "channel-wide window that its server keeps at what its free workers "
+        "can start (about that many, one when none is free, times the batch "
+        "size of a batch listener), so the requests a busy server cannot "
+        "start go to the topic's other servers. RabbitMQ refuses such a "
+        "window on quorum queues: there this option is the only bound.",
     ),
     cfg.IntOpt(
         "heartbeat_timeout_threshold",
