@@ -13,7 +13,7 @@ import pytest
 import rpcframe
 import rpcframe.server
 from rpcframe import executors, opts, wire
-from rpcframe import server as rpcframe_server
+from rpcframe import turns as turns_module
 from rpcframe.drivers import base
 from rpcframe.rpc import server as rpc_server
 from tests.conftest import logged
@@ -470,9 +470,9 @@ def test_a_burst_of_casts_runs_without_passing_the_turn(turns_server, monkeypatc
     # the turn even though more casts are waiting.
     _transport, start = turns_server
     passes = []
-    pass_turn = rpcframe_server._Turns._pass_turn
+    pass_turn = turns_module.Turns._pass_turn
     monkeypatch.setattr(
-        rpcframe_server._Turns, "_pass_turn", lambda turns: passes.append(1) or pass_turn(turns)
+        turns_module.Turns, "_pass_turn", lambda turns: passes.append(1) or pass_turn(turns)
     )
     all_sent, taken = threading.Event(), []
 
@@ -752,7 +752,7 @@ def test_a_batch_listener_offers_a_window_of_whole_batches(conf, batch_size, win
 
 
 #: Seconds a reply's send takes, as on a link with a long round trip.
-SLOW_REPLY = 2 * rpcframe_server._SLOW_FINISH
+SLOW_REPLY = 2 * turns_module._SLOW_FINISH
 
 
 def test_replies_waiting_long_for_the_transport_do_not_hold_up_the_next_message(conf, topic):
@@ -795,7 +795,7 @@ def test_replies_waiting_long_for_the_transport_do_not_hold_up_the_next_message(
         threading.Thread(target=client.call, args=({}, "held"), kwargs={"n": n}) for n in range(2)
     ]
     try:
-        for _ in range(rpcframe_server._SLOW_FINISHES):
+        for _ in range(turns_module._SLOW_FINISHES):
             assert client.call({}, "first") == "first"  # replies as slow as the link
         held_replies.append(True)
         for caller in callers:

@@ -1,6 +1,6 @@
 """Stress tests of the turn-taking schemes, with random delays at every hand-off.
 
-The server workers' turns (rpcframe.server._Turns) and the reply waiter's
+The server workers' turns (rpcframe.turns.Turns) and the reply waiter's
 leader/follower scheme (rpcframe.replies.ReplyWaiter) are run by many threads
 at once, thousands of times, while :mod:`rpcframe.handoffs` sleeps a random
 moment at every point where one thread hands something to another. Each test
