@@ -1,10 +1,10 @@
 """MessageHandlingServer: a listener, workers that take turns, and their lifecycle.
 
 RPC servers and notification listeners are both this. Their workers take
-turns receiving (leader/follower, kept by :class:`rpcframe.turns.Turns`): one worker at a time waits on the
-transport and handles what it receives itself, with no hand-off on the
-way. Short requests are all handled by the receiving worker, without a
-thread switch; when one takes longer than ``[rpcframe]
+turns receiving (leader/follower, kept by :class:`rpcframe.turns.Turns`):
+one worker at a time waits on the transport and handles what it receives
+itself, with no hand-off on the way. Short requests are all handled by
+the receiving worker, without a thread switch; when one takes longer than ``[rpcframe]
 server_handover_delay``, an idle worker takes over the receiving (one is
 started if none is idle and the pool is not full). A server never takes
 more messages than it has workers: when all of them are busy nobody
