@@ -71,6 +71,11 @@ LOG = logging.getLogger(__name__)
 #: Most frames the keeper reads in one go, so it gets back to heartbeats.
 _BEAT_BUDGET = 1000
 
+#: Tests only: called as ``_HOOK(point)`` at every hand-off between threads
+#: (see the module documentation), to widen the race windows. None in
+#: production, where each hand-off then costs one comparison.
+_HOOK: Callable[[str], None] | None = None
+
 
 class LinkDown(Exception):
     """Internal: the connection of a link broke (or the link closed).
@@ -128,7 +133,11 @@ class Link:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._keeper = Keeper(self, self._stop)
-        self._poller: tuple[int, polling.Poller] | None = None
+        # The current connection's poller: made with it, dropped with it.
+        self._poller: polling.Poller | None = None
+        # Broken connections whose socket a reader may still be polling:
+        # closed when it leaves (see broken()).
+        self._retired: list[amqp.Connection] = []
 
     # -- state ------------------------------------------------------------------
 
@@ -210,6 +219,7 @@ class Link:
             conn = open_connection(self.settings, host, _remaining(deadline, CONNECT_TIMEOUT))
             generation = self._generation + 1
             self._setup(conn, generation)
+            poller = self._poller_for(conn)
         except amqp.exceptions.AccessRefused as exc:
             discard(conn)
             raise errors.translate(
@@ -226,11 +236,14 @@ class Link:
             log = LOG.warning if self._schedule.failures == 1 else LOG.info
             log("%s: cannot connect to RabbitMQ at %s: %s", self.name, host, describe(exc))
             return
+        if _HOOK is not None:
+            _HOOK("attempt.publish")
         with self._lock:
             if self._closed:
                 discard(conn)
                 raise errors.closed()
             self._conn = conn
+            self._poller = poller
             self._generation = generation
             self._schedule.succeeded()
             self._notify_all()
@@ -238,6 +251,13 @@ class Link:
 
     def _why(self) -> str:
         return self._schedule.why()
+
+    def _poller_for(self, conn: amqp.Connection) -> polling.Poller:
+        """The poller of a new connection, made while its socket is surely open."""
+        sock = pyamqp.socket_of(conn)
+        if sock is None:
+            raise EOFError("the connection closed while being set up")
+        return polling.poller(sock.fileno(), self._wake_r.fileno())
 
     def broken(self, generation: int, error: BaseException, delay: float = 0.0) -> None:
         """Declare connection ``generation`` dead; the next user reconnects.
@@ -250,8 +270,20 @@ class Link:
             if conn is None or generation != self._generation:
                 return
             self._conn = None
+            self._poller = None
             self._schedule.lost(error, delay)
+            # Another thread holding the reader role may be polling this
+            # socket, or about to: closing it now would give its number to
+            # the next socket opened, which that reader would then wait on.
+            # It is shut down now (which wakes the reader) and closed when
+            # the reader leaves.
+            reader = self._reader
+            deferred = reader is not None and reader != threading.get_ident()
+            if deferred:
+                self._retired.append(conn)
             self._notify_all()
+        if _HOOK is not None:
+            _HOOK("broken.unpublished")
         if not self._closed:
             LOG.warning(
                 "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, describe(error)
@@ -265,8 +297,11 @@ class Link:
                 sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
-        with self.io_lock:
-            discard(conn)
+        if _HOOK is not None:
+            _HOOK("broken.woken")
+        if not deferred:
+            with self.io_lock:
+                discard(conn)
         self._keeper.nudge()
 
     # -- writing ------------------------------------------------------------------
@@ -280,6 +315,8 @@ class Link:
             conn = self._conn
             if conn is None or generation != self._generation:
                 raise LinkDown(self._why())
+            if _HOOK is not None:
+                _HOOK("write")
             try:
                 return fn(conn)
             except IO_ERRORS as exc:
@@ -311,14 +348,15 @@ class Link:
                         if read_once and _remaining(deadline) == 0.0:
                             return False
                         self._reader = threading.get_ident()
-                        generation = self._generation
+                        conn, poller, generation = self._conn, self._poller, self._generation
                         lock.release()
                         try:
-                            self._read(ready, deadline, generation)
+                            if _HOOK is not None:
+                                _HOOK("wait.reader")
+                            self._read(ready, deadline, conn, poller, generation)
                         finally:
                             lock.acquire()
-                            self._reader = None
-                            self._hand_over()
+                            self._leave()
                         read_once = True
                         continue
                     remaining = _remaining(deadline)
@@ -327,6 +365,8 @@ class Link:
                     if waiter is None:
                         waiter = _Waiter(threading.Condition(lock), ready)
                         self._waiters.append(waiter)
+                    if _HOOK is not None:
+                        _HOOK("wait.sleep")
                     waiter.cond.wait(remaining)
             finally:
                 if waiter is not None:
@@ -336,27 +376,22 @@ class Link:
         self,
         ready: Callable[[], bool],
         deadline: float | None,
+        conn: amqp.Connection | None,
+        poller: polling.Poller | None,
         generation: int,
         budget: int | None = None,
     ) -> None:
-        """Read and dispatch frames until ready(), the deadline, or a wake-up.
+        """Read and dispatch frames of ``conn`` until ready(), the deadline, or a wake-up.
 
-        Runs as the reader, without the link's lock. ``budget`` bounds the
-        number of frames read.
+        Runs as the reader, without the link's lock; ``conn``, its
+        ``poller`` and ``generation`` were current when the caller took the
+        reader role. ``budget`` bounds the number of frames read. Raises
+        LinkDown once ``conn`` is no longer the link's connection.
         """
-        conn = self._conn
-        if conn is None or generation != self._generation:
-            return
         sock = pyamqp.socket_of(conn)
-        if sock is None:
+        if conn is None or poller is None or sock is None:
             raise LinkDown(self._why())
         pending = getattr(sock, "pending", None)  # TLS: bytes decrypted but unread
-        cached = self._poller
-        if cached is not None and cached[0] == generation:
-            poller = cached[1]
-        else:
-            poller = polling.poller(sock.fileno(), self._wake_r.fileno())
-            self._poller = (generation, poller)
         reader = frames.reader_of(conn)
         buffered = reader.inbound.buffered
         try:
@@ -364,8 +399,14 @@ class Link:
                 self._notify_if_changed()
                 if ready() or self._exclusive_wanted or self._closed:
                     return
+                # After every wake-up, before waiting again: the poller
+                # watches this connection's socket only.
+                if self._conn is not conn:
+                    raise LinkDown(self._why())
                 if not buffered() and not (pending and pending()):
                     ready_to_read, woken = poller.wait(_remaining(deadline))
+                    if _HOOK is not None:
+                        _HOOK("read.polled")
                     if woken:
                         _drain(self._wake_r)
                     if not ready_to_read:
@@ -373,8 +414,10 @@ class Link:
                             continue
                         return
                 with self.io_lock:
-                    if generation != self._generation or self._conn is None:
+                    if self._conn is not conn:
                         raise LinkDown(self._why())
+                    if _HOOK is not None:
+                        _HOOK("read.pump")
                     try:
                         handled = reader.pump()
                     except TimeoutError:
@@ -404,10 +447,30 @@ class Link:
         if not self._changed:
             return
         self._changed = False
+        if _HOOK is not None:
+            _HOOK("notify")
         with self._lock:
             for waiter in self._waiters:
                 if waiter.ready():
                     waiter.cond.notify()
+
+    def _leave(self) -> None:
+        """Give the reader role up and pass it on. Lock held.
+
+        Closes the connections broken while this thread held the role (the
+        lock is let go meanwhile, as closing takes the I/O lock).
+        """
+        self._reader = None
+        self._hand_over()
+        if self._retired:
+            retired, self._retired = self._retired, []
+            self._lock.release()
+            try:
+                with self.io_lock:
+                    for conn in retired:
+                        discard(conn)
+            finally:
+                self._lock.acquire()
 
     def _hand_over(self) -> None:
         """Pass the reader role on. Lock held."""
@@ -449,6 +512,8 @@ class Link:
                 self._reader = threading.get_ident()
             finally:
                 self._exclusive_wanted -= 1
+        if _HOOK is not None:
+            _HOOK("exclusive.taken")
         try:
             with self.io_lock:
                 conn, generation = self._conn, self._generation
@@ -470,8 +535,7 @@ class Link:
                 raise LinkDown(describe(error)) from error
         finally:
             with self._lock:
-                self._reader = None
-                self._hand_over()
+                self._leave()
             self._notify_if_changed()
 
     # -- keeping the connection alive (the keeper thread calls these) ---------------------
@@ -488,18 +552,21 @@ class Link:
         declared broken.
         """
         with self._lock:
-            idle = self._reader is None and not self._exclusive_wanted and self._conn is not None
+            conn, poller, generation = self._conn, self._poller, self._generation
+            idle = self._reader is None and not self._exclusive_wanted and conn is not None
             if idle:
                 self._reader = threading.get_ident()
-            generation = self._generation
+        if _HOOK is not None:
+            _HOOK("beat")
         if idle:
             try:
                 with contextlib.suppress(LinkDown):
-                    self._read(_never, time.monotonic(), generation, budget=_BEAT_BUDGET)
+                    self._read(
+                        _never, time.monotonic(), conn, poller, generation, budget=_BEAT_BUDGET
+                    )
             finally:
                 with self._lock:
-                    self._reader = None
-                    self._hand_over()
+                    self._leave()
         with self.io_lock:
             conn = self._conn
             if conn is None or generation != self._generation:
@@ -524,7 +591,8 @@ class Link:
             if self._closed:
                 return
             self._closed = True
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._poller = self._conn, None, None
+            retired, self._retired = self._retired, []
             self._notify_all()
         self._stop.set()
         self._keeper.nudge()
@@ -542,6 +610,8 @@ class Link:
                     self.io_lock.release()
             else:
                 discard(conn)
+        for old in retired:
+            discard(old)
         self._keeper.stop(timeout)
         self._wake_r.close()
         self._wake_w.close()
