@@ -32,7 +32,8 @@ generation and are void after a reconnect.
 
 Attempts to connect are paced and spread over the URL's hosts as
 oslo.messaging does (:mod:`~rpcframe.drivers.amqp.reconnect`). A refused
-login fails at once with AuthenticationError.
+login, or a broker TLS certificate that fails verification, fails at once
+with AuthenticationError.
 """
 
 from __future__ import annotations
@@ -220,12 +221,12 @@ class Link:
             generation = self._generation + 1
             self._setup(conn, generation)
             poller = self._poller_for(conn)
-        except amqp.exceptions.AccessRefused as exc:
+        except errors.REFUSALS as exc:
+            # Refused credentials, or a certificate that failed verification:
+            # no further attempt would mend either.
             discard(conn)
             raise errors.translate(
-                exc,
-                f"RabbitMQ at {host} refused the login of user {host.username!r} "
-                f"(virtual host {self.settings.virtual_host!r}): {exc.reply_text}",
+                exc, errors.refusal(exc, host, host.username, self.settings.virtual_host)
             ) from exc
         except exceptions.MessagingException:
             discard(conn)
