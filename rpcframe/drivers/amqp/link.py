@@ -30,6 +30,77 @@ Every connection has a *generation*. Things learnt on one connection
 (delivery tags, declared exchanges, pending confirms) belong to its
 generation and are void after a reconnect.
 
+The state machine
+-----------------
+
+Read this before changing anything below; the stress test
+(``tests/functional/test_amqp_link_stress.py``) holds the code to it.
+
+*The connection* (``_conn``, its ``_poller`` and ``_generation``, changed
+together under ``_lock``)::
+
+               ensure() / the keeper: _attempt()
+    DOWN(g) ──────────────────────────────────────▶ UP(g+1)
+       ▲                                               │
+       └───────────── broken(g+1, error) ──────────────┘
+    DOWN, UP ─────────── close() ──────────────────▶ CLOSED (final)
+
+``DOWN`` to ``UP``: one thread at a time (the connect lock): a user in
+:meth:`Link.ensure` or the keeper. The connection is opened and set up
+(``setup``: channels, declarations, consumers) before anyone else sees it,
+then published with a poller of its own, and every waiter is notified.
+``UP`` to ``DOWN``: any thread that sees the connection fail (the reader, a
+writer, the keeper, a consumer the broker cancelled, a declaration refused),
+any number of times (a stale generation is ignored): unpublish under the
+lock and notify every waiter; shut the socket down (which wakes a reader
+waiting on it) and write the wake-up socket (which wakes a green one); close
+the socket, or leave that to the reader if another thread holds the role
+(see below); nudge the keeper.
+
+*The reader role* (``_reader``: None or one thread; at most one thread reads
+or polls the socket)::
+
+    FREE ── wait(): ready() false, nobody exclusive ──▶ READ(t)  in _read()
+    FREE ── beat(): connection up, nobody wants it ───▶ READ(keeper), once round
+    FREE ── exclusive(): once FREE ───────────────────▶ EXCL(t)   I/O lock held
+    READ(t), EXCL(t) ── t: _leave() ──────────────────▶ FREE
+
+Only its holder gives the role up (``_leave``), and hands it on: to a
+thread waiting for an exclusive section first, else to the first waiter; it
+closes the connections that broke while it held the role. While
+``_exclusive_wanted`` is non-zero nobody else takes the role. A reader
+leaves ``_read`` when its ``ready()`` holds, an exclusive section is wanted,
+the link closes, its deadline or budget is reached, or its connection is no
+longer the link's (LinkDown); an I/O error breaks the connection first.
+
+*What wakes whom*:
+
+* a waiter (its own condition, on ``_lock``): the reader, when a frame
+  callback said ``changed()`` and the waiter's ``ready()`` holds; the
+  thread leaving the role, if this waiter is first in line; any change of
+  the connection (``_notify_all``), and :meth:`Link.kick`;
+* an exclusive section waiting for the role (``_exclusive_turn``): the
+  thread leaving the role, and ``_notify_all``;
+* the reader in ``poll()``: bytes or a hang-up on its socket; the wake-up
+  socket, written by ``broken``, ``kick``, ``close`` and, every second
+  until it has the role, a waiting exclusive section;
+* the keeper: its tick, and a nudge from ``broken`` and ``close``.
+
+*What holds it together*:
+
+1. A thread checks ``ready()`` under ``_lock`` before it sleeps, and
+   whoever makes it true notifies under ``_lock``: no wake-up is lost.
+2. ``_lock`` and the I/O lock are never held together; frames are read and
+   written only under the I/O lock.
+3. Every change of the connection is followed by a write of the wake-up
+   socket, and the reader looks at the connection after every wake-up and
+   before every read: it never waits on a connection that is gone.
+4. A socket is closed only when no thread may be polling it, so its number
+   is never given to another file under a waiting reader.
+5. Each hand-off between threads calls ``_HOOK(point)`` when a test set it
+   (the points are :data:`HANDOFFS`); in production ``_HOOK`` is None and
+   each costs a comparison.
+
 Attempts to connect are paced and spread over the URL's hosts as
 oslo.messaging does (:mod:`~rpcframe.drivers.amqp.reconnect`). A refused
 login, or a broker TLS certificate that fails verification, fails at once
@@ -76,6 +147,25 @@ _BEAT_BUDGET = 1000
 #: (see the module documentation), to widen the race windows. None in
 #: production, where each hand-off then costs one comparison.
 _HOOK: Callable[[str], None] | None = None
+
+#: The hand-off points, as passed to ``_HOOK``.
+HANDOFFS = frozenset(
+    {
+        "attempt.publish",  # a new connection is about to be published
+        "broken.unpublished",  # the connection is unpublished, its socket still open
+        "broken.woken",  # its socket is shut down and the reader woken, not closed yet
+        "write",  # a writer holds the I/O lock, about to write
+        "wait.reader",  # a thread took the reader role, not reading yet
+        "wait.sleep",  # a waiter is about to sleep on its condition
+        "read.polled",  # the reader is back from poll(), the wake-up not yet handled
+        "read.pump",  # the reader holds the I/O lock, about to read frames
+        "notify",  # the reader is about to wake the waiters a frame made ready
+        "exclusive.wait",  # an exclusive section waits for the role
+        "exclusive.taken",  # an exclusive section has the role, not the I/O lock yet
+        "leave",  # the role was given up and handed on
+        "beat",  # the keeper decided whether to read, not yet read
+    }
+)
 
 
 class LinkDown(Exception):
@@ -296,8 +386,7 @@ class Link:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self._wake()
         if _HOOK is not None:
             _HOOK("broken.woken")
         if not deferred:
@@ -463,6 +552,8 @@ class Link:
         """
         self._reader = None
         self._hand_over()
+        if _HOOK is not None:
+            _HOOK("leave")
         if self._retired:
             retired, self._retired = self._retired, []
             self._lock.release()
@@ -486,12 +577,16 @@ class Link:
             waiter.cond.notify()
         self._exclusive_turn.notify_all()
 
+    def _wake(self) -> None:
+        """Wake the reader out of poll() (never blocks; a full socket is awake anyway)."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
     def kick(self) -> None:
         """Wake every waiter and the reader, so they look at their state again."""
         with self._lock:
             self._notify_all()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self._wake()
 
     @contextlib.contextmanager
     def exclusive(self, deadline: float | None) -> Iterator[tuple[amqp.Connection, int]]:
@@ -504,11 +599,12 @@ class Link:
             self._exclusive_wanted += 1
             try:
                 while self._reader is not None:
-                    with contextlib.suppress(OSError):
-                        self._wake_w.send(b"\0")
+                    self._wake()
                     remaining = _remaining(deadline)
                     if remaining == 0.0:
                         raise exceptions.MessagingTimeout("timed out waiting for the connection")
+                    if _HOOK is not None:
+                        _HOOK("exclusive.wait")
                     self._exclusive_turn.wait(min(remaining or 1.0, 1.0))
                 self._reader = threading.get_ident()
             finally:
@@ -597,8 +693,7 @@ class Link:
             self._notify_all()
         self._stop.set()
         self._keeper.nudge()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self._wake()
         if conn is not None:
             deadline = time.monotonic() + timeout
             if self.io_lock.acquire(timeout=timeout):
