@@ -4,6 +4,11 @@ Only the connections through the relay break: other engineers' and other
 tests' connections to the shared broker are untouched. While cut, the relay
 accepts connections and closes them at once, so reconnection attempts fail
 quickly, as they would against a broker that is down.
+
+A *blackhole* (:meth:`TcpProxy.blackhole`) is the other kind of outage, a
+network that silently drops everything: every connection, old or new,
+stays open and nothing is passed on either way until :meth:`resume`; then
+what was held back flows again, as after a healed partition.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        # Set while bytes flow; cleared during a blackhole.
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._threads: list[threading.Thread] = []
         #: Set each time a connection is relayed through (cleared by the test).
         self.connected = threading.Event()
@@ -40,6 +48,7 @@ class TcpProxy:
 
     def __exit__(self, *exc: Any) -> None:
         self._closed = True
+        self._flowing.set()
         with contextlib.suppress(OSError):
             self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         with contextlib.suppress(OSError):
@@ -54,9 +63,15 @@ class TcpProxy:
             self._cut = True
         self._drop_all()
 
+    def blackhole(self) -> None:
+        """Pass nothing on, either way, and close nothing, until :meth:`resume`."""
+        self._flowing.clear()
+
     def resume(self) -> None:
+        """End a cut or a blackhole."""
         with self._lock:
             self._cut = False
+        self._flowing.set()
 
     def _spawn(self, target: Any, name: str, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -89,9 +104,17 @@ class TcpProxy:
     def _relay(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while True:
+                # Wait before reading: what the peer sends meanwhile stays in
+                # the kernel's buffers, unacknowledged by nobody but TCP.
+                while not self._flowing.wait(1.0):
+                    if self._closed:
+                        return
                 data = source.recv(65536)
                 if not data:
                     break
+                while not self._flowing.wait(1.0):
+                    if self._closed:
+                        return
                 sink.sendall(data)
         except OSError:
             pass

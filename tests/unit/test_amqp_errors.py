@@ -22,7 +22,8 @@ from rpcframe.transport import TransportURL
         (amqp.exceptions.ConnectionForced("CONNECTION_FORCED - closed"), "TransportBroken"),
         (amqp.exceptions.PreconditionFailed("PRECONDITION_FAILED"), "TransportBroken"),
         (amqp.exceptions.RecoverableConnectionError("Socket closed"), "TransportBroken"),
-        (ssl.SSLError(1, "certificate verify failed"), "TransportBroken"),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), "AuthenticationError"),
+        (ssl.SSLError(1, "wrong version number"), "TransportBroken"),
         (ConnectionResetError(104, "Connection reset by peer"), "TransportBroken"),
         (TimeoutError("timed out"), "TransportBroken"),
         (OSError(113, "No route to host"), "TransportBroken"),
@@ -35,6 +36,16 @@ def test_each_backend_exception_has_one_rpcframe_counterpart(backend, ours):
     assert type(translated).__name__ == ours
     assert isinstance(translated, exceptions.TransportDriverError)
     assert str(translated) == "doing something"
+
+
+def test_a_certificate_that_failed_verification_is_described_by_host_and_reason():
+    failure = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED]")
+    failure.verify_message = "self-signed certificate"
+    text = errors.refusal(failure, "rmq1:5671", "nova", "/")
+    assert text.startswith(
+        "the TLS certificate of RabbitMQ at rmq1:5671 failed verification: self-signed certificate"
+    )
+    assert "ssl_ca_file" in text
 
 
 def test_what_escapes_a_mapped_block_is_rpcframe_s_with_the_backend_s_as_cause():

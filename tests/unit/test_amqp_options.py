@@ -116,9 +116,29 @@ def test_tls_host_name_verification_can_be_turned_off(tmp_path):
     assert settings["cert_reqs"] == ssl.CERT_REQUIRED and "server_hostname" not in settings
 
 
-def test_tls_without_a_ca_does_not_verify():
+def test_tls_without_a_ca_verifies_against_the_system_cas_and_checks_the_host_name():
     settings = _driver("rabbit://h1/", ssl=True).settings.ssl
+    # No ca_certs: py-amqp then loads the system's trusted CAs.
+    assert settings == {"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": None}
+
+
+def test_tls_verification_is_off_only_when_the_url_says_so_and_that_is_logged(tmp_path, caplog):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    url = "rabbit://h1/?ssl=true&ssl_verify=false"
+    settings = _driver(url, ssl_ca_file=str(ca)).settings.ssl
     assert settings == {"cert_reqs": ssl.CERT_NONE}
+    assert any("ssl_verify=false" in r.getMessage() for r in caplog.records)
+
+
+def test_tls_verification_stays_on_when_the_url_says_true():
+    settings = _driver("rabbit://h1/?ssl=true&ssl_verify=yes").settings.ssl
+    assert settings is not None and settings["cert_reqs"] == ssl.CERT_REQUIRED
+
+
+def test_a_tls_verification_switch_that_is_not_a_boolean_is_a_clear_error():
+    with pytest.raises(exceptions.ConfigurationError, match="ssl_verify='maybe'"):
+        _driver("rabbit://h1/?ssl=true&ssl_verify=maybe")
 
 
 def test_tls_version_pins_the_protocol():

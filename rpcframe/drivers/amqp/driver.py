@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import kombu.compression
-from oslo_config import cfg
+from oslo_config import cfg, types
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
@@ -51,6 +51,11 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5672
 DEFAULT_CREDENTIALS = "guest"
+
+#: rpcframe's own TLS switch, a transport URL parameter only
+#: (``?ssl_verify=false``): [oslo_messaging_rabbit] holds oslo.messaging's
+#: options, and oslo.messaging has no such option.
+SSL_VERIFY = "ssl_verify"
 
 #: Routes remembered per address (reply addresses come and go with callers).
 _ROUTE_CACHE_SIZE = 4096
@@ -70,7 +75,9 @@ class RabbitDriver(base.Driver):
 
     def __init__(self, conf: cfg.ConfigOpts, url: Any) -> None:
         super().__init__(conf, url)
-        self.options = base.driver_options(conf, opts.RABBIT_GROUP, opts.rabbit_opts, url.query)
+        self.options = base.driver_options(
+            conf, opts.RABBIT_GROUP, opts.rabbit_opts, url.query, ignore=(SSL_VERIFY,)
+        )
         _check_combinations(self.options)
         self.queue_manager: QueueManager | None = None
         if self.options.use_queue_manager:
@@ -323,7 +330,7 @@ def _link_settings(url: Any, options: Any) -> LinkSettings:
     return LinkSettings(
         hosts=hosts,
         virtual_host=url.virtual_host or "/",
-        ssl=_ssl_options(options),
+        ssl=_ssl_options(options, _verify(url.query)),
         heartbeat=options.heartbeat_timeout_threshold,
         heartbeat_rate=max(1, options.heartbeat_rate),
         login_method=options.rabbit_login_method,
@@ -335,7 +342,21 @@ def _link_settings(url: Any, options: Any) -> LinkSettings:
     )
 
 
-def _ssl_options(options: Any) -> dict[str, Any] | None:
+def _verify(query: Any) -> bool:
+    """The transport URL's ``ssl_verify`` (True unless it says otherwise)."""
+    raw = query.get(SSL_VERIFY)
+    if raw is None:
+        return True
+    try:
+        verify: bool = types.Boolean()(raw)
+    except ValueError:
+        raise exceptions.ConfigurationError(
+            f"transport URL parameter {SSL_VERIFY}={raw!r} is not a boolean"
+        ) from None
+    return verify
+
+
+def _ssl_options(options: Any, verify: bool = True) -> dict[str, Any] | None:
     """py-amqp's TLS settings from the ssl_* options (None: plain TCP)."""
     if not options.ssl:
         return None
@@ -344,13 +365,19 @@ def _ssl_options(options: Any) -> dict[str, Any] | None:
         if path and not os.path.isfile(path):
             raise exceptions.ConfigurationError(f"[oslo_messaging_rabbit] {name}: no file {path!r}")
     settings: dict[str, Any] = {}
-    if options.ssl_ca_file:
-        settings["ca_certs"] = options.ssl_ca_file
+    if verify:
+        # py-amqp loads the system's trusted CAs when given no ca_certs.
         settings["cert_reqs"] = ssl.CERT_REQUIRED
+        if options.ssl_ca_file:
+            settings["ca_certs"] = options.ssl_ca_file
         if options.ssl_enforce_hostname_verification:
             # Filled in with each host's name when connecting.
             settings["server_hostname"] = None
     else:
+        LOG.warning(
+            "the transport URL says ssl_verify=false: the RabbitMQ broker's TLS "
+            "certificate is not checked, so anyone on the network path can pose as it"
+        )
         settings["cert_reqs"] = ssl.CERT_NONE
     if options.ssl_cert_file:
         settings["certfile"] = options.ssl_cert_file

@@ -8,10 +8,15 @@ failure the driver gives up on, leaves as an rpcframe exception, chosen by
 
 * ``amqp.exceptions.AccessRefused`` (a 403: login or permissions refused):
   :class:`~rpcframe.exceptions.AuthenticationError`;
+* ``ssl.SSLCertVerificationError`` (the broker's TLS certificate does not
+  chain to a trusted CA, or does not name the host): also
+  :class:`~rpcframe.exceptions.AuthenticationError`: here the broker failed
+  to prove who it is, and, as with refused credentials, trying again
+  cannot help, so the link does not (see :func:`refusal`);
 * any other ``amqp.exceptions.AMQPError`` (the broker closed the connection
   or a channel, refused a declaration, saw a protocol error):
   :class:`~rpcframe.exceptions.TransportBroken`;
-* ``ssl.SSLError``, ``OSError`` (socket errors, ``ConnectionError``,
+* any other ``ssl.SSLError``, ``OSError`` (socket errors, ``ConnectionError``,
   ``TimeoutError``) and ``EOFError``: :class:`~rpcframe.exceptions.TransportBroken`.
 
 Besides: the driver used after ``close()`` raises
@@ -32,7 +37,16 @@ import amqp.exceptions
 
 from rpcframe import exceptions
 
-__all__ = ["IO_ERRORS", "MAPPING", "closed", "describe", "mapped", "translate"]
+__all__ = [
+    "IO_ERRORS",
+    "MAPPING",
+    "REFUSALS",
+    "closed",
+    "describe",
+    "mapped",
+    "refusal",
+    "translate",
+]
 
 #: Everything py-amqp or the socket layer raises when a connection fails.
 IO_ERRORS: tuple[type[BaseException], ...] = (
@@ -44,11 +58,35 @@ IO_ERRORS: tuple[type[BaseException], ...] = (
 #: Backend exception class -> rpcframe exception class; the first match wins.
 MAPPING: tuple[tuple[type[BaseException], type[exceptions.TransportDriverError]], ...] = (
     (amqp.exceptions.AccessRefused, exceptions.AuthenticationError),
+    (ssl.SSLCertVerificationError, exceptions.AuthenticationError),
     (amqp.exceptions.AMQPError, exceptions.TransportBroken),
     (ssl.SSLError, exceptions.TransportBroken),
     (OSError, exceptions.TransportBroken),
     (EOFError, exceptions.TransportBroken),
 )
+
+
+#: What a connection attempt may fail with that no further attempt would mend.
+REFUSALS: tuple[type[BaseException], ...] = (
+    amqp.exceptions.AccessRefused,
+    ssl.SSLCertVerificationError,
+)
+
+
+def refusal(exc: BaseException, host: object, user: str, virtual_host: str) -> str:
+    """Why the broker at ``host`` was refused, or refused us (one of :data:`REFUSALS`)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or str(exc)
+        return (
+            f"the TLS certificate of RabbitMQ at {host} failed verification: {reason} "
+            "(the certificate must chain to [oslo_messaging_rabbit] ssl_ca_file, or to a "
+            "CA the system trusts, and name the host in the transport URL)"
+        )
+    text = getattr(exc, "reply_text", "") or str(exc)
+    return (
+        f"RabbitMQ at {host} refused the login of user {user!r} "
+        f"(virtual host {virtual_host!r}): {text}"
+    )
 
 
 def translate(exc: BaseException, message: str) -> exceptions.TransportDriverError:

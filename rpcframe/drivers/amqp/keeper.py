@@ -75,17 +75,20 @@ class Keeper:
             self._nudge.clear()
             if self._stop.is_set():
                 return
-            if not link.connected:
-                if link.keep_connected:
-                    try:
+            try:
+                if not link.connected:
+                    if link.keep_connected:
                         link.ensure(None)
-                    except exceptions.AuthenticationError as exc:
-                        LOG.error("%s: %s; not reconnecting", link.name, exc)
-                        return
-                    except exceptions.MessagingException as exc:
-                        LOG.debug("%s: reconnect failed: %s", link.name, exc)
-                continue
-            link.beat()
+                    continue
+                link.beat()
+            except exceptions.AuthenticationError as exc:
+                LOG.error("%s: %s; not reconnecting", link.name, exc)
+                return
+            except exceptions.MessagingException as exc:
+                LOG.debug("%s: reconnect failed: %s", link.name, exc)
+            except Exception:  # the keeper outlives any one failure
+                # Nobody else would reconnect a link that carries consumers.
+                LOG.exception("%s: unexpected error keeping the connection", link.name)
 
     def stop(self, timeout: float) -> None:
         """Stop and join the threads (the link's stop event is set)."""

@@ -30,9 +30,81 @@ Every connection has a *generation*. Things learnt on one connection
 (delivery tags, declared exchanges, pending confirms) belong to its
 generation and are void after a reconnect.
 
+The state machine
+-----------------
+
+Read this before changing anything below; the stress test
+(``tests/functional/test_amqp_link_stress.py``) holds the code to it.
+
+*The connection* (``_conn``, its ``_poller`` and ``_generation``, changed
+together under ``_lock``)::
+
+               ensure() / the keeper: _attempt()
+    DOWN(g) ──────────────────────────────────────▶ UP(g+1)
+       ▲                                               │
+       └───────────── broken(g+1, error) ──────────────┘
+    DOWN, UP ─────────── close() ──────────────────▶ CLOSED (final)
+
+``DOWN`` to ``UP``: one thread at a time (the connect lock): a user in
+:meth:`Link.ensure` or the keeper. The connection is opened and set up
+(``setup``: channels, declarations, consumers) before anyone else sees it,
+then published with a poller of its own, and every waiter is notified.
+``UP`` to ``DOWN``: any thread that sees the connection fail (the reader, a
+writer, the keeper, a consumer the broker cancelled, a declaration refused),
+any number of times (a stale generation is ignored): unpublish under the
+lock and notify every waiter; shut the socket down (which wakes a reader
+waiting on it) and write the wake-up socket (which wakes a green one); close
+the socket, or leave that to the reader if another thread holds the role
+(see below); nudge the keeper.
+
+*The reader role* (``_reader``: None or one thread; at most one thread reads
+or polls the socket)::
+
+    FREE ── wait(): ready() false, nobody exclusive ──▶ READ(t)  in _read()
+    FREE ── beat(): connection up, nobody wants it ───▶ READ(keeper), once round
+    FREE ── exclusive(): once FREE ───────────────────▶ EXCL(t)   I/O lock held
+    READ(t), EXCL(t) ── t: _leave() ──────────────────▶ FREE
+
+Only its holder gives the role up (``_leave``), and hands it on: to a
+thread waiting for an exclusive section first, else to the first waiter; it
+closes the connections that broke while it held the role. While
+``_exclusive_wanted`` is non-zero nobody else takes the role. A reader
+leaves ``_read`` when its ``ready()`` holds, an exclusive section is wanted,
+the link closes, its deadline or budget is reached, or its connection is no
+longer the link's (LinkDown); an I/O error breaks the connection first.
+
+*What wakes whom*:
+
+* a waiter (its own condition, on ``_lock``): the reader, when a frame
+  callback said ``changed()`` and the waiter's ``ready()`` holds; the
+  thread leaving the role, if this waiter is first in line; any change of
+  the connection (``_notify_all``), and :meth:`Link.kick`;
+* an exclusive section waiting for the role (``_exclusive_turn``): the
+  thread leaving the role, and ``_notify_all``;
+* the reader in ``poll()``: bytes or a hang-up on its socket; the wake-up
+  socket, written by ``broken``, ``kick``, ``close`` and, every second
+  until it has the role, a waiting exclusive section;
+* the keeper: its tick, and a nudge from ``broken`` and ``close``.
+
+*What holds it together*:
+
+1. A thread checks ``ready()`` under ``_lock`` before it sleeps, and
+   whoever makes it true notifies under ``_lock``: no wake-up is lost.
+2. ``_lock`` and the I/O lock are never held together; frames are read and
+   written only under the I/O lock.
+3. Every change of the connection is followed by a write of the wake-up
+   socket, and the reader looks at the connection after every wake-up and
+   before every read: it never waits on a connection that is gone.
+4. A socket is closed only when no thread may be polling it, so its number
+   is never given to another file under a waiting reader.
+5. Each hand-off between threads calls ``_HOOK(point)`` when a test set it
+   (the points are :data:`HANDOFFS`); in production ``_HOOK`` is None and
+   each costs a comparison.
+
 Attempts to connect are paced and spread over the URL's hosts as
 oslo.messaging does (:mod:`~rpcframe.drivers.amqp.reconnect`). A refused
-login fails at once with AuthenticationError.
+login, or a broker TLS certificate that fails verification, fails at once
+with AuthenticationError.
 """
 
 from __future__ import annotations
@@ -70,6 +142,30 @@ LOG = logging.getLogger(__name__)
 
 #: Most frames the keeper reads in one go, so it gets back to heartbeats.
 _BEAT_BUDGET = 1000
+
+#: Tests only: called as ``_HOOK(point)`` at every hand-off between threads
+#: (see the module documentation), to widen the race windows. None in
+#: production, where each hand-off then costs one comparison.
+_HOOK: Callable[[str], None] | None = None
+
+#: The hand-off points, as passed to ``_HOOK``.
+HANDOFFS = frozenset(
+    {
+        "attempt.publish",  # a new connection is about to be published
+        "broken.unpublished",  # the connection is unpublished, its socket still open
+        "broken.woken",  # its socket is shut down and the reader woken, not closed yet
+        "write",  # a writer holds the I/O lock, about to write
+        "wait.reader",  # a thread took the reader role, not reading yet
+        "wait.sleep",  # a waiter is about to sleep on its condition
+        "read.polled",  # the reader is back from poll(), the wake-up not yet handled
+        "read.pump",  # the reader holds the I/O lock, about to read frames
+        "notify",  # the reader is about to wake the waiters a frame made ready
+        "exclusive.wait",  # an exclusive section waits for the role
+        "exclusive.taken",  # an exclusive section has the role, not the I/O lock yet
+        "leave",  # the role was given up and handed on
+        "beat",  # the keeper decided whether to read, not yet read
+    }
+)
 
 
 class LinkDown(Exception):
@@ -128,7 +224,11 @@ class Link:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._keeper = Keeper(self, self._stop)
-        self._poller: tuple[int, polling.Poller] | None = None
+        # The current connection's poller: made with it, dropped with it.
+        self._poller: polling.Poller | None = None
+        # Broken connections whose socket a reader may still be polling:
+        # closed when it leaves (see broken()).
+        self._retired: list[amqp.Connection] = []
 
     # -- state ------------------------------------------------------------------
 
@@ -210,12 +310,13 @@ class Link:
             conn = open_connection(self.settings, host, _remaining(deadline, CONNECT_TIMEOUT))
             generation = self._generation + 1
             self._setup(conn, generation)
-        except amqp.exceptions.AccessRefused as exc:
+            poller = self._poller_for(conn)
+        except errors.REFUSALS as exc:
+            # Refused credentials, or a certificate that failed verification:
+            # no further attempt would mend either.
             discard(conn)
             raise errors.translate(
-                exc,
-                f"RabbitMQ at {host} refused the login of user {host.username!r} "
-                f"(virtual host {self.settings.virtual_host!r}): {exc.reply_text}",
+                exc, errors.refusal(exc, host, host.username, self.settings.virtual_host)
             ) from exc
         except exceptions.MessagingException:
             discard(conn)
@@ -226,11 +327,14 @@ class Link:
             log = LOG.warning if self._schedule.failures == 1 else LOG.info
             log("%s: cannot connect to RabbitMQ at %s: %s", self.name, host, describe(exc))
             return
+        if _HOOK is not None:
+            _HOOK("attempt.publish")
         with self._lock:
             if self._closed:
                 discard(conn)
                 raise errors.closed()
             self._conn = conn
+            self._poller = poller
             self._generation = generation
             self._schedule.succeeded()
             self._notify_all()
@@ -238,6 +342,13 @@ class Link:
 
     def _why(self) -> str:
         return self._schedule.why()
+
+    def _poller_for(self, conn: amqp.Connection) -> polling.Poller:
+        """The poller of a new connection, made while its socket is surely open."""
+        sock = pyamqp.socket_of(conn)
+        if sock is None:
+            raise EOFError("the connection closed while being set up")
+        return polling.poller(sock.fileno(), self._wake_r.fileno())
 
     def broken(self, generation: int, error: BaseException, delay: float = 0.0) -> None:
         """Declare connection ``generation`` dead; the next user reconnects.
@@ -250,8 +361,20 @@ class Link:
             if conn is None or generation != self._generation:
                 return
             self._conn = None
+            self._poller = None
             self._schedule.lost(error, delay)
+            # Another thread holding the reader role may be polling this
+            # socket, or about to: closing it now would give its number to
+            # the next socket opened, which that reader would then wait on.
+            # It is shut down now (which wakes the reader) and closed when
+            # the reader leaves.
+            reader = self._reader
+            deferred = reader is not None and reader != threading.get_ident()
+            if deferred:
+                self._retired.append(conn)
             self._notify_all()
+        if _HOOK is not None:
+            _HOOK("broken.unpublished")
         if not self._closed:
             LOG.warning(
                 "%s: lost the RabbitMQ connection: %s; reconnecting", self.name, describe(error)
@@ -263,10 +386,12 @@ class Link:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
-        with self.io_lock:
-            discard(conn)
+        self._wake()
+        if _HOOK is not None:
+            _HOOK("broken.woken")
+        if not deferred:
+            with self.io_lock:
+                discard(conn)
         self._keeper.nudge()
 
     # -- writing ------------------------------------------------------------------
@@ -280,6 +405,8 @@ class Link:
             conn = self._conn
             if conn is None or generation != self._generation:
                 raise LinkDown(self._why())
+            if _HOOK is not None:
+                _HOOK("write")
             try:
                 return fn(conn)
             except IO_ERRORS as exc:
@@ -311,14 +438,15 @@ class Link:
                         if read_once and _remaining(deadline) == 0.0:
                             return False
                         self._reader = threading.get_ident()
-                        generation = self._generation
+                        conn, poller, generation = self._conn, self._poller, self._generation
                         lock.release()
                         try:
-                            self._read(ready, deadline, generation)
+                            if _HOOK is not None:
+                                _HOOK("wait.reader")
+                            self._read(ready, deadline, conn, poller, generation)
                         finally:
                             lock.acquire()
-                            self._reader = None
-                            self._hand_over()
+                            self._leave()
                         read_once = True
                         continue
                     remaining = _remaining(deadline)
@@ -327,6 +455,8 @@ class Link:
                     if waiter is None:
                         waiter = _Waiter(threading.Condition(lock), ready)
                         self._waiters.append(waiter)
+                    if _HOOK is not None:
+                        _HOOK("wait.sleep")
                     waiter.cond.wait(remaining)
             finally:
                 if waiter is not None:
@@ -336,27 +466,22 @@ class Link:
         self,
         ready: Callable[[], bool],
         deadline: float | None,
+        conn: amqp.Connection | None,
+        poller: polling.Poller | None,
         generation: int,
         budget: int | None = None,
     ) -> None:
-        """Read and dispatch frames until ready(), the deadline, or a wake-up.
+        """Read and dispatch frames of ``conn`` until ready(), the deadline, or a wake-up.
 
-        Runs as the reader, without the link's lock. ``budget`` bounds the
-        number of frames read.
+        Runs as the reader, without the link's lock; ``conn``, its
+        ``poller`` and ``generation`` were current when the caller took the
+        reader role. ``budget`` bounds the number of frames read. Raises
+        LinkDown once ``conn`` is no longer the link's connection.
         """
-        conn = self._conn
-        if conn is None or generation != self._generation:
-            return
         sock = pyamqp.socket_of(conn)
-        if sock is None:
+        if conn is None or poller is None or sock is None:
             raise LinkDown(self._why())
         pending = getattr(sock, "pending", None)  # TLS: bytes decrypted but unread
-        cached = self._poller
-        if cached is not None and cached[0] == generation:
-            poller = cached[1]
-        else:
-            poller = polling.poller(sock.fileno(), self._wake_r.fileno())
-            self._poller = (generation, poller)
         reader = frames.reader_of(conn)
         buffered = reader.inbound.buffered
         try:
@@ -364,8 +489,14 @@ class Link:
                 self._notify_if_changed()
                 if ready() or self._exclusive_wanted or self._closed:
                     return
+                # After every wake-up, before waiting again: the poller
+                # watches this connection's socket only.
+                if self._conn is not conn:
+                    raise LinkDown(self._why())
                 if not buffered() and not (pending and pending()):
                     ready_to_read, woken = poller.wait(_remaining(deadline))
+                    if _HOOK is not None:
+                        _HOOK("read.polled")
                     if woken:
                         _drain(self._wake_r)
                     if not ready_to_read:
@@ -373,8 +504,10 @@ class Link:
                             continue
                         return
                 with self.io_lock:
-                    if generation != self._generation or self._conn is None:
+                    if self._conn is not conn:
                         raise LinkDown(self._why())
+                    if _HOOK is not None:
+                        _HOOK("read.pump")
                     try:
                         handled = reader.pump()
                     except TimeoutError:
@@ -404,10 +537,32 @@ class Link:
         if not self._changed:
             return
         self._changed = False
+        if _HOOK is not None:
+            _HOOK("notify")
         with self._lock:
             for waiter in self._waiters:
                 if waiter.ready():
                     waiter.cond.notify()
+
+    def _leave(self) -> None:
+        """Give the reader role up and pass it on. Lock held.
+
+        Closes the connections broken while this thread held the role (the
+        lock is let go meanwhile, as closing takes the I/O lock).
+        """
+        self._reader = None
+        self._hand_over()
+        if _HOOK is not None:
+            _HOOK("leave")
+        if self._retired:
+            retired, self._retired = self._retired, []
+            self._lock.release()
+            try:
+                with self.io_lock:
+                    for conn in retired:
+                        discard(conn)
+            finally:
+                self._lock.acquire()
 
     def _hand_over(self) -> None:
         """Pass the reader role on. Lock held."""
@@ -422,12 +577,16 @@ class Link:
             waiter.cond.notify()
         self._exclusive_turn.notify_all()
 
+    def _wake(self) -> None:
+        """Wake the reader out of poll() (never blocks; a full socket is awake anyway)."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
     def kick(self) -> None:
         """Wake every waiter and the reader, so they look at their state again."""
         with self._lock:
             self._notify_all()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self._wake()
 
     @contextlib.contextmanager
     def exclusive(self, deadline: float | None) -> Iterator[tuple[amqp.Connection, int]]:
@@ -440,15 +599,18 @@ class Link:
             self._exclusive_wanted += 1
             try:
                 while self._reader is not None:
-                    with contextlib.suppress(OSError):
-                        self._wake_w.send(b"\0")
+                    self._wake()
                     remaining = _remaining(deadline)
                     if remaining == 0.0:
                         raise exceptions.MessagingTimeout("timed out waiting for the connection")
+                    if _HOOK is not None:
+                        _HOOK("exclusive.wait")
                     self._exclusive_turn.wait(min(remaining or 1.0, 1.0))
                 self._reader = threading.get_ident()
             finally:
                 self._exclusive_wanted -= 1
+        if _HOOK is not None:
+            _HOOK("exclusive.taken")
         try:
             with self.io_lock:
                 conn, generation = self._conn, self._generation
@@ -470,8 +632,7 @@ class Link:
                 raise LinkDown(describe(error)) from error
         finally:
             with self._lock:
-                self._reader = None
-                self._hand_over()
+                self._leave()
             self._notify_if_changed()
 
     # -- keeping the connection alive (the keeper thread calls these) ---------------------
@@ -488,18 +649,21 @@ class Link:
         declared broken.
         """
         with self._lock:
-            idle = self._reader is None and not self._exclusive_wanted and self._conn is not None
+            conn, poller, generation = self._conn, self._poller, self._generation
+            idle = self._reader is None and not self._exclusive_wanted and conn is not None
             if idle:
                 self._reader = threading.get_ident()
-            generation = self._generation
+        if _HOOK is not None:
+            _HOOK("beat")
         if idle:
             try:
                 with contextlib.suppress(LinkDown):
-                    self._read(_never, time.monotonic(), generation, budget=_BEAT_BUDGET)
+                    self._read(
+                        _never, time.monotonic(), conn, poller, generation, budget=_BEAT_BUDGET
+                    )
             finally:
                 with self._lock:
-                    self._reader = None
-                    self._hand_over()
+                    self._leave()
         with self.io_lock:
             conn = self._conn
             if conn is None or generation != self._generation:
@@ -524,12 +688,12 @@ class Link:
             if self._closed:
                 return
             self._closed = True
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._poller = self._conn, None, None
+            retired, self._retired = self._retired, []
             self._notify_all()
         self._stop.set()
         self._keeper.nudge()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self._wake()
         if conn is not None:
             deadline = time.monotonic() + timeout
             if self.io_lock.acquire(timeout=timeout):
@@ -542,6 +706,8 @@ class Link:
                     self.io_lock.release()
             else:
                 discard(conn)
+        for old in retired:
+            discard(old)
         self._keeper.stop(timeout)
         self._wake_r.close()
         self._wake_w.close()

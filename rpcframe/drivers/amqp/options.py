@@ -62,9 +62,11 @@ rabbit_opts: list[cfg.Opt] = [
         "ssl_ca_file",
         default="",
         help="Certificate authority bundle the broker's certificate must chain "
-        "to. When set, the certificate is verified, and so is the broker's "
-        "host name unless ssl_enforce_hostname_verification is false. When "
-        "empty, the broker's certificate is not checked.",
+        "to. Empty: the system's trusted certificate authorities. The "
+        "certificate is always verified, and must name the host connected "
+        "to; one that fails is refused at once (AuthenticationError), never "
+        "retried. Only the transport URL parameter ssl_verify=false (rpcframe's "
+        "own; oslo.messaging has none) turns the checks off, with a warning.",
     ),
     cfg.BoolOpt(
         "ssl_enforce_hostname_verification",
@@ -72,7 +74,7 @@ rabbit_opts: list[cfg.Opt] = [
         deprecated_for_removal=True,
         deprecated_reason="Host name verification should always be on.",
         help="Check that the broker's certificate names the host connected to "
-        "(only when ssl_ca_file is set).",
+        "(the chain is checked either way, unless the URL says ssl_verify=false).",
     ),
     cfg.BoolOpt(
         "ssl_enforce_fips_mode",
