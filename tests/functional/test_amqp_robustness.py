@@ -153,6 +153,16 @@ def test_retry_zero_fails_at_once_when_the_broker_is_unreachable():
         transport.cleanup()
 
 
+def test_retry_zero_still_makes_the_first_attempt():
+    # oslo.messaging's meaning: 0 is no retry, not no attempt.
+    transport = rpcframe.get_rpc_transport(_conf(), brokers.RABBIT_URL)
+    try:
+        address = base.Address("openstack", f"retry0_{uuid.uuid4().hex[:8]}")
+        transport._driver.send(address, b"{}", retry=0)  # no queue: dropped, but sent
+    finally:
+        transport.cleanup()
+
+
 def test_a_send_to_an_unreachable_broker_ends_by_its_timeout():
     transport = rpcframe.get_rpc_transport(_conf(), "rabbit://guest:guest@127.0.0.1:1/")
     try:

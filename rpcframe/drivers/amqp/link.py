@@ -257,8 +257,9 @@ class Link:
     def ensure(self, deadline: float | None, retry: int | None = None) -> int:
         """Return the current generation, connecting first if needed.
 
-        ``retry`` bounds the connection attempts this call makes (None or -1:
-        no bound, 0: none). Raises AuthenticationError for refused
+        ``retry`` bounds the connection attempts this call makes, as
+        oslo.messaging's does: None or -1 no bound, 0 one attempt and no
+        retry, N one attempt and N retries. Raises AuthenticationError for refused
         credentials, MessageDeliveryFailure when the attempts are used up,
         MessagingTimeout at ``deadline``, TransportBroken when setting up
         the connection fails for good, and TransportClosed once the link is
@@ -266,10 +267,6 @@ class Link:
         """
         if self._conn is not None:
             return self._generation
-        if retry == 0:
-            raise exceptions.MessageDeliveryFailure(
-                f"not connected to RabbitMQ and retry=0 forbids reconnecting ({self._why()})"
-            )
         if not self._connect_lock.acquire(timeout=_remaining(deadline, default=-1)):
             raise exceptions.MessagingTimeout("timed out waiting for a RabbitMQ connection")
         try:
@@ -277,7 +274,7 @@ class Link:
             while self._conn is None:
                 if self._closed:
                     raise errors.closed()
-                if retry is not None and retry >= 0 and attempts >= retry:
+                if retry is not None and retry >= 0 and attempts > retry:
                     raise exceptions.MessageDeliveryFailure(
                         f"could not reach RabbitMQ after {attempts} attempt(s): {self._why()}"
                     )
