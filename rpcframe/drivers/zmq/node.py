@@ -520,7 +520,10 @@ class Node:
 
     def _write(self, peer: _Peer, outgoing: Outgoing) -> None:
         try:
-            peer.sock.send_multipart([outgoing.header, outgoing.body], zmq.NOBLOCK, copy=False)
+            # Copied, never zero-copy: pyzmq frees zero-copy buffers from a thread
+            # of its own that blocks in a native recv, which in an eventlet-patched
+            # process is a green thread and would stop the hub.
+            peer.sock.send_multipart([outgoing.header, outgoing.body], zmq.NOBLOCK)
         except zmq.Again:
             peer.waiting.append(outgoing)  # over the high-water mark: try on the next turn
             return
