@@ -5,7 +5,8 @@ Modules: :mod:`.driver` (the Driver: addresses to processes), :mod:`.node`
 them), :mod:`.listener` (listeners, inboxes and their mailboxes),
 :mod:`.matchmaker` (the name service: Redis or static), :mod:`.routing`
 (record and inbox names), :mod:`.frames` (the driver's own framing and
-acknowledgements), :mod:`.security` (CURVE), :mod:`.options` (its
+acknowledgements), :mod:`.seen` (the ids received lately, to drop copies),
+:mod:`.security` (CURVE), :mod:`.options` (its
 ``[oslo_messaging_zmq]`` and ``[matchmaker_redis]`` options) and
 :mod:`.errors` (the one table from backend exceptions to rpcframe's).
 

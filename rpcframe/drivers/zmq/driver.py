@@ -116,6 +116,8 @@ class ZmqDriver(base.Driver):
             heartbeat_timeout=zmq_opts.zmq_heartbeat_timeout,
             connect_timeout=zmq_opts.rpc_zmq_connect_timeout,
             ack_timeout=zmq_opts.rpc_ack_timeout_base,
+            copy_window=zmq_opts.rpc_zmq_connect_timeout
+            + zmq_opts.rpc_ack_timeout_base * (zmq_opts.rpc_retry_attempts + 1),
             curve=curve,
             matchmaker_key=matchmaker_key,
         )

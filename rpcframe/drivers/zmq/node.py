@@ -17,7 +17,7 @@ What the loop does (the state of each message is a :class:`Outgoing`):
   a stale record) or no connection within ``rpc_zmq_connect_timeout``
   moves it to the next candidate. No acknowledgement within
   ``rpc_ack_timeout_base`` sends the same id again (the receiver drops a
-  copy it has); after the attempts, the send fails. A call request already
+  copy it has, :mod:`.seen`); after the attempts, the send fails. A call request already
   written is never moved to another server (calls run at most once); it
   fails instead.
 * receiving: a delivery is put into the mailbox of a local listener of its
@@ -52,6 +52,7 @@ from rpcframe.drivers.zmq.listener import Delivery, ZmqListener
 from rpcframe.drivers.zmq.matchmaker import Matchmaker, split_member
 from rpcframe.drivers.zmq.routing import record_of, slot
 from rpcframe.drivers.zmq.security import ZAP_ENDPOINT, Curve
+from rpcframe.drivers.zmq.seen import SeenIds
 
 __all__ = ["Node", "Outgoing", "Settings", "acquire", "release"]
 
@@ -59,8 +60,8 @@ LOG = logging.getLogger(__name__)
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
-#: Received ids remembered to drop repeated copies (bounded: flat memory).
-_SEEN = 50_000
+#: Received ids remembered at most, to drop repeated copies (flat memory).
+_SEEN = 16_384
 #: Acknowledged call requests kept per peer, to answer them if it dies.
 _CALLS_KEPT = 1024
 _HWM = 100_000
@@ -89,6 +90,7 @@ class Settings:
     heartbeat_timeout: float
     connect_timeout: float
     ack_timeout: float
+    copy_window: float  # how long a sender may send a copy of a message
     curve: Curve | None
     matchmaker_key: tuple[Any, ...]
 
@@ -176,7 +178,7 @@ class Node:
         self._peers: dict[str, _Peer] = {}
         self._by_socket: dict[Any, _Peer] = {}
         self._by_monitor: dict[Any, _Peer] = {}
-        self._seen: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.seen = SeenIds(settings.copy_window, _SEEN)
         self._poller = zmq.Poller()
         self._poller.register(self._wake_rx, zmq.POLLIN)
         self._stopping = False
@@ -429,12 +431,10 @@ class Node:
             except exceptions.MalformedMessage as exc:
                 self._refuse(identity, parts, exc.reason if hasattr(exc, "reason") else str(exc))
                 continue
-            status = self._seen.get(header.msg_id)
+            status = self.seen.get(header.msg_id)
             if status is None:
                 status = self._accept(header, parts[2].bytes)
-                self._seen[header.msg_id] = status
-                if len(self._seen) > _SEEN:
-                    self._seen.popitem(last=False)
+                self.seen.add(header.msg_id, status)
             self._ack(identity, frames.encode_ack(header.msg_id, status))
 
     def _accept(self, header: frames.Header, body: bytes) -> str:
