@@ -17,9 +17,13 @@ What the loop does (the state of each message is a :class:`Outgoing`):
   a stale record) or no connection within ``rpc_zmq_connect_timeout``
   moves it to the next candidate. No acknowledgement within
   ``rpc_ack_timeout_base`` sends the same id again (the receiver drops a
-  copy it has, :mod:`.seen`); after the attempts, the send fails. A call request already
-  written is never moved to another server (calls run at most once); it
-  fails instead.
+  copy it has, :mod:`.seen`); after the attempts, the send fails.
+* calls: a call request's sender goes on as soon as it is written (its
+  reply proves delivery), and a call request is never sent twice (calls
+  run at most once). Its acknowledgement is still awaited: ``noroute``
+  moves it to the next candidate; when none is left, or its connection is
+  lost before or after the acknowledgement, the node puts an error reply
+  in the caller's inbox at once rather than letting the call time out.
 * receiving: a delivery is put into the mailbox of a local listener of its
   address, and acknowledged ``ok``; ``noroute`` when there is none;
   malformed frames are logged and refused (``bad``), and the loop goes on.
@@ -101,7 +105,7 @@ class Outgoing:
     __slots__ = (
         "msg_id", "header", "body", "candidates", "record", "attempts", "deadline",
         "ack_deadline", "peer", "written", "is_call", "expiry", "status", "error",
-        "on_done", "noroutes", "done", "reason",
+        "on_done", "noroutes", "done", "reason", "released",
     )  # fmt: skip
 
     def __init__(
@@ -134,6 +138,7 @@ class Outgoing:
         self.noroutes = 0
         self.done = False
         self.reason = ""  # why the last candidate did not take it
+        self.released = False  # a call whose sender went on once it was written
 
 
 class _Peer:
@@ -168,6 +173,7 @@ class Node:
         self._pools: dict[str, set[str]] = {}  # notify record -> local pool names
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_lock = threading.Lock()
+        self._wake_pending = False  # one wake-up at a time is enough
         self._wake_tx = self._ctx.socket(zmq.PUSH)
         self._wake_rx = self._ctx.socket(zmq.PULL)
         name = f"inproc://rpcframe-zmq-wake-{id(self)}"
@@ -198,6 +204,9 @@ class Node:
         with self._wake_lock:
             if self._closed:
                 raise exceptions.TransportClosed("the ZeroMQ node is closed")
+            if self._wake_pending:
+                return  # the loop has a wake-up to read, and runs every command after it
+            self._wake_pending = True
             try:
                 self._wake_tx.send(b"", zmq.NOBLOCK)
             except zmq.Again:
@@ -395,7 +404,11 @@ class Node:
             try:
                 self._wake_rx.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
+        # Only now: a command queued before this runs in this turn, one queued
+        # after it sends a wake-up again (at worst one wake-up too many).
+        with self._wake_lock:
+            self._wake_pending = False
 
     def _next_timeout(self) -> float | None:
         if self._commands:
@@ -528,8 +541,20 @@ class Node:
             peer.waiting.append(outgoing)  # over the high-water mark: try on the next turn
             return
         outgoing.written = True
-        outgoing.ack_deadline = time.monotonic() + self.settings.ack_timeout
         peer.inflight[outgoing.msg_id] = outgoing
+        if outgoing.is_call:
+            # Never sent again (calls run at most once), so no acknowledgement
+            # deadline; its caller waits for the reply, not for the acknowledgement.
+            self._release(outgoing)
+        else:
+            outgoing.ack_deadline = time.monotonic() + self.settings.ack_timeout
+
+    def _release(self, outgoing: Outgoing) -> None:
+        """Let a call's sender go on: it is written, and its reply proves delivery."""
+        if not outgoing.released:
+            outgoing.released = True
+            outgoing.status = frames.OK
+            outgoing.on_done(outgoing)
 
     def _on_dealer(self, peer: _Peer) -> None:
         for _ in range(_BATCH):
@@ -599,6 +624,14 @@ class Node:
         if outgoing.done:
             return
         outgoing.done = True
+        if outgoing.released:
+            # Its sender went on; a call that did not get there is answered
+            # with an error reply, so that its caller need not time out.
+            if error is not None or status != frames.OK:
+                self._answer_call(outgoing.body, str(error) if error else outgoing.reason)
+            outgoing.peer = None
+            outgoing.body = b""
+            return
         outgoing.status = status
         outgoing.error = error
         outgoing.peer = None
@@ -662,7 +695,12 @@ class Node:
             elif outgoing.written and outgoing.is_call:
                 # It may have reached the server: a call runs at most once.
                 outgoing.peer = None
-                self._finish(outgoing, error=exceptions.MessageDeliveryFailure(reason))
+                self._finish(
+                    outgoing,
+                    error=exceptions.MessageDeliveryFailure(
+                        f"the server went away during the call: {reason}"
+                    ),
+                )
             else:
                 # Never written: that process is not there; the next one may be.
                 self.matchmaker.forget(outgoing.record, outgoing.candidates[0])
@@ -685,21 +723,24 @@ class Node:
         """Answer the calls ``peer`` was running, whose callers are still waiting, with an error."""
         now = time.monotonic()
         for body, expires in peer.calls.values():
-            if expires < now:
-                continue
-            try:
-                request = wire.parse_request(body)
-            except exceptions.MalformedMessage:
-                continue
-            if not (request.msg_id and request.reply_q):
-                continue
-            try:
-                raise ConnectionError(f"the server went away during the call: {reason}")
-            except ConnectionError:
-                failure = wire.serialize_remote_exception()
-            reply = wire.encode_reply(request.msg_id, failure=failure)
-            self._deliver_to(record_of("reply", "", request.reply_q, None, False), reply)
+            if expires >= now:
+                self._answer_call(body, f"the server went away during the call: {reason}")
         peer.calls.clear()
+
+    def _answer_call(self, body: bytes, reason: str) -> None:
+        """Put an error reply, ``ConnectionError(reason)``, in the local inbox of a call."""
+        try:
+            request = wire.parse_request(body)
+        except exceptions.MalformedMessage:
+            return
+        if not (request.msg_id and request.reply_q):
+            return
+        try:
+            raise ConnectionError(reason)
+        except ConnectionError:
+            failure = wire.serialize_remote_exception()
+        reply = wire.encode_reply(request.msg_id, failure=failure)
+        self._deliver_to(record_of("reply", "", request.reply_q, None, False), reply)
 
     def _check_timers(self) -> None:
         now = time.monotonic()
@@ -717,25 +758,21 @@ class Node:
                     peer.inflight.pop(outgoing.msg_id, None)
                     if outgoing in peer.waiting:
                         peer.waiting.remove(outgoing)
+                    if outgoing.released:
+                        self._finish(outgoing, frames.OK)  # its caller times out by itself
+                        continue
                     self._finish(
                         outgoing,
                         error=exceptions.MessagingTimeout(
                             f"no acknowledgement from {peer.endpoint} before the send's deadline"
                         ),
                     )
-                elif outgoing.written and now >= outgoing.ack_deadline:
+                elif outgoing.written and outgoing.ack_deadline and now >= outgoing.ack_deadline:
                     peer.inflight.pop(outgoing.msg_id, None)
                     if outgoing.attempts > 0:
                         outgoing.attempts -= 1
                         LOG.info("ZeroMQ: no acknowledgement from %s; sending again", peer.endpoint)
                         self._write(peer, outgoing)
-                    elif outgoing.is_call:
-                        self._finish(
-                            outgoing,
-                            error=exceptions.MessageDeliveryFailure(
-                                f"{peer.endpoint} did not acknowledge the call request"
-                            ),
-                        )
                     else:
                         outgoing.error = exceptions.MessageDeliveryFailure(
                             f"{peer.endpoint} did not acknowledge the message"
