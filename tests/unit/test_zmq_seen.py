@@ -38,19 +38,20 @@ def test_the_latest_half_of_the_limit_is_always_remembered():
     assert all(seen.get(str(n)) == "ok" for n in range(950, 1000))
 
 
-def test_ids_older_than_two_windows_are_forgotten():
+def _after(seconds: float) -> SeenIds:
+    """A memory that took id "first" (answered "noroute"), then "second" ``seconds`` later."""
     clock = _Clock()
     seen = SeenIds(window=10.0, limit=100, clock=clock)
-    seen.add("old", "ok")
-    clock.now += 25.0
-    seen.add("new", "ok")
-    assert (seen.get("old"), len(seen)) == (None, 1)
+    seen.add("first", "noroute")
+    clock.now += seconds
+    seen.add("second", "ok")
+    return seen
+
+
+def test_ids_older_than_two_windows_are_forgotten():
+    seen = _after(25.0)
+    assert (seen.get("first"), len(seen)) == (None, 1)
 
 
 def test_an_id_from_the_previous_window_is_still_remembered():
-    clock = _Clock()
-    seen = SeenIds(window=10.0, limit=100, clock=clock)
-    seen.add("earlier", "noroute")
-    clock.now += 12.0
-    seen.add("later", "ok")
-    assert seen.get("earlier") == "noroute"
+    assert _after(12.0).get("first") == "noroute"
