@@ -25,6 +25,7 @@ import zmq
 from oslo_config import cfg
 
 import rpcframe
+from rpcframe.drivers.zmq import node as zmq_node
 from tests.conftest import child_process, require_service
 from tests.functional.peers import read_line
 
@@ -258,3 +259,31 @@ def test_malformed_frames_are_dropped_and_the_server_keeps_serving(transport, cl
     logged = proc.stderr.read()
     assert logged.count("dropping a malformed message") == len(garbage), logged
     assert "Traceback" not in logged
+
+
+class _Echo:
+    def echo(self, ctxt: Any, n: int) -> int:
+        return n
+
+
+def test_a_server_remembers_a_bounded_number_of_message_ids(monkeypatch, topic):
+    monkeypatch.setattr(zmq_node, "_SEEN", 64)
+    conf = cfg.ConfigOpts()
+    conf([])
+    # Options of its own: a node of its own, made with the small bound.
+    transport = rpcframe.get_rpc_transport(conf, URL + "&rpc_retry_attempts=2")
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="memory"), [_Echo()], executor="threading"
+    )
+    server.start()
+    try:
+        rpc = client(transport, topic)
+        results = [rpc.call({}, "echo", n=n) for n in range(300)]
+        rpc.cast({}, "echo", n=-1)
+        seen = transport._driver._node.seen
+        assert results == list(range(300))
+        assert 0 < len(seen) <= 64
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()

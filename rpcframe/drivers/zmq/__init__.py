@@ -1,11 +1,13 @@
 """The ZeroMQ driver (``zmq://``, ``zmq+redis://``); needs ``pip install 'rpcframe[zmq]'``.
 
 Modules: :mod:`.driver` (the Driver: addresses to processes), :mod:`.node`
-(the process's listening socket, its connections and the I/O loop owning
-them), :mod:`.listener` (listeners, inboxes and their mailboxes),
+(the process's listening socket and the I/O loop owning every socket),
+:mod:`.peers` (its connections to other processes and the messages on their
+way), :mod:`.listener` (listeners, inboxes and their mailboxes),
 :mod:`.matchmaker` (the name service: Redis or static), :mod:`.routing`
 (record and inbox names), :mod:`.frames` (the driver's own framing and
-acknowledgements), :mod:`.security` (CURVE), :mod:`.options` (its
+acknowledgements), :mod:`.seen` (the ids received lately, to drop copies),
+:mod:`.security` (CURVE), :mod:`.options` (its
 ``[oslo_messaging_zmq]`` and ``[matchmaker_redis]`` options) and
 :mod:`.errors` (the one table from backend exceptions to rpcframe's).
 

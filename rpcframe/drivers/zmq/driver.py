@@ -14,7 +14,10 @@ the processes listening on them (:mod:`.matchmaker`), and hands the node one
 
 ``send`` returns when every process it sent to acknowledged the message:
 what "accepted" means here is "in the mailbox of a listener of the address
-in a running server process" (never "written to my socket"). Nothing waits
+in a running server process" (never "written to my socket"). A call
+request (``confirm=False``) returns once written: its reply proves
+delivery, and a call that cannot get there is answered with an error
+reply by the node. Nothing waits
 in the transport for a listener that is not running, which the capabilities
 say (no ``store_and_forward``, no ``durable_notifications``).
 """
@@ -116,6 +119,8 @@ class ZmqDriver(base.Driver):
             heartbeat_timeout=zmq_opts.zmq_heartbeat_timeout,
             connect_timeout=zmq_opts.rpc_zmq_connect_timeout,
             ack_timeout=zmq_opts.rpc_ack_timeout_base,
+            copy_window=zmq_opts.rpc_zmq_connect_timeout
+            + zmq_opts.rpc_ack_timeout_base * (zmq_opts.rpc_retry_attempts + 1),
             curve=curve,
             matchmaker_key=matchmaker_key,
         )

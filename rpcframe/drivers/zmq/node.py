@@ -9,26 +9,12 @@ thread named ``rpcframe-zmq-io``; a green thread in an eventlet-patched
 process) touches them. Other threads hand it work through a queue and a
 wake-up socket.
 
-What the loop does (the state of each message is a :class:`Outgoing`):
+What the loop does:
 
-* sending: a message goes to its first candidate process; once that
-  connection's handshake is done it is written, then waits for the
-  receiver's acknowledgement. ``noroute`` (nothing there listens on it:
-  a stale record) or no connection within ``rpc_zmq_connect_timeout``
-  moves it to the next candidate. No acknowledgement within
-  ``rpc_ack_timeout_base`` sends the same id again (the receiver drops a
-  copy it has); after the attempts, the send fails. A call request already
-  written is never moved to another server (calls run at most once); it
-  fails instead.
 * receiving: a delivery is put into the mailbox of a local listener of its
   address, and acknowledged ``ok``; ``noroute`` when there is none;
   malformed frames are logged and refused (``bad``), and the loop goes on.
-* peers: ``ROUTER_MANDATORY`` makes an acknowledgement to a peer that is
-  gone an error, not a silent drop; ``IMMEDIATE`` keeps messages off
-  connections that are not up; ZeroMQ heartbeats notice a dead peer on an
-  idle connection; a lost connection fails the messages waiting on it over to
-  the next candidate, and answers the calls it carried that are still
-  waiting with an error reply, at once, rather than letting them time out.
+* sending and peers: :mod:`.peers`.
 """
 
 from __future__ import annotations
@@ -44,14 +30,15 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-from zmq.utils import monitor as zmq_monitor
 
-from rpcframe import exceptions, green, wire
+from rpcframe import exceptions, green
 from rpcframe.drivers.zmq import frames
 from rpcframe.drivers.zmq.listener import Delivery, ZmqListener
-from rpcframe.drivers.zmq.matchmaker import Matchmaker, split_member
+from rpcframe.drivers.zmq.matchmaker import Matchmaker
+from rpcframe.drivers.zmq.peers import Outgoing, Peers
 from rpcframe.drivers.zmq.routing import record_of, slot
 from rpcframe.drivers.zmq.security import ZAP_ENDPOINT, Curve
+from rpcframe.drivers.zmq.seen import SeenIds
 
 __all__ = ["Node", "Outgoing", "Settings", "acquire", "release"]
 
@@ -59,19 +46,9 @@ LOG = logging.getLogger(__name__)
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
-#: Received ids remembered to drop repeated copies (bounded: flat memory).
-_SEEN = 50_000
-#: Acknowledged call requests kept per peer, to answer them if it dies.
-_CALLS_KEPT = 1024
+#: Received ids remembered at most, to drop repeated copies (flat memory).
+_SEEN = 16_384
 _HWM = 100_000
-_MONITORED = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    | zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_CONNECT_RETRIED
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,63 +66,9 @@ class Settings:
     heartbeat_timeout: float
     connect_timeout: float
     ack_timeout: float
+    copy_window: float  # how long a sender may send a copy of a message
     curve: Curve | None
     matchmaker_key: tuple[Any, ...]
-
-
-class Outgoing:
-    """One message on its way to one process (of several candidates). I/O loop only."""
-
-    __slots__ = (
-        "msg_id", "header", "body", "candidates", "record", "attempts", "deadline",
-        "ack_deadline", "peer", "written", "is_call", "expiry", "status", "error",
-        "on_done", "noroutes", "done", "reason",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        header: frames.Header,
-        body: bytes,
-        candidates: list[str],
-        record: str,
-        attempts: int,
-        deadline: float,
-        is_call: bool,
-        expiry: float | None,
-        on_done: Callable[[Outgoing], None],
-    ) -> None:
-        self.msg_id = header.msg_id
-        self.header = frames.encode_header(header)
-        self.body = body
-        self.candidates = candidates  # members; the first is the one being tried
-        self.record = record
-        self.attempts = attempts
-        self.deadline = deadline
-        self.ack_deadline = 0.0
-        self.peer: _Peer | None = None
-        self.written = False
-        self.is_call = is_call
-        self.expiry = expiry
-        self.status: str | None = None  # frames.OK or frames.NOROUTE once done
-        self.error: BaseException | None = None
-        self.on_done = on_done
-        self.noroutes = 0
-        self.done = False
-        self.reason = ""  # why the last candidate did not take it
-
-
-class _Peer:
-    """The connection to one peer process's listening socket. I/O loop only."""
-
-    def __init__(self, endpoint: str, sock: Any, monitor: Any, connect_by: float) -> None:
-        self.endpoint = endpoint
-        self.sock = sock
-        self.monitor = monitor
-        self.up = False
-        self.connect_by = connect_by
-        self.waiting: collections.deque[Outgoing] = collections.deque()
-        self.inflight: dict[str, Outgoing] = {}
-        self.calls: collections.OrderedDict[str, tuple[bytes, float]] = collections.OrderedDict()
 
 
 class Node:
@@ -166,6 +89,7 @@ class Node:
         self._pools: dict[str, set[str]] = {}  # notify record -> local pool names
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_lock = threading.Lock()
+        self._wake_pending = False  # one wake-up at a time is enough
         self._wake_tx = self._ctx.socket(zmq.PUSH)
         self._wake_rx = self._ctx.socket(zmq.PULL)
         name = f"inproc://rpcframe-zmq-wake-{id(self)}"
@@ -173,12 +97,10 @@ class Node:
         self._wake_tx.connect(name)
         self._router: Any = None
         self._zap: Any = None
-        self._peers: dict[str, _Peer] = {}
-        self._by_socket: dict[Any, _Peer] = {}
-        self._by_monitor: dict[Any, _Peer] = {}
-        self._seen: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.seen = SeenIds(settings.copy_window, _SEEN)
         self._poller = zmq.Poller()
         self._poller.register(self._wake_rx, zmq.POLLIN)
+        self.peers = Peers(settings, self._socket, self._poller, matchmaker, self._deliver_to)
         self._stopping = False
         if settings.curve is not None:
             self._zap = self._ctx.socket(zmq.REP)
@@ -196,6 +118,9 @@ class Node:
         with self._wake_lock:
             if self._closed:
                 raise exceptions.TransportClosed("the ZeroMQ node is closed")
+            if self._wake_pending:
+                return  # the loop has a wake-up to read, and runs every command after it
+            self._wake_pending = True
             try:
                 self._wake_tx.send(b"", zmq.NOBLOCK)
             except zmq.Again:
@@ -321,6 +246,10 @@ class Node:
         delivered = [member.deliver(body, name) for member in members]
         return any(delivered)
 
+    def start(self, outgoing: Outgoing) -> None:
+        """Send ``outgoing`` to its first reachable candidate. I/O loop only."""
+        self.peers.start(outgoing)
+
     # -- closing --------------------------------------------------------------
 
     def close(self) -> None:
@@ -367,13 +296,13 @@ class Node:
                 self._on_router()
             elif sock is self._zap:
                 self._on_zap()
-            elif sock in self._by_socket:
-                self._on_dealer(self._by_socket[sock])
-            elif sock in self._by_monitor:
-                self._on_monitor(self._by_monitor[sock])
+            elif sock in self.peers.by_socket:
+                self.peers.on_dealer(self.peers.by_socket[sock])
+            elif sock in self.peers.by_monitor:
+                self.peers.on_monitor(self.peers.by_monitor[sock])
         while self._commands:
             self._commands.popleft()()
-        self._check_timers()
+        self.peers.check_timers()
 
     def _wait(self, timeout: float | None) -> list[Any]:
         poller = self._poller
@@ -393,20 +322,16 @@ class Node:
             try:
                 self._wake_rx.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
+        # Only now: a command queued before this runs in this turn, one queued
+        # after it sends a wake-up again (at worst one wake-up too many).
+        with self._wake_lock:
+            self._wake_pending = False
 
     def _next_timeout(self) -> float | None:
         if self._commands:
             return 0
-        soonest = None
-        for peer in self._peers.values():
-            if not peer.up and peer.waiting:
-                soonest = peer.connect_by if soonest is None else min(soonest, peer.connect_by)
-            for outgoing in (*peer.waiting, *peer.inflight.values()):
-                due = outgoing.deadline
-                if outgoing.written and outgoing.ack_deadline:
-                    due = min(due, outgoing.ack_deadline)
-                soonest = due if soonest is None else min(soonest, due)
+        soonest = self.peers.next_timeout()
         if soonest is None:
             return None
         return max(0.0, soonest - time.monotonic()) + 0.001
@@ -429,12 +354,10 @@ class Node:
             except exceptions.MalformedMessage as exc:
                 self._refuse(identity, parts, exc.reason if hasattr(exc, "reason") else str(exc))
                 continue
-            status = self._seen.get(header.msg_id)
+            status = self.seen.get(header.msg_id)
             if status is None:
                 status = self._accept(header, parts[2].bytes)
-                self._seen[header.msg_id] = status
-                if len(self._seen) > _SEEN:
-                    self._seen.popitem(last=False)
+                self.seen.add(header.msg_id, status)
             self._ack(identity, frames.encode_ack(header.msg_id, status))
 
     def _accept(self, header: frames.Header, body: bytes) -> str:
@@ -483,275 +406,8 @@ class Node:
             if reply:
                 self._zap.send_multipart(reply)
 
-    # -- sending (DEALERs) ------------------------------------------------------
-
-    def start(self, outgoing: Outgoing) -> None:
-        """Send ``outgoing`` to its first reachable candidate. I/O loop only."""
-        while outgoing.candidates:
-            _, endpoint = split_member(outgoing.candidates[0])
-            peer = self._peer(endpoint)
-            outgoing.peer = peer
-            if peer.up:
-                self._write(peer, outgoing)
-            else:
-                peer.waiting.append(outgoing)
-            return
-        self._exhausted(outgoing)
-
-    def _peer(self, endpoint: str) -> _Peer:
-        peer = self._peers.get(endpoint)
-        if peer is not None:
-            return peer
-        s = self.settings
-        sock = self._socket(zmq.DEALER)
-        sock.immediate = 1
-        sock.reconnect_ivl = 100
-        if s.curve is not None:
-            s.curve.configure_client(sock)
-        monitor = sock.get_monitor_socket(_MONITORED)
-        sock.connect(endpoint)
-        peer = _Peer(endpoint, sock, monitor, time.monotonic() + s.connect_timeout)
-        self._peers[endpoint] = peer
-        self._by_socket[sock] = peer
-        self._by_monitor[monitor] = peer
-        self._poller.register(sock, zmq.POLLIN)
-        self._poller.register(monitor, zmq.POLLIN)
-        return peer
-
-    def _write(self, peer: _Peer, outgoing: Outgoing) -> None:
-        try:
-            peer.sock.send_multipart([outgoing.header, outgoing.body], zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            peer.waiting.append(outgoing)  # over the high-water mark: try on the next turn
-            return
-        outgoing.written = True
-        outgoing.ack_deadline = time.monotonic() + self.settings.ack_timeout
-        peer.inflight[outgoing.msg_id] = outgoing
-
-    def _on_dealer(self, peer: _Peer) -> None:
-        for _ in range(_BATCH):
-            try:
-                frame = peer.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                ack = frames.decode_ack(frame)
-            except exceptions.MalformedMessage as exc:
-                LOG.warning(
-                    "ZeroMQ: dropping a malformed acknowledgement from %s: %s", peer.endpoint, exc
-                )
-                continue
-            outgoing = peer.inflight.pop(ack.msg_id, None)
-            if outgoing is None:
-                continue  # an acknowledgement of a copy sent again
-            if ack.status == frames.OK:
-                if outgoing.is_call and outgoing.expiry:
-                    peer.calls[outgoing.msg_id] = (
-                        outgoing.body,
-                        time.monotonic() + outgoing.expiry,
-                    )
-                    if len(peer.calls) > _CALLS_KEPT:
-                        peer.calls.popitem(last=False)
-                self._finish(outgoing, frames.OK)
-            elif ack.status == frames.NOROUTE:
-                outgoing.noroutes += 1
-                outgoing.reason = f"nothing listens on it at {peer.endpoint} any more"
-                self.matchmaker.forget(outgoing.record, outgoing.candidates[0])
-                self._next_candidate(outgoing)
-            else:
-                self._finish(
-                    outgoing,
-                    error=exceptions.TransportBroken(
-                        f"the process at {peer.endpoint} refused the message: {ack.detail}"
-                    ),
-                )
-        if peer.waiting and peer.up:
-            self._flush(peer)
-
-    def _flush(self, peer: _Peer) -> None:
-        waiting, peer.waiting = peer.waiting, collections.deque()
-        for outgoing in waiting:
-            if not outgoing.done:
-                self._write(peer, outgoing)
-
-    def _next_candidate(self, outgoing: Outgoing) -> None:
-        outgoing.candidates.pop(0)
-        outgoing.written = False
-        outgoing.peer = None
-        self.start(outgoing)
-
-    def _exhausted(self, outgoing: Outgoing) -> None:
-        if outgoing.error is None and outgoing.noroutes:
-            self._finish(outgoing, frames.NOROUTE)
-        else:
-            self._finish(
-                outgoing,
-                error=outgoing.error
-                or exceptions.MessageDeliveryFailure("no process of the address could be reached"),
-            )
-
-    def _finish(
-        self, outgoing: Outgoing, status: str | None = None, error: BaseException | None = None
-    ) -> None:
-        if outgoing.done:
-            return
-        outgoing.done = True
-        outgoing.status = status
-        outgoing.error = error
-        outgoing.peer = None
-        outgoing.body = b""
-        outgoing.on_done(outgoing)
-
-    def _on_monitor(self, peer: _Peer) -> None:
-        for _ in range(_BATCH):
-            try:
-                event = zmq_monitor.recv_monitor_message(peer.monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            kind = event["event"]
-            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                peer.up = True
-                self._flush(peer)
-            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                self._peer_down(
-                    peer,
-                    f"the process at {peer.endpoint} refused this process's CURVE key "
-                    "(it is not among its authorized keys)",
-                    auth=True,
-                )
-                return
-            elif kind in (
-                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
-            ):
-                secure = self.settings.curve is not None
-                self._peer_down(
-                    peer,
-                    f"the handshake with {peer.endpoint} failed"
-                    + (
-                        " (CURVE: is zmq_curve_server_key_file the same on both sides?)"
-                        if secure
-                        else " (is it a ZeroMQ peer with the same security?)"
-                    ),
-                    auth=secure,
-                )
-                return
-            elif kind == zmq.EVENT_CONNECT_RETRIED and not peer.up:
-                self._peer_down(peer, f"the connection to {peer.endpoint} was refused")
-                return
-            elif kind == zmq.EVENT_DISCONNECTED:
-                self._peer_down(
-                    peer,
-                    f"the connection to {peer.endpoint} was lost (the process exited, or "
-                    "stopped answering heartbeats)",
-                )
-                return
-
-    def _peer_down(self, peer: _Peer, reason: str, auth: bool = False) -> None:
-        LOG.warning("ZeroMQ: %s", reason)
-        self._drop_peer(peer)
-        for outgoing in (*peer.waiting, *peer.inflight.values()):
-            if outgoing.done:
-                continue
-            if auth:
-                outgoing.peer = None
-                self._finish(outgoing, error=exceptions.AuthenticationError(reason))
-            elif outgoing.written and outgoing.is_call:
-                # It may have reached the server: a call runs at most once.
-                outgoing.peer = None
-                self._finish(outgoing, error=exceptions.MessageDeliveryFailure(reason))
-            else:
-                # Never written: that process is not there; the next one may be.
-                self.matchmaker.forget(outgoing.record, outgoing.candidates[0])
-                outgoing.noroutes += 1
-                outgoing.reason = reason
-                self._next_candidate(outgoing)
-        self._fail_calls(peer, reason)
-
-    def _drop_peer(self, peer: _Peer) -> None:
-        self._peers.pop(peer.endpoint, None)
-        self._by_socket.pop(peer.sock, None)
-        self._by_monitor.pop(peer.monitor, None)
-        self._poller.unregister(peer.sock)
-        self._poller.unregister(peer.monitor)
-        peer.sock.disable_monitor()
-        peer.monitor.close(0)
-        peer.sock.close(0)
-
-    def _fail_calls(self, peer: _Peer, reason: str) -> None:
-        """Answer the calls ``peer`` was running, whose callers are still waiting, with an error."""
-        now = time.monotonic()
-        for body, expires in peer.calls.values():
-            if expires < now:
-                continue
-            try:
-                request = wire.parse_request(body)
-            except exceptions.MalformedMessage:
-                continue
-            if not (request.msg_id and request.reply_q):
-                continue
-            try:
-                raise ConnectionError(f"the server went away during the call: {reason}")
-            except ConnectionError:
-                failure = wire.serialize_remote_exception()
-            reply = wire.encode_reply(request.msg_id, failure=failure)
-            self._deliver_to(record_of("reply", "", request.reply_q, None, False), reply)
-        peer.calls.clear()
-
-    def _check_timers(self) -> None:
-        now = time.monotonic()
-        for peer in list(self._peers.values()):
-            if not peer.up and peer.waiting and now >= peer.connect_by:
-                self._peer_down(
-                    peer,
-                    f"no connection to {peer.endpoint} within {self.settings.connect_timeout} s",
-                )
-                continue
-            for outgoing in (*peer.waiting, *peer.inflight.values()):
-                if outgoing.done:
-                    continue
-                if now >= outgoing.deadline:
-                    peer.inflight.pop(outgoing.msg_id, None)
-                    if outgoing in peer.waiting:
-                        peer.waiting.remove(outgoing)
-                    self._finish(
-                        outgoing,
-                        error=exceptions.MessagingTimeout(
-                            f"no acknowledgement from {peer.endpoint} before the send's deadline"
-                        ),
-                    )
-                elif outgoing.written and now >= outgoing.ack_deadline:
-                    peer.inflight.pop(outgoing.msg_id, None)
-                    if outgoing.attempts > 0:
-                        outgoing.attempts -= 1
-                        LOG.info("ZeroMQ: no acknowledgement from %s; sending again", peer.endpoint)
-                        self._write(peer, outgoing)
-                    elif outgoing.is_call:
-                        self._finish(
-                            outgoing,
-                            error=exceptions.MessageDeliveryFailure(
-                                f"{peer.endpoint} did not acknowledge the call request"
-                            ),
-                        )
-                    else:
-                        outgoing.error = exceptions.MessageDeliveryFailure(
-                            f"{peer.endpoint} did not acknowledge the message"
-                        )
-                        self._next_candidate(outgoing)
-        if self._peers:
-            for peer in list(self._peers.values()):
-                if peer.up and peer.waiting:
-                    self._flush(peer)
-
     def _shutdown(self) -> None:
-        closed = exceptions.TransportClosed(
-            "the ZeroMQ transport closed before the message was sent"
-        )
-        for peer in list(self._peers.values()):
-            for outgoing in (*peer.waiting, *peer.inflight.values()):
-                outgoing.peer = None
-                self._finish(outgoing, error=closed)
-            self._drop_peer(peer)
+        self.peers.shutdown()
         while self._commands:
             try:
                 self._commands.popleft()()
