@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rpcframe import exceptions, green
 from rpcframe.drivers.amqp import pulse
-
-if TYPE_CHECKING:
-    from rpcframe.drivers.amqp.link import Link
+from rpcframe.drivers.amqp.connection import LinkSettings
 
 __all__ = ["Keeper"]
 
@@ -34,13 +32,30 @@ LOG = logging.getLogger(__name__)
 IDLE_TICK = 5.0
 
 
+class Kept(Protocol):
+    """What a keeper asks of its link (:class:`~rpcframe.drivers.amqp.link.Link`)."""
+
+    name: str
+    settings: LinkSettings
+    keep_connected: bool
+
+    @property
+    def connected(self) -> bool: ...
+
+    def ensure(self, deadline: float | None, retry: int | None = None) -> int: ...
+
+    def beat(self) -> None: ...
+
+    def guard(self) -> pulse.Guard | None: ...
+
+
 class Keeper:
     """The keeper thread of one link (and its pulse thread in patched processes).
 
     ``stop`` is the link's event that is set when the link closes.
     """
 
-    def __init__(self, link: Link, stop: threading.Event) -> None:
+    def __init__(self, link: Kept, stop: threading.Event) -> None:
         self._link = link
         self._stop = stop
         self._nudge = threading.Event()

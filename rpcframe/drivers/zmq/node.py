@@ -20,7 +20,6 @@ What the loop does:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import os
 import random
@@ -37,8 +36,9 @@ from rpcframe.drivers.zmq.listener import Delivery, ZmqListener
 from rpcframe.drivers.zmq.matchmaker import Matchmaker
 from rpcframe.drivers.zmq.peers import Outgoing, Peers
 from rpcframe.drivers.zmq.routing import record_of, slot
-from rpcframe.drivers.zmq.security import ZAP_ENDPOINT, Curve
+from rpcframe.drivers.zmq.security import ZAP_ENDPOINT
 from rpcframe.drivers.zmq.seen import SeenIds
+from rpcframe.drivers.zmq.settings import Settings
 
 __all__ = ["Node", "Outgoing", "Settings", "acquire", "release"]
 
@@ -49,26 +49,6 @@ _BATCH = 256
 #: Received ids remembered at most, to drop repeated copies (flat memory).
 _SEEN = 16_384
 _HWM = 100_000
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What a node is built from; drivers with equal settings share a node."""
-
-    bind_address: str
-    host: str
-    min_port: int
-    max_port: int
-    port_retries: int
-    static_binds: tuple[str, ...]
-    linger: float
-    heartbeat_interval: float
-    heartbeat_timeout: float
-    connect_timeout: float
-    ack_timeout: float
-    copy_window: float  # how long a sender may send a copy of a message
-    curve: Curve | None
-    matchmaker_key: tuple[Any, ...]
 
 
 class Node:

@@ -32,7 +32,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zmq
 from zmq.utils import monitor as zmq_monitor
@@ -41,9 +41,7 @@ from rpcframe import exceptions, wire
 from rpcframe.drivers.zmq import frames
 from rpcframe.drivers.zmq.matchmaker import Matchmaker, split_member
 from rpcframe.drivers.zmq.routing import record_of
-
-if TYPE_CHECKING:
-    from rpcframe.drivers.zmq.node import Settings
+from rpcframe.drivers.zmq.settings import Settings
 
 __all__ = ["Outgoing", "Peer", "Peers"]
 
