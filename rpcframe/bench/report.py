@@ -35,6 +35,21 @@ IN_PROCESS = "bare in-process"
 #: ``report["reference"]`` when the ``raw`` section holds rpcframe.bench.rawzmq's figures.
 RAW_ZMQ = "raw pyzmq"
 
+#: The references other than RabbitMQ's, and what their three ratios are called:
+#: the round trip, the round trip in oslo's envelope, the cast.
+_REFERENCE_LABELS = {
+    IN_PROCESS: (
+        "bare in-process round trip (target >= 0.7)",
+        "bare in-process round trip in oslo's envelope",
+        "bare in-process cast",
+    ),
+    RAW_ZMQ: (
+        "raw pyzmq REQ/REP round trip (target >= 0.6)",
+        "raw pyzmq round trip in oslo's envelope",
+        "raw pyzmq acknowledged cast",
+    ),
+}
+
 
 def ratios(report: dict[str, Any]) -> dict[str, float]:
     """The project's target ratios, for what the report has figures for."""
@@ -47,41 +62,27 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         value = section.get(workload, {}).get(key) if isinstance(section, dict) else None
         return float(value) if value else None
 
-    if report.get("reference") == IN_PROCESS:
-        # The references are two bare threads in this process (rpcframe.bench.bare).
-        in_process = {
-            "call_sequential / bare in-process round trip (target >= 0.7)": (
-                figure(ours, "call_sequential"),
-                figure(raw, "round_trip"),
-            ),
-            "call_sequential / bare in-process round trip in oslo's envelope": (
-                figure(ours, "call_sequential"),
-                figure(raw, "round_trip_oslo_protocol"),
-            ),
-            "cast_confirmed / bare in-process cast": (
-                figure(ours, "cast_confirmed"),
-                figure(raw, "confirmed_publish"),
-            ),
-        }
-        found |= _divided(in_process)
-        raw = {}
-    if report.get("reference") == RAW_ZMQ:
-        # The references are a bare pyzmq REQ/REP service (rpcframe.bench.rawzmq).
-        on_zmq = {
-            "call_sequential / raw pyzmq REQ/REP round trip (target >= 0.6)": (
-                figure(ours, "call_sequential"),
-                figure(raw, "round_trip"),
-            ),
-            "call_sequential / raw pyzmq round trip in oslo's envelope": (
-                figure(ours, "call_sequential"),
-                figure(raw, "round_trip_oslo_protocol"),
-            ),
-            "cast_confirmed / raw pyzmq acknowledged cast": (
-                figure(ours, "cast_confirmed"),
-                figure(raw, "confirmed_publish"),
-            ),
-        }
-        found |= _divided(on_zmq)
+    labels = _REFERENCE_LABELS.get(str(report.get("reference")))
+    if labels is not None:
+        # The references are not RabbitMQ's: bare threads in this process
+        # (rpcframe.bench.bare) or a bare pyzmq service (rpcframe.bench.rawzmq).
+        round_trip, enveloped, cast = labels
+        found |= _divided(
+            {
+                f"call_sequential / {round_trip}": (
+                    figure(ours, "call_sequential"),
+                    figure(raw, "round_trip"),
+                ),
+                f"call_sequential / {enveloped}": (
+                    figure(ours, "call_sequential"),
+                    figure(raw, "round_trip_oslo_protocol"),
+                ),
+                f"cast_confirmed / {cast}": (
+                    figure(ours, "cast_confirmed"),
+                    figure(raw, "confirmed_publish"),
+                ),
+            }
+        )
         raw = {}
     pairs = {
         "call_sequential / raw round trip (target >= 0.85)": (
