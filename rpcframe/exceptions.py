@@ -24,6 +24,8 @@ on)::
     ├── ClientSendError                   a client could not hand a request over
     ├── RPCVersionCapError                version above the client's version_cap
     ├── RemoteError                       an endpoint raised a non-allowed exception
+    ├── CallCancelled                     the call was cancelled (by its caller, or a limit)
+    ├── StreamNotSupported                the server answered a stream with a plain reply
     ├── InvalidNotification (ValueError)  a notification that cannot be sent as asked
     │   └── ValidationError               its payload does not match the event's schema
     └── MessagingServerError
@@ -55,6 +57,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "CallCancelled",
     "ClientSendError",
     "ConfigurationError",
     "DriverLoadFailure",
@@ -79,6 +82,7 @@ __all__ = [
     "RemoteError",
     "Requeue",
     "ServerListenError",
+    "StreamNotSupported",
     "TaskTimeout",
     "TransportBroken",
     "TransportClosed",
@@ -252,6 +256,24 @@ class RemoteError(MessagingException):
         self.value = value
         self.traceback = traceback
         super().__init__(f"Remote error: {exc_type} {value}\n{traceback}.")
+
+
+class CallCancelled(MessagingException):
+    """The call was cancelled: by its caller, or by the server's time limit.
+
+    Raised to a nested call made from inside an endpoint whose own call was
+    cancelled, and to a caller whose call a server ended at its
+    ``rpc_max_call_seconds`` limit.
+    """
+
+
+class StreamNotSupported(MessagingException):
+    """A stream was asked of a server that answered with a plain reply.
+
+    An oslo.messaging server (or an endpoint method that is not a generator)
+    answers :meth:`~rpcframe.RPCClient.stream` with one result; call it with
+    :meth:`~rpcframe.RPCClient.call` instead.
+    """
 
 
 class InvalidNotification(MessagingException, ValueError):

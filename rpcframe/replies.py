@@ -34,6 +34,20 @@ says whether some caller is the leader)::
 
 Only the leader reads the inbox; a follower is woken by the leader routing
 its reply, by a leaving caller handing over, or by ``close()`` (all of them).
+
+Watched ids: a reply nobody blocks on (an asynchronous call handle, a
+stream, a server's control channel) is *watched* instead of waited for: a
+:class:`Watcher` receives every message for its id through ``deliver`` in
+the thread that read it, and ``expired`` once its ``deadline`` passes. While
+any id is watched, a pump thread takes part in the scheme as one more
+follower: it leads whenever no caller does, so that watched replies are read
+even when no thread waits, and it checks the deadlines. It ends as soon as
+nothing is watched; plain calls never start it::
+
+    pump: idle ──watch()──► running ──no leader──► leads: reads one message
+           ▲                  │  ▲                  (or until the next deadline),
+           │                  │  └──────────────── routes it, expires what is due
+           └─ nothing watched ┘  a caller leads: waits as a follower
 :mod:`rpcframe.handoffs` marks the hand-off points for the stress test
 (``tests/unit/test_stress.py``).
 """
@@ -45,11 +59,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from rpcframe import exceptions, handoffs, wire
 from rpcframe.drivers import base
 
-__all__ = ["ReplyWaiter"]
+__all__ = ["ReplyWaiter", "Watcher"]
 
 LOG = logging.getLogger(__name__)
 
@@ -67,6 +82,28 @@ class _Slot:
         self.cond: threading.Condition | None = None
         self.replies: collections.deque[wire.Reply] = collections.deque()
         self.waiting = False
+
+
+class Watcher(Protocol):
+    """Receives the messages for one watched id (see :meth:`ReplyWaiter.watch`).
+
+    Its methods are called from whichever thread read the inbox, one message
+    at a time; ``expired`` and ``closed`` may come from another thread, so a
+    watcher guards its own state. All of them must be quick: the inbox waits.
+    """
+
+    #: ``time.monotonic()`` after which :meth:`expired` is called (it may move).
+    deadline: float
+
+    def deliver(self, reply: wire.Reply) -> None: ...
+
+    def expired(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+
+#: Longest the pump blocks in one read while something is watched.
+_PUMP_READ_MAX = 5.0
 
 
 class ReplyWaiter:
@@ -90,6 +127,9 @@ class ReplyWaiter:
         self._inbox: base.Inbox | None = None
         self._leading = False
         self._closed = False
+        self._watches: dict[str, Watcher] = {}
+        self._next_check = float("inf")  # the earliest watched deadline, at most
+        self._pump: _Slot | None = None  # the pump's follower slot while it runs
 
     @property
     def address(self) -> base.Address:
@@ -113,6 +153,81 @@ class ReplyWaiter:
         """Stop collecting replies for ``msg_id``; later ones are dropped."""
         with self._lock:
             self._slots.pop(msg_id, None)
+
+    def watch(self, msg_id: str, watcher: Watcher) -> None:
+        """Send every message for ``msg_id`` to ``watcher`` until :meth:`unwatch`.
+
+        Starts the pump thread if it is not running. Raises TransportClosed
+        after :meth:`close`.
+        """
+        with self._lock:
+            if self._closed:
+                raise exceptions.TransportClosed("the transport was cleaned up")
+            self._watches[msg_id] = watcher
+            self._next_check = min(self._next_check, watcher.deadline)
+            if self._pump is None:
+                self._pump = _Slot()
+                self._pump.cond = threading.Condition(self._lock)
+                thread = threading.Thread(
+                    target=self._run_pump, name="rpcframe-replies", daemon=True
+                )
+                thread.start()
+            elif self._pump.waiting and self._pump.cond is not None:
+                self._pump.cond.notify()  # it may have to look at deadlines sooner
+
+    def unwatch(self, msg_id: str) -> None:
+        """Stop watching ``msg_id``; later messages for it are dropped."""
+        with self._lock:
+            self._watches.pop(msg_id, None)
+
+    def _run_pump(self) -> None:
+        """The pump: lead while no caller does, for as long as anything is watched."""
+        lock = self._lock
+        pump = self._pump
+        assert pump is not None and pump.cond is not None
+        lock.acquire()
+        try:
+            while self._watches and not self._closed:
+                due = self._take_due()
+                if due:
+                    lock.release()
+                    try:
+                        for watcher in due:
+                            _safely(watcher.expired)
+                    finally:
+                        lock.acquire()
+                    continue
+                left = min(self._next_check - time.monotonic(), _PUMP_READ_MAX)
+                if self._leading:
+                    pump.waiting = True
+                    pump.cond.wait(max(left, 0.0))
+                    pump.waiting = False
+                    continue
+                self._leading = True
+                lock.release()
+                try:
+                    if handoffs.hook is not None:
+                        handoffs.hook("replies.pump")
+                    self._read_one(max(left, 0.0))
+                except exceptions.MessagingException as exc:
+                    LOG.warning("Reading replies failed: %s", exc)
+                finally:
+                    lock.acquire()
+                    self._leading = False
+                    self._hand_over()
+        finally:
+            self._pump = None
+            lock.release()
+
+    def _take_due(self) -> list[Watcher]:
+        """Remove and return the watchers whose deadline passed. Lock held."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return []
+        due = [msg_id for msg_id, w in self._watches.items() if w.deadline <= now]
+        expired = [self._watches.pop(msg_id) for msg_id in due]
+        self._next_check = min((w.deadline for w in self._watches.values()), default=float("inf"))
+        return expired
 
     def wait(self, msg_id: str, timeout: float, monitor_timeout: float | None = None) -> wire.Reply:
         """Return the final reply for ``msg_id``.
@@ -177,11 +292,14 @@ class ReplyWaiter:
             lock.release()
 
     def _hand_over(self) -> None:
-        """Wake one waiting follower to become the leader. Lock held."""
+        """Wake one waiting follower (a caller first, else the pump) to lead. Lock held."""
         for other in self._slots.values():
             if other.waiting and other.cond is not None:
                 other.cond.notify()
                 return
+        pump = self._pump
+        if pump is not None and pump.waiting and pump.cond is not None:
+            pump.cond.notify()
 
     def _read_one(self, timeout: float) -> None:
         """Read at most one message from the inbox and route it. Lock not held."""
@@ -203,12 +321,17 @@ class ReplyWaiter:
             handoffs.hook("replies.route")
         with self._lock:
             slot = self._slots.get(reply.msg_id)
-            if slot is None:
-                LOG.debug("Dropping reply to message %s: no caller waits for it", reply.msg_id)
+            if slot is not None:
+                slot.replies.append(reply)
+                if slot.waiting and slot.cond is not None:
+                    slot.cond.notify()
                 return
-            slot.replies.append(reply)
-            if slot.waiting and slot.cond is not None:
-                slot.cond.notify()
+            watcher = self._watches.get(reply.msg_id)
+        if watcher is None:
+            LOG.debug("Dropping reply to message %s: no caller waits for it", reply.msg_id)
+            return
+        # Still leading: the watcher gets its messages one at a time, in order.
+        _safely(watcher.deliver, reply)
 
     def close(self) -> None:
         """Close the inbox and wake every waiting caller. Idempotent."""
@@ -220,5 +343,19 @@ class ReplyWaiter:
             for slot in self._slots.values():
                 if slot.cond is not None:
                     slot.cond.notify_all()
+            watchers = list(self._watches.values())
+            self._watches.clear()
+            if self._pump is not None and self._pump.cond is not None:
+                self._pump.cond.notify_all()
+        for watcher in watchers:
+            _safely(watcher.closed)
         if inbox is not None:
             inbox.close()
+
+
+def _safely(fn: Callable[..., None], *args: object) -> None:
+    """Call a watcher: its failure is logged, never the inbox's problem."""
+    try:
+        fn(*args)
+    except Exception:
+        LOG.exception("A reply watcher failed")

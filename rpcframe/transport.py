@@ -25,7 +25,7 @@ from stevedore import exception as stevedore_exception
 
 from rpcframe import exceptions, identity, leniency, options, redaction, wire
 from rpcframe.drivers import base
-from rpcframe.replies import ReplyWaiter
+from rpcframe.replies import ReplyWaiter, Watcher
 from rpcframe.url import TransportHost, TransportURL
 
 __all__ = [
@@ -198,6 +198,10 @@ class Transport:
             raise
         finally:
             waiter.unregister(msg_id)
+        return self._outcome(reply)
+
+    def _outcome(self, reply: wire.Reply) -> Any:
+        """The result a final reply carries; raises the remote exception it carries."""
         if reply.failure is not None:
             error = wire.deserialize_remote_exception(reply.failure, self.allowed_remote_exmods)
             if reply.attachments is not None:
@@ -206,6 +210,78 @@ class Transport:
         if reply.attachments is not None:
             return leniency.result(reply.attachments, reply.result)
         return reply.result
+
+    def _send_watched(
+        self,
+        target: Any,
+        ctxt: Any,
+        message: dict[str, Any],
+        msg_id: str,
+        watcher: Watcher,
+        call_options: wire.CallOptions,
+        timeout: float,
+        call_monitor_timeout: float | None = None,
+        retry: int | None = None,
+        transport_options: TransportOptions | None = None,
+    ) -> None:
+        """Send a call whose replies go to ``watcher`` instead of a waiting caller.
+
+        For :meth:`~rpcframe.RPCClient.call_async` and
+        :meth:`~rpcframe.RPCClient.stream`: ``watcher`` is watched under
+        ``msg_id`` before the request leaves, and is no longer watched if
+        sending fails (the error is raised here). ``call_options`` go into the
+        request's ``_rpcframe`` key.
+        """
+        address = self._address(target)
+        mandatory = bool(transport_options and transport_options.at_least_once)
+        waiter = self._reply_waiter()
+        extra = {wire.SENDER_KEY: identity.local_wire(), wire.calls.KEY: call_options.to_wire()}
+        more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
+        body = _encode_request(
+            message,
+            ctxt,
+            msg_id=msg_id,
+            reply_q=waiter.address.topic,
+            monitor_timeout=call_monitor_timeout,
+            deadline=time.time() + timeout,
+            extra=extra,
+        )
+        waiter.watch(msg_id, watcher)
+        try:
+            self._driver.send(
+                address,
+                body,
+                expiry=timeout or None,
+                mandatory=mandatory,
+                retry=retry,
+                timeout=timeout,
+                confirm=mandatory,
+                **more,
+            )
+        except BaseException:
+            waiter.unwatch(msg_id)
+            raise
+
+    def _watch(self, msg_id: str, watcher: Watcher) -> base.Address:
+        """Watch ``msg_id`` on this transport's inbox; return the inbox's address.
+
+        A server uses it for the control channel of a call it runs (a cancel,
+        a stream's credit), which callers reach with :meth:`_send_control`.
+        """
+        waiter = self._reply_waiter()
+        address = waiter.address
+        waiter.watch(msg_id, watcher)
+        return address
+
+    def _unwatch(self, msg_id: str) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.unwatch(msg_id)
+
+    def _send_control(self, inbox: str, control_id: str, timeout: float, **fields: Any) -> None:
+        """Send a control message (credit, resume, cancel) to a server's call."""
+        address = base.Address("", inbox, kind=base.REPLY)
+        self._send_reply(address, wire.encode_control(control_id, **fields), timeout)
 
     def _default_timeout(self) -> float:
         configured = self.conf.rpc_response_timeout

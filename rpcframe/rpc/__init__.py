@@ -8,6 +8,7 @@ from rpcframe.rpc.client import (
     RPCVersionCapError,
     get_rpc_client,
 )
+from rpcframe.rpc.current import Call, current_call
 from rpcframe.rpc.dispatcher import (
     DefaultRPCAccessPolicy,
     ExpectedException,
@@ -19,10 +20,13 @@ from rpcframe.rpc.dispatcher import (
     RPCDispatcherError,
     UnsupportedVersion,
 )
+from rpcframe.rpc.handles import CallHandle, Stream
 from rpcframe.rpc.server import RPCServer, expected_exceptions, expose, get_rpc_server
 from rpcframe.transport import get_rpc_transport
 
 __all__ = [
+    "Call",
+    "CallHandle",
     "ClientSendError",
     "DefaultRPCAccessPolicy",
     "ExpectedException",
@@ -37,7 +41,9 @@ __all__ = [
     "RPCVersionCapError",
     "RemoteError",
     "Sender",
+    "Stream",
     "UnsupportedVersion",
+    "current_call",
     "current_sender",
     "expected_exceptions",
     "expose",

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rpcframe import exceptions, metrics, versions
+from rpcframe import exceptions, metrics, versions, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
+from rpcframe.rpc import current, handles
 from rpcframe.target import Target
 from rpcframe.unset import UNSET, Unset
 
@@ -212,14 +213,7 @@ class _CallContext:
         raised by the endpoint is re-raised here: as itself for builtins and
         ``allowed_remote_exmods``, otherwise as RemoteError.
         """
-        if self.target.fanout:
-            raise exceptions.InvalidTarget("A call cannot be used with fanout", self.target)
-        message = self._make_message(ctxt, method, kwargs)
-        context = self.serializer.serialize_context(ctxt)
-        timeout = self.timeout
-        if timeout is None:
-            timeout = self.conf.rpc_response_timeout
-        self._check(message.get("version"))
+        message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         with metrics.measure(self.conf, self.target, method, "call"):
             try:
                 result = self.transport._send(
@@ -235,6 +229,113 @@ class _CallContext:
             except exceptions.TransportDriverError as exc:
                 raise ClientSendError(self.target, exc) from exc
         return self.serializer.deserialize_entity(ctxt, result)
+
+    def call_async(self, ctxt: Any, method: str, **kwargs: Any) -> handles.CallHandle:
+        """Send a call and return a :class:`~rpcframe.rpc.handles.CallHandle` at once.
+
+        The handle is a :class:`concurrent.futures.Future`: ``result(timeout)``
+        gives the endpoint's result or raises its error (MessagingTimeout at
+        the call's deadline at the latest); ``cancel()`` stops the call and
+        tells the server; ``id`` names the call. Raises here what ``call``
+        raises before anything is sent (a bad version, an unusable target).
+        """
+        message, context, timeout = self._prepare_call(ctxt, method, kwargs)
+        msg_id = wire.new_id()
+        handle = handles.CallHandle(
+            self.transport,
+            msg_id,
+            method,
+            timeout,
+            self.call_monitor_timeout,
+            ctxt,
+            self.serializer,
+        )
+        self._send_watched(
+            message, context, msg_id, handle, wire.CallOptions(announce=True), timeout
+        )
+        return handle
+
+    def stream(
+        self, ctxt: Any, method: str, *, window: int = handles.DEFAULT_WINDOW, **kwargs: Any
+    ) -> handles.Stream:
+        """Call a generator endpoint and iterate over what it yields.
+
+        Returns a :class:`~rpcframe.rpc.handles.Stream`; the server sends at
+        most ``window`` chunks ahead of what you have consumed. The call's
+        timeout bounds the whole stream. Use it in a ``with`` block, or
+        ``close()`` it, to stop early: the server then closes the generator.
+        """
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int)
+            or not (1 <= window <= wire.calls.MAX_WINDOW)
+        ):
+            raise ValueError(
+                f"window must be an integer from 1 to {wire.calls.MAX_WINDOW}, got {window!r}"
+            )
+        message, context, timeout = self._prepare_call(ctxt, method, kwargs)
+        msg_id = wire.new_id()
+        chunks = handles.Stream(
+            self.transport,
+            msg_id,
+            method,
+            timeout,
+            self.call_monitor_timeout,
+            ctxt,
+            self.serializer,
+            window,
+        )
+        options = wire.CallOptions(announce=True, window=window)
+        self._send_watched(message, context, msg_id, chunks, options, timeout)
+        return chunks
+
+    def _prepare_call(
+        self, ctxt: Any, method: str, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], Any, float]:
+        """Check a call and build its request; the timeout is what is left to it.
+
+        Inside an endpoint, the call inherits what is left of the endpoint's
+        own deadline (:func:`~rpcframe.rpc.current.inherited_timeout`).
+        """
+        if self.target.fanout:
+            raise exceptions.InvalidTarget("A call cannot be used with fanout", self.target)
+        message = self._make_message(ctxt, method, kwargs)
+        context = self.serializer.serialize_context(ctxt)
+        timeout = self.timeout
+        if timeout is None:
+            timeout = self.conf.rpc_response_timeout
+        self._check(message.get("version"))
+        return message, context, current.inherited_timeout(timeout)
+
+    def _send_watched(
+        self,
+        message: dict[str, Any],
+        context: Any,
+        msg_id: str,
+        watcher: Any,
+        options: wire.CallOptions,
+        timeout: float,
+    ) -> None:
+        send = getattr(self.transport, "_send_watched", None)
+        if send is None:  # a duck-typed transport
+            raise exceptions.ConfigurationError(
+                f"{type(self.transport).__name__} cannot make asynchronous or streamed calls"
+            )
+        try:
+            send(
+                self.target,
+                context,
+                message,
+                msg_id,
+                watcher,
+                options,
+                timeout,
+                call_monitor_timeout=self.call_monitor_timeout,
+                retry=self.retry,
+                transport_options=self.transport_options,
+            )
+        except exceptions.TransportDriverError as exc:
+            raise ClientSendError(self.target, exc) from exc
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target!r} timeout={self.timeout}>"

@@ -14,13 +14,14 @@ from __future__ import annotations
 import abc
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from oslo_config import cfg
 
 from rpcframe import exceptions, versions
 from rpcframe import serializer as msg_serializer
+from rpcframe.rpc import streaming
 from rpcframe.target import Target
 
 __all__ = [
@@ -159,7 +160,9 @@ class RPCDispatcher:
         ``incoming`` has ``ctxt`` (the context dict) and ``message`` (a dict
         with ``method``, ``args`` and optional ``namespace`` and ``version``).
         Raises NoSuchMethod, UnsupportedVersion, TypeError for arguments the
-        method does not take, or whatever the method raises.
+        method does not take, or whatever the method raises. A method that
+        returns a generator (or any iterator, when the request is a stream)
+        streams: the result is a :class:`~rpcframe.rpc.streaming.Streamed`.
         """
         message = incoming.message
         method = message.get("method")
@@ -176,7 +179,17 @@ class RPCDispatcher:
         except TypeError:
             _explain_bad_arguments(func, method, ctxt, args)
             raise
+        if inspect.isgenerator(result) or (
+            _asks_for_stream(incoming) and isinstance(result, Iterator)
+        ):
+            # Each chunk is serialized as it is sent (rpcframe.rpc.streaming).
+            return streaming.Streamed(ctxt, result, ser)
         return ser.serialize_entity(ctxt, result)
+
+
+def _asks_for_stream(incoming: Any) -> bool:
+    options = getattr(incoming, "options", None)
+    return bool(options is not None and getattr(options, "window", None) is not None)
 
 
 def _ping_enabled(conf: cfg.ConfigOpts) -> bool:

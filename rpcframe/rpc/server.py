@@ -44,6 +44,7 @@ from rpcframe import serializer as msg_serializer
 from rpcframe import server as msg_server
 from rpcframe import transport as msg_transport
 from rpcframe.drivers import base
+from rpcframe.rpc import current, streaming
 from rpcframe.rpc import dispatcher as rpc_dispatcher
 from rpcframe.target import Target
 from rpcframe.timers import Timers
@@ -148,36 +149,57 @@ class RPCServer(msg_server.MessageHandlingServer):
         if passes_objects:
             attached = getattr(incoming, "attachments", None)
             request.context = leniency.context(attached, request.context)
+        sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
+        call = current.Call(request.msg_id, request.method, request.deadline, sender)
+        control = self._announce(request, call) if request.options is not None else None
         heartbeat = None
         if request.wants_reply and request.monitor_timeout:
             heartbeat = _Heartbeat.start(self.transport, self._timers, self._native_timers, request)
         result = failure = error = None
-        sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
+        streamed = False  # a stream sends its own last reply
         try:
-            with identity.serving(sender):
-                result = self.dispatcher.dispatch(request)
-        except msg_exceptions.ExpectedException as exc:
-            LOG.debug("Expected exception during message handling (%s)", exc.exc_info[1])
-            failure = wire.serialize_remote_exception(exc.exc_info)
-            error = exc.exc_info[1]
-        except _CLIENT_ERRORS as exc:
-            if isinstance(exc, msg_exceptions.NoSuchMethod) and exc.method.endswith(
-                "_ignore_errors"
-            ):
-                # oslo's convention: a caller probing for an optional method.
-                LOG.debug("Method %s not found", exc.method)
-            else:
-                LOG.warning("%s: %s", self._name, exc)
-            failure = wire.serialize_remote_exception()
-            error = exc
-        except Exception as exc:
-            LOG.exception("Exception during message handling")
-            failure = wire.serialize_remote_exception()
-            error = exc
+            try:
+                with identity.serving(sender), current.running(call):
+                    result = self.dispatcher.dispatch(request)
+                if isinstance(result, streaming.Streamed):
+                    chunks, result = result, None
+                    self._stream(request, chunks, control)
+                    streamed = True
+            except msg_exceptions.ExpectedException as exc:
+                LOG.debug("Expected exception during message handling (%s)", exc.exc_info[1])
+                failure = wire.serialize_remote_exception(exc.exc_info)
+                error = exc.exc_info[1]
+            except _CLIENT_ERRORS as exc:
+                if isinstance(exc, msg_exceptions.NoSuchMethod) and exc.method.endswith(
+                    "_ignore_errors"
+                ):
+                    # oslo's convention: a caller probing for an optional method.
+                    LOG.debug("Method %s not found", exc.method)
+                else:
+                    LOG.warning("%s: %s", self._name, exc)
+                failure = wire.serialize_remote_exception()
+                error = exc
+            except Exception as exc:
+                LOG.exception("Exception during message handling")
+                failure = wire.serialize_remote_exception()
+                error = exc
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            if control is not None:
+                control.finish()
+        if streamed:
+            return
         if request.wants_reply:
+            if call.cancelled:
+                LOG.info(
+                    "%s: %r (message %s) was cancelled (%s); its reply is dropped",
+                    self._name,
+                    request.method,
+                    request.msg_id,
+                    call.cancel_reason,
+                )
+                return
             self._finishing()
             attachments = None
             if passes_objects:
@@ -190,6 +212,46 @@ class RPCServer(msg_server.MessageHandlingServer):
                 request.msg_id,
                 time.monotonic() - started,
             )
+
+    def _announce(self, request: wire.Request, call: current.Call) -> streaming.Control | None:
+        """Tell the caller that this server runs the call, and where to cancel it."""
+        options = request.options
+        if options is None or not options.announce or not request.wants_reply:
+            return None
+        deadline = request.deadline
+        if deadline is None:
+            deadline = time.time() + float(self.conf.rpc_response_timeout)
+        control = streaming.Control(self.transport, call, deadline)
+        address = base.Address("", request.reply_q or "", kind=base.REPLY)
+        body = control.started_message(request.msg_id or "", self.target.server)
+        try:
+            self.transport._send_reply(address, body, max(0.0, deadline - time.time()))
+        except msg_exceptions.MessagingException as exc:
+            LOG.info("%s: could not announce %s to its caller: %s", self._name, request.msg_id, exc)
+        return control
+
+    def _stream(
+        self, request: wire.Request, streamed: streaming.Streamed, control: streaming.Control | None
+    ) -> None:
+        """Send what a generator endpoint yields; a request that is not a stream gets an error."""
+        options = request.options
+        if not request.wants_reply or options is None or options.window is None or control is None:
+            streamed.close()
+            raise TypeError(
+                f"RPC method {request.method!r} streams its results (it returns a generator); "
+                "call it with RPCClient.stream()"
+            )
+        address = base.Address("", request.reply_q or "", kind=base.REPLY)
+        count = streaming.send_stream(
+            self.transport,
+            address,
+            request.msg_id or "",
+            streamed,
+            control,
+            options.window,
+            _failure_of,
+        )
+        LOG.debug("%s: streamed %d chunks of %r", self._name, count, request.method)
 
     def _is_duplicate(self, unique_id: str | None) -> bool:
         if not unique_id:

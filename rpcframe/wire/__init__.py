@@ -5,9 +5,11 @@ One module per concept, each importing only those listed above it:
 - :mod:`~rpcframe.wire.envelope`: the envelope, the JSON encoding, message
   ids, the ``_sender`` key;
 - :mod:`~rpcframe.wire.context`: the context as ``_context_<key>`` entries;
-- :mod:`~rpcframe.wire.requests`: ``Request`` bodies (casts and calls);
 - :mod:`~rpcframe.wire.replies`: ``Reply`` bodies (results, failures,
   heartbeats);
+- :mod:`~rpcframe.wire.calls`: rpcframe's ``_rpcframe`` call extensions
+  (announced calls, streamed replies, flow control, cancellation);
+- :mod:`~rpcframe.wire.requests`: ``Request`` bodies (casts and calls);
 - :mod:`~rpcframe.wire.notifications`: ``Notification`` bodies and the
   priorities;
 - :mod:`~rpcframe.wire.remote_errors`: an exception as oslo.messaging's
@@ -21,6 +23,7 @@ never trusts its input: a body that is not a well-formed message raises
 
 from __future__ import annotations
 
+from rpcframe.wire.calls import CallOptions, encode_control, parse_call_options
 from rpcframe.wire.context import pack_context, unpack_context
 from rpcframe.wire.envelope import (
     ENVELOPE_VERSION,
@@ -43,6 +46,7 @@ from rpcframe.wire.requests import Request, encode_request, encode_request_messa
 
 __all__ = [
     "ENVELOPE_VERSION",
+    "CallOptions",
     "PRIORITIES",
     "SENDER_KEY",
     "Notification",
@@ -52,6 +56,7 @@ __all__ = [
     "deserialize_remote_exception",
     "dumps",
     "encode",
+    "encode_control",
     "encode_notification",
     "encode_reply",
     "encode_request",
@@ -59,6 +64,7 @@ __all__ = [
     "new_id",
     "new_uuid",
     "pack_context",
+    "parse_call_options",
     "parse_notification",
     "parse_reply",
     "parse_request",

@@ -5,7 +5,8 @@ A request message holds ``method``, ``args``, optional ``namespace`` and
 for calls ``_msg_id``, ``_reply_q`` and ``_timeout`` (the call-monitor
 interval). rpcframe adds ``_deadline`` (absolute UNIX time after which the
 caller no longer waits) and ``_sender``; oslo.messaging ignores keys it does
-not know.
+not know; and ``_rpcframe`` for the call extensions of
+:mod:`~rpcframe.wire.calls` (announced calls, streams), only when asked.
 
 Built on :mod:`~rpcframe.wire.envelope` and :mod:`~rpcframe.wire.context`.
 """
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rpcframe import exceptions, versions
+from rpcframe.wire.calls import CallOptions, parse_call_options
 from rpcframe.wire.context import pack_context, unpack_context
 from rpcframe.wire.envelope import decode, encode, new_id, optional_field
 
@@ -37,6 +39,7 @@ class Request:
         "monitor_timeout",
         "deadline",
         "message",
+        "options",
     )
 
     def __init__(
@@ -52,6 +55,7 @@ class Request:
         monitor_timeout: float | None,
         deadline: float | None,
         message: dict[str, Any],
+        options: CallOptions | None = None,
     ) -> None:
         self.method = method
         self.args = args
@@ -64,6 +68,8 @@ class Request:
         self.monitor_timeout = monitor_timeout
         self.deadline = deadline
         self.message = message
+        #: rpcframe's call extensions (announce, stream), None for a plain request.
+        self.options = options
 
     @property
     def wants_reply(self) -> bool:
@@ -159,6 +165,7 @@ def parse_request(body: bytes | str) -> Request:
                 raise exceptions.MalformedMessage(str(exc)) from None
         monitor_timeout = optional_field(message, "_timeout", (int, float))
         deadline = optional_field(message, "_deadline", (int, float))
+        options = parse_call_options(message)
     except exceptions.MalformedMessage as exc:
         exc.msg_id, exc.reply_q = msg_id, reply_q
         raise
@@ -174,4 +181,5 @@ def parse_request(body: bytes | str) -> Request:
         monitor_timeout,
         deadline,
         message,
+        options,
     )
