@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from oslo_config import cfg
+
 from rpcframe import exceptions as msg_exceptions
 from rpcframe import green, identity, leniency, wire
 from rpcframe import serializer as msg_serializer
@@ -81,7 +83,14 @@ class RPCServer(msg_server.MessageHandlingServer):
         target: Target,
         dispatcher: rpc_dispatcher.RPCDispatcher,
         executor: str | None = None,
+        *,
+        max_call_seconds: float | None = None,
+        max_concurrent_calls: int | None = None,
     ) -> None:
+        _check_limit("max_call_seconds", max_call_seconds, (int, float))
+        _check_limit("max_concurrent_calls", max_concurrent_calls, int)
+        self._max_call_seconds = max_call_seconds
+        self._max_concurrent_calls = max_concurrent_calls
         if not isinstance(transport, msg_transport.RPCTransport):
             LOG.warning(
                 "Using notification transport for RPC. Please use "
@@ -109,7 +118,20 @@ class RPCServer(msg_server.MessageHandlingServer):
     def _start(self, override_pool_size: int | None) -> None:
         self._timers.reopen()
         self._native_timers.reopen()
+        cap = self._limit("max_concurrent_calls")
+        if cap:
+            override_pool_size = min(override_pool_size or self.conf.executor_thread_pool_size, cap)
         super()._start(override_pool_size)
+
+    def _limit(self, name: str) -> Any:
+        """A limit given to this server, else the ``rpc_<name>`` option (0: none)."""
+        given = getattr(self, f"_{name}")
+        if given is not None:
+            return given
+        try:
+            return getattr(self.conf.rpcframe, f"rpc_{name}")
+        except (AttributeError, cfg.NoSuchOptError):  # a test's mock conf
+            return 0
 
     def _on_received(self, incoming: base.IncomingMessage) -> None:
         # At most once: the request is settled before it runs, as oslo does.
@@ -152,6 +174,12 @@ class RPCServer(msg_server.MessageHandlingServer):
         sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
         call = current.Call(request.msg_id, request.method, request.deadline, sender)
         control = self._announce(request, call) if request.options is not None else None
+        limit = self._limit("max_call_seconds")
+        limit_timer = None
+        if limit:
+            limit_timer = self._timers.schedule_io(
+                limit, functools.partial(self._over_limit, request, call, limit)
+            )
         heartbeat = None
         if request.wants_reply and request.monitor_timeout:
             heartbeat = _Heartbeat.start(self.transport, self._timers, self._native_timers, request)
@@ -184,6 +212,8 @@ class RPCServer(msg_server.MessageHandlingServer):
                 failure = wire.serialize_remote_exception()
                 error = exc
         finally:
+            if limit_timer is not None:
+                limit_timer.cancel()
             if heartbeat is not None:
                 heartbeat.cancel()
             if control is not None:
@@ -212,6 +242,18 @@ class RPCServer(msg_server.MessageHandlingServer):
                 request.msg_id,
                 time.monotonic() - started,
             )
+
+    def _over_limit(self, request: wire.Request, call: current.Call, limit: float) -> None:
+        """A request ran past the server's time limit: cancel it and tell the caller now."""
+        if call.cancelled:
+            return
+        reason = f"it ran longer than this server's limit of {limit:g} s (rpc_max_call_seconds)"
+        LOG.warning("%s: cancelling %r (message %s): %s", self._name, request.method,
+                    request.msg_id or request.unique_id, reason)  # fmt: skip
+        call._cancel(reason)
+        if request.wants_reply:
+            error = msg_exceptions.CallCancelled(f"{request.method!r} was cancelled: {reason}")
+            self._reply(request.reply_q, request.msg_id, None, _failure_of(error), request)  # type: ignore[arg-type]
 
     def _announce(self, request: wire.Request, call: current.Call) -> streaming.Control | None:
         """Tell the caller that this server runs the call, and where to cancel it."""
@@ -454,12 +496,32 @@ def get_rpc_server(
     serializer: msg_serializer.Serializer | None = None,
     access_policy: Any = None,
     server_cls: type[RPCServer] = RPCServer,
+    *,
+    max_call_seconds: float | None = None,
+    max_concurrent_calls: int | None = None,
 ) -> RPCServer:
-    """Build an RPC server for ``target`` (topic and server required) and ``endpoints``."""
+    """Build an RPC server for ``target`` (topic and server required) and ``endpoints``.
+
+    ``max_call_seconds`` and ``max_concurrent_calls`` limit this server's
+    requests, overriding the ``[rpcframe] rpc_max_call_seconds`` and
+    ``rpc_max_concurrent_calls`` options (0: no limit).
+    """
     dispatcher = rpc_dispatcher.RPCDispatcher(
         endpoints, serializer, access_policy, conf=transport.conf
     )
-    return server_cls(transport, target, dispatcher, executor)
+    limits: dict[str, Any] = {}
+    if max_call_seconds is not None:
+        limits["max_call_seconds"] = max_call_seconds
+    if max_concurrent_calls is not None:
+        limits["max_concurrent_calls"] = max_concurrent_calls
+    return server_cls(transport, target, dispatcher, executor, **limits)
+
+
+def _check_limit(name: str, value: Any, kind: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0 (0: no limit), got {value!r}")
 
 
 def expected_exceptions(*exceptions: type[BaseException]) -> Callable[[Callable], Callable]:

@@ -89,14 +89,18 @@ class Blocking:
         self._handle(payload["i"])
 
 
-def test_a_server_whose_workers_are_all_busy_leaves_casts_to_the_other_server(topic):
+@pytest.mark.parametrize("limit", ["pool_size", "max_concurrent_calls"])
+def test_a_server_whose_workers_are_all_busy_leaves_casts_to_the_other_server(topic, limit):
+    """One worker: a pool of one, or a server limited to one call at a time."""
     tally = Tally()
     busy_endpoint, idle_endpoint = Blocking("busy", tally), Blocking("idle", tally)
-    transports = [rpcframe.get_rpc_transport(_conf(topic, 1), brokers.RABBIT_URL)]
+    pool = 1 if limit == "pool_size" else None
+    transports = [rpcframe.get_rpc_transport(_conf(topic, pool), brokers.RABBIT_URL)]
     transports.append(rpcframe.get_rpc_transport(_conf(topic), brokers.RABBIT_URL))
+    limits = [{"max_concurrent_calls": 1} if limit == "max_concurrent_calls" else {}, {}]
     servers = [
-        rpcframe.get_rpc_server(t, rpcframe.Target(topic=topic, server=e.name), [e])
-        for t, e in zip(transports, (busy_endpoint, idle_endpoint), strict=True)
+        rpcframe.get_rpc_server(t, rpcframe.Target(topic=topic, server=e.name), [e], **more)
+        for t, e, more in zip(transports, (busy_endpoint, idle_endpoint), limits, strict=True)
     ]
     for server in servers:
         server.start()
