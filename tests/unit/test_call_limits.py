@@ -63,7 +63,9 @@ def test_a_call_past_the_time_limit_is_cancelled_and_its_caller_told_at_once(ser
     assert caught.value.exc_type == "CallCancelled"
     assert "limit of 0.2 s" in str(caught.value)
     assert endpoint.finished.wait(WAIT)
-    assert endpoint.reasons == ["it ran longer than this server's limit of 0.2 s (rpc_max_call_seconds)"]
+    assert endpoint.reasons == [
+        "it ran longer than this server's limit of 0.2 s (rpc_max_call_seconds)"
+    ]
 
 
 def test_the_time_limit_comes_from_the_option_when_the_server_is_not_given_one(
