@@ -202,3 +202,91 @@ def test_the_reply_waiter_routes_every_reply_to_its_caller_under_random_delays(t
 
     assert not failures, f"seed {SEED}: {failures[:3]}"
     assert not wrong, f"seed {SEED}: replies crossed: {wrong[:5]}"
+
+
+class _Watched:
+    """A watcher that records what reached it; ``done`` is set on its final reply."""
+
+    def __init__(self, msg_id: str) -> None:
+        self.msg_id = msg_id
+        self.deadline = time.monotonic() + BOUND
+        self.results: list[object] = []
+        self.done = threading.Event()
+        self.expired_or_closed = False
+
+    def deliver(self, reply: wire.Reply) -> None:
+        if reply.ending:
+            self.results.append(reply.result)
+            self.done.set()
+
+    def expired(self) -> None:
+        self.expired_or_closed = True
+        self.done.set()
+
+    def closed(self) -> None:
+        self.expired()
+
+
+def test_watched_replies_and_waiting_callers_share_the_inbox_under_random_delays(transport):
+    """The pump leads whenever no caller does: every watched reply arrives
+    whether or not some caller is waiting at that moment, every caller gets its
+    own reply, and the pump thread ends once nothing is watched."""
+    print(f"seed {SEED} (RPCFRAME_STRESS_SEED)")
+    callers, per_caller = (16, 600) if BIG else (6, 250)
+    waiter = ReplyWaiter(transport._driver.open_inbox, [])
+    sender = rpcframe.transport.load_driver(transport.conf, "fake://?strict=true")
+    address = waiter.address
+    rng = random.Random(SEED)
+    lock = threading.Lock()
+    wrong: list[tuple[str, object]] = []
+    failures: list[BaseException] = []
+
+    def reply_later(msg_id: str) -> None:
+        sender.send(address, wire.encode_reply(msg_id, None, None, ending=False))
+        sender.send(address, wire.encode_reply(msg_id, result=msg_id))
+
+    def caller(index: int) -> None:
+        try:
+            for n in range(per_caller):
+                with lock:
+                    watched = rng.random() < 0.5
+                msg_id = f"{index}-{n}"
+                if watched:
+                    watcher = _Watched(msg_id)
+                    waiter.watch(msg_id, watcher)
+                    threading.Thread(target=reply_later, args=(msg_id,)).start()
+                    if not watcher.done.wait(BOUND) or watcher.results != [msg_id]:
+                        wrong.append((msg_id, watcher.results or "expired"))
+                    waiter.unwatch(msg_id)
+                    continue
+                waiter.register(msg_id)
+                try:
+                    threading.Thread(target=reply_later, args=(msg_id,)).start()
+                    reply = waiter.wait(msg_id, BOUND)
+                    if reply.result != msg_id:
+                        wrong.append((msg_id, reply.result))
+                finally:
+                    waiter.unregister(msg_id)
+        except BaseException as exc:  # reported below, with the seed
+            failures.append(exc)
+
+    jitter = Jitter(SEED, fraction=0.5)
+    with handoffs.installed(jitter):
+        try:
+            threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(BOUND)
+            assert not [t for t in threads if t.is_alive()], f"callers hung (seed {SEED})"
+            # Nothing is watched any more: the pump leaves within one read.
+            for pump in [t for t in threading.enumerate() if t.name == "rpcframe-replies"]:
+                pump.join(BOUND)
+                assert not pump.is_alive(), f"the pump outlived its work (seed {SEED})"
+        finally:
+            waiter.close()
+            sender.close()
+
+    assert not failures, f"seed {SEED}: {failures[:3]}"
+    assert not wrong, f"seed {SEED}: watched or waited replies went wrong: {wrong[:5]}"
+    assert jitter.points["replies.pump"] and jitter.points["replies.lead"]
