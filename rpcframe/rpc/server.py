@@ -25,7 +25,17 @@ casts; a malformed request never stops the server. A reply whose caller's
 inbox is missing for a moment (a broker restart) is retried until the
 caller's deadline. While an endpoint runs,
 :func:`rpcframe.rpc.current_sender` says who sent the request (the context
-the endpoint receives is exactly what the caller sent).
+the endpoint receives is exactly what the caller sent), and
+:func:`rpcframe.rpc.current_call` gives its deadline and whether it was
+cancelled.
+
+Requests from ``call_async`` and ``stream`` ask to be announced: the server
+tells the caller where its control channel is before the endpoint runs, so
+that a cancel reaches the endpoint, and a generator endpoint's chunks go out
+under the caller's credit window (:mod:`rpcframe.rpc.streaming`). A cancelled
+call's reply is dropped. Per-server limits (``max_call_seconds``,
+``max_concurrent_calls``, or the ``[rpcframe]`` options) cancel a request that
+runs too long, telling its caller at once, and cap the workers.
 """
 
 from __future__ import annotations
