@@ -46,15 +46,12 @@ RemoteError = exceptions.RemoteError
 _TARGET_FIELDS = ("exchange", "topic", "namespace", "version", "server", "fanout")
 
 
-class _CallContext:
-    """A target plus call settings; what ``prepare()`` returns.
+class _CallSettings:
+    """A target plus call settings, and what checks and builds a request from them.
 
-    As in oslo.messaging, settings a call cannot use (a negative timeout, a
-    bad version cap) raise a clear error when the call is made. What the
-    transport cannot do at all (a fanout target on a driver without fanout,
-    ``at_least_once`` without ``mandatory``) is refused when it is built, and
-    again when it sends. Safe to share between threads as long as nobody
-    assigns to its target.
+    The sending methods are :class:`_CallContext`'s (threads) and
+    :class:`rpcframe.aio.client.AsyncCallContext`'s (asyncio); ``prepare()``
+    returns the same kind as the object it is called on.
     """
 
     def __init__(
@@ -90,6 +87,9 @@ class _CallContext:
 
     # -- derivation ---------------------------------------------------------
 
+    #: What ``prepare()`` builds; set below, and by asyncio's client.
+    _context_class: type[Any]
+
     def prepare(
         self,
         exchange: str | None | Unset = UNSET,
@@ -103,7 +103,7 @@ class _CallContext:
         retry: int | None | Unset = UNSET,
         call_monitor_timeout: float | None | Unset = UNSET,
         transport_options: msg_transport.TransportOptions | None | Unset = UNSET,
-    ) -> _CallContext:
+    ) -> Any:
         """Return a call context with some target fields and settings replaced."""
         if version is not UNSET and version is not None:
             try:
@@ -121,7 +121,7 @@ class _CallContext:
             )
             if value is not UNSET
         }
-        return _CallContext(
+        return self._context_class(
             self.transport,
             self.target(**changes) if changes else self.target,
             self.serializer,
@@ -180,6 +180,36 @@ class _CallContext:
         if target.version is not None:
             message["version"] = target.version
         return message
+
+    def _prepare_call(
+        self, ctxt: Any, method: str, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], Any, float]:
+        """Check a call and build its request; the timeout is what is left to it.
+
+        Inside an endpoint, the call inherits what is left of the endpoint's
+        own deadline (:func:`~rpcframe.rpc.current.inherited_timeout`).
+        """
+        if self.target.fanout:
+            raise exceptions.InvalidTarget("A call cannot be used with fanout", self.target)
+        message = self._make_message(ctxt, method, kwargs)
+        context = self.serializer.serialize_context(ctxt)
+        timeout = self.timeout
+        if timeout is None:
+            timeout = self.conf.rpc_response_timeout
+        self._check(message.get("version"))
+        return message, context, current.inherited_timeout(timeout)
+
+
+class _CallContext(_CallSettings):
+    """A target plus call settings; what ``prepare()`` returns.
+
+    As in oslo.messaging, settings a call cannot use (a negative timeout, a
+    bad version cap) raise a clear error when the call is made. What the
+    transport cannot do at all (a fanout target on a driver without fanout,
+    ``at_least_once`` without ``mandatory``) is refused when it is built, and
+    again when it sends. Safe to share between threads as long as nobody
+    assigns to its target.
+    """
 
     def cast(self, ctxt: Any, method: str, **kwargs: Any) -> None:
         """Invoke ``method`` on a server and return once the transport owns the request.
@@ -289,24 +319,6 @@ class _CallContext:
         self._send_watched(message, context, msg_id, chunks, options, timeout)
         return chunks
 
-    def _prepare_call(
-        self, ctxt: Any, method: str, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], Any, float]:
-        """Check a call and build its request; the timeout is what is left to it.
-
-        Inside an endpoint, the call inherits what is left of the endpoint's
-        own deadline (:func:`~rpcframe.rpc.current.inherited_timeout`).
-        """
-        if self.target.fanout:
-            raise exceptions.InvalidTarget("A call cannot be used with fanout", self.target)
-        message = self._make_message(ctxt, method, kwargs)
-        context = self.serializer.serialize_context(ctxt)
-        timeout = self.timeout
-        if timeout is None:
-            timeout = self.conf.rpc_response_timeout
-        self._check(message.get("version"))
-        return message, context, current.inherited_timeout(timeout)
-
     def _send_watched(
         self,
         message: dict[str, Any],
@@ -339,6 +351,9 @@ class _CallContext:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target!r} timeout={self.timeout}>"
+
+
+_CallSettings._context_class = _CallContext
 
 
 class RPCClient(_CallContext):
