@@ -35,6 +35,7 @@ __all__ = [
     "RPCTransport",
     "Transport",
     "TransportHost",
+    "TransportCore",
     "TransportOptions",
     "TransportURL",
     "get_notification_transport",
@@ -75,7 +76,107 @@ class TransportOptions:
         return f"<TransportOptions at_least_once={self._at_least_once}>"
 
 
-class Transport:
+class TransportCore:
+    """What a transport is without its I/O: a driver, its URL, targets made addresses.
+
+    Shared by :class:`Transport` (threads) and
+    :class:`rpcframe.aio.transport.AsyncTransport` (asyncio): both turn
+    targets into the same driver addresses, rebuild the same remote errors
+    and refuse the same missing features.
+    """
+
+    def __init__(self, driver: Any) -> None:
+        self.conf = driver.conf
+        self._driver = driver
+        # The lenient fake hands objects over beside the body (rpcframe.leniency).
+        self._passes_objects = driver.capabilities.passes_objects
+        #: Modules whose exceptions callers may rebuild (set by the factories).
+        self.allowed_remote_exmods: list[str] = []
+
+    @property
+    def url(self) -> TransportURL:
+        return self._driver.url
+
+    @property
+    def capabilities(self) -> base.Capabilities:
+        """What the driver can do (see :class:`~rpcframe.drivers.base.Capabilities`)."""
+        return self._driver.capabilities
+
+    def _address(self, target: Any, kind: str = base.RPC) -> base.Address:
+        if not target.topic:
+            raise exceptions.InvalidTarget("A topic is required to send", target)
+        return base.Address(
+            target.exchange or self.conf.control_exchange,
+            target.topic,
+            target.server,
+            bool(target.fanout),
+            kind,
+        )
+
+    def _server_addresses(self, target: Any) -> list[base.Address]:
+        """A server's topic, its own queue and (where the driver has it) the fanout."""
+        if not (target.topic and target.server):
+            raise exceptions.InvalidTarget(
+                "A server's target must have topic and server names specified", target
+            )
+        exchange = target.exchange or self.conf.control_exchange
+        addresses = [
+            base.Address(exchange, target.topic),
+            base.Address(exchange, target.topic, server=target.server),
+        ]
+        if self.capabilities.fanout:
+            addresses.append(base.Address(exchange, target.topic, fanout=True))
+        return addresses
+
+    def _outcome(self, reply: wire.Reply) -> Any:
+        """The result a final reply carries; raises the remote exception it carries."""
+        if reply.failure is not None:
+            error = wire.deserialize_remote_exception(reply.failure, self.allowed_remote_exmods)
+            if reply.attachments is not None:
+                error = leniency.exception(reply.attachments, error)
+            raise error
+        if reply.attachments is not None:
+            return leniency.result(reply.attachments, reply.result)
+        return reply.result
+
+    def _default_timeout(self) -> float:
+        configured = self.conf.rpc_response_timeout
+        # oslo.messaging waits forever when the option is overridden to None;
+        # here every wait has a deadline, so None means the option's default.
+        return float(_DEFAULT_RESPONSE_TIMEOUT if configured is None else configured)
+
+    def _require_driver_features(
+        self,
+        requeue: bool = False,
+        pool: bool = False,
+        fanout: bool = False,
+        mandatory: bool = False,
+    ) -> None:
+        """Raise ConfigurationError naming the first feature asked for that the driver lacks.
+
+        Clients ask for ``fanout`` (a fanout target) and ``mandatory``
+        (``TransportOptions(at_least_once=True)``), notification listeners for
+        ``requeue`` and ``pool``; each checks when it is built, and clients
+        again when they send (a Target can be changed in between).
+        """
+        caps = self._driver.capabilities
+        wanted = (
+            (requeue, caps.requeue, "cannot requeue messages; build the listener with "
+             "allow_requeue=False"),
+            (pool, caps.pools, "does not support listener pools"),
+            (fanout, caps.fanout, "cannot fan a cast out to every server of a topic"),
+            (mandatory, caps.mandatory, "cannot tell whether a message reached a queue, "
+             "so it cannot send at_least_once"),
+        )  # fmt: skip
+        for asked, able, why in wanted:
+            if asked and not able:
+                raise exceptions.ConfigurationError(f"the {self.url.transport!r} transport {why}")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._driver.url.masked()}>"
+
+
+class Transport(TransportCore):
     """A messaging transport: a driver plus what the core keeps per transport.
 
     Build one with :func:`get_rpc_transport` or
@@ -96,38 +197,15 @@ class Transport:
     driver only moves bytes.
     """
 
+    _driver: base.Driver
+
     def __init__(self, driver: base.Driver) -> None:
-        self.conf = driver.conf
-        self._driver = driver
-        # The lenient fake hands objects over beside the body (rpcframe.leniency).
-        self._passes_objects = driver.capabilities.passes_objects
-        #: Modules whose exceptions callers may rebuild (set by the factories).
-        self.allowed_remote_exmods: list[str] = []
+        super().__init__(driver)
         self._lock = threading.Lock()
         self._waiter: ReplyWaiter | None = None
         self._cleaned = False
 
-    @property
-    def url(self) -> TransportURL:
-        return self._driver.url
-
-    @property
-    def capabilities(self) -> base.Capabilities:
-        """What the driver can do (see :class:`~rpcframe.drivers.base.Capabilities`)."""
-        return self._driver.capabilities
-
     # -- the core's interface to the driver ----------------------------------
-
-    def _address(self, target: Any, kind: str = base.RPC) -> base.Address:
-        if not target.topic:
-            raise exceptions.InvalidTarget("A topic is required to send", target)
-        return base.Address(
-            target.exchange or self.conf.control_exchange,
-            target.topic,
-            target.server,
-            bool(target.fanout),
-            kind,
-        )
 
     def _send(
         self,
@@ -199,17 +277,6 @@ class Transport:
         finally:
             waiter.unregister(msg_id)
         return self._outcome(reply)
-
-    def _outcome(self, reply: wire.Reply) -> Any:
-        """The result a final reply carries; raises the remote exception it carries."""
-        if reply.failure is not None:
-            error = wire.deserialize_remote_exception(reply.failure, self.allowed_remote_exmods)
-            if reply.attachments is not None:
-                error = leniency.exception(reply.attachments, error)
-            raise error
-        if reply.attachments is not None:
-            return leniency.result(reply.attachments, reply.result)
-        return reply.result
 
     def _send_watched(
         self,
@@ -283,12 +350,6 @@ class Transport:
         address = base.Address("", inbox, kind=base.REPLY)
         self._send_reply(address, wire.encode_control(control_id, **fields), timeout)
 
-    def _default_timeout(self) -> float:
-        configured = self.conf.rpc_response_timeout
-        # oslo.messaging waits forever when the option is overridden to None;
-        # here every wait has a deadline, so None means the option's default.
-        return float(_DEFAULT_RESPONSE_TIMEOUT if configured is None else configured)
-
     def _send_notification(
         self, target: Any, ctxt: Any, message: dict[str, Any], version: float, retry: Any = None
     ) -> None:
@@ -335,18 +396,7 @@ class Transport:
         self, target: Any, batch_size: int | None = None, batch_timeout: float | None = None
     ) -> base.Listener:
         """Subscribe to a server's requests: its topic, its own queue and the fanout."""
-        if not (target.topic and target.server):
-            raise exceptions.InvalidTarget(
-                "A server's target must have topic and server names specified", target
-            )
-        exchange = target.exchange or self.conf.control_exchange
-        addresses = [
-            base.Address(exchange, target.topic),
-            base.Address(exchange, target.topic, server=target.server),
-        ]
-        if self.capabilities.fanout:
-            addresses.append(base.Address(exchange, target.topic, fanout=True))
-        return self._driver.listen(addresses)
+        return self._driver.listen(self._server_addresses(target))
 
     def _listen_for_notifications(
         self,
@@ -368,33 +418,6 @@ class Transport:
                 )
             )
         return self._driver.listen(addresses, pool=pool)
-
-    def _require_driver_features(
-        self,
-        requeue: bool = False,
-        pool: bool = False,
-        fanout: bool = False,
-        mandatory: bool = False,
-    ) -> None:
-        """Raise ConfigurationError naming the first feature asked for that the driver lacks.
-
-        Clients ask for ``fanout`` (a fanout target) and ``mandatory``
-        (``TransportOptions(at_least_once=True)``), notification listeners for
-        ``requeue`` and ``pool``; each checks when it is built, and clients
-        again when they send (a Target can be changed in between).
-        """
-        caps = self._driver.capabilities
-        wanted = (
-            (requeue, caps.requeue, "cannot requeue messages; build the listener with "
-             "allow_requeue=False"),
-            (pool, caps.pools, "does not support listener pools"),
-            (fanout, caps.fanout, "cannot fan a cast out to every server of a topic"),
-            (mandatory, caps.mandatory, "cannot tell whether a message reached a queue, "
-             "so it cannot send at_least_once"),
-        )  # fmt: skip
-        for asked, able, why in wanted:
-            if asked and not able:
-                raise exceptions.ConfigurationError(f"the {self.url.transport!r} transport {why}")
 
     def _reply_waiter(self) -> ReplyWaiter:
         """The transport's reply inbox, opened on first use."""
@@ -426,9 +449,6 @@ class Transport:
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._driver.url.masked()}>"
 
 
 #: rpc_response_timeout's own default, for a configuration that overrides it to None.
@@ -476,31 +496,36 @@ def load_driver(conf: cfg.ConfigOpts, url: str | TransportURL | None = None) -> 
     return _load_driver(conf, url)
 
 
-def _load_driver(conf: cfg.ConfigOpts, url: TransportURL) -> base.Driver:
+def _load_driver(
+    conf: cfg.ConfigOpts,
+    url: TransportURL,
+    namespace: str = DRIVER_NAMESPACE,
+    kind: type[Any] = base.Driver,
+) -> Any:
+    """The driver the URL's scheme names under ``namespace``, built; it must be a ``kind``."""
     name = (url.transport or "").split("+")[0]
     try:
         manager: stevedore_driver.DriverManager = stevedore_driver.DriverManager(
-            DRIVER_NAMESPACE, name, invoke_on_load=True, invoke_args=(conf, url)
+            namespace, name, invoke_on_load=True, invoke_args=(conf, url)
         )
     except stevedore_exception.NoMatches:
-        raise DriverLoadFailure(
-            name, f"no driver named {name!r}; installed: {', '.join(available_drivers()) or 'none'}"
-        ) from None
+        installed = ", ".join(available_drivers(namespace)) or "none"
+        raise DriverLoadFailure(name, f"no driver named {name!r}; installed: {installed}") from None
     except ImportError as exc:
         raise DriverLoadFailure(
             name, f"{exc}; install its extra, e.g. pip install 'rpcframe[{name}]'"
         ) from exc
     driver = manager.driver
-    if not isinstance(driver, base.Driver):
-        raise DriverLoadFailure(name, f"{type(driver).__name__} is not an rpcframe Driver")
+    if not isinstance(driver, kind):
+        raise DriverLoadFailure(name, f"{type(driver).__name__} is not an rpcframe {kind.__name__}")
     return driver
 
 
-def available_drivers() -> list[str]:
-    """Names under the ``rpcframe.drivers`` entry point."""
+def available_drivers(namespace: str = DRIVER_NAMESPACE) -> list[str]:
+    """Names under the ``rpcframe.drivers`` entry point (or ``namespace``)."""
     from importlib.metadata import entry_points
 
-    return sorted({ep.name for ep in entry_points(group=DRIVER_NAMESPACE)})
+    return sorted({ep.name for ep in entry_points(group=namespace)})
 
 
 def _get_transport(
