@@ -34,6 +34,7 @@ wakes when a message is pushed or the listener is closed.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -48,9 +49,9 @@ from typing import Any
 from oslo_config import cfg
 
 from rpcframe import exceptions, leniency
-from rpcframe.drivers import base
+from rpcframe.drivers import asyncbase, base
 
-__all__ = ["FakeDriver", "FakeExchangeManager", "fake_opts"]
+__all__ = ["AsyncFakeDriver", "FakeDriver", "FakeExchangeManager", "fake_opts"]
 
 LOG = logging.getLogger(__name__)
 
@@ -439,9 +440,12 @@ class FakeDriver(base.Driver):
         with self._lock:
             if self._closed:
                 raise exceptions.TransportClosed("the fake transport is closed")
-            listener = _Listener(self)
+            listener = self._make_listener()
             self._listeners.add(listener)
         return listener
+
+    def _make_listener(self) -> _Listener:
+        return _Listener(self)
 
     def close(self) -> None:
         with self._lock:
@@ -453,3 +457,144 @@ class FakeDriver(base.Driver):
             listener.close()
             listener.release_unsettled()
         self._release()
+
+
+# -- asyncio ----------------------------------------------------------------------
+
+
+class _LoopBuffer:
+    """A listener's buffer on an event loop: filled from any thread, read by one task."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        if threading.get_ident() == self._thread:
+            self._queue.put_nowait(item)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody will read this listener again
+            if isinstance(item, _Delivery):
+                item.queue.broker.redeliver(item)
+
+    def get_nowait(self) -> Any:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            raise queue.Empty from None
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    async def get(self, timeout: float | None) -> Any:
+        if timeout is None:
+            return await self._queue.get()
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
+        except TimeoutError:
+            raise queue.Empty from None
+
+
+class _AsyncListener(_Listener, asyncbase.AsyncInbox):
+    """A fake listener read by a task: the same queues, pushed onto the loop."""
+
+    def __init__(self, driver: FakeDriver, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(driver)
+        self._buffer = _LoopBuffer(loop)  # type: ignore[assignment]
+
+    async def poll(  # type: ignore[override]
+        self, timeout: float | None = None
+    ) -> base.IncomingMessage | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buffer: _LoopBuffer = self._buffer  # type: ignore[assignment]
+        while True:
+            if self._closed:
+                return None
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = buffer.get_nowait() if left == 0 else await buffer.get(left)
+            except queue.Empty:
+                return None
+            if item is _CLOSED:
+                buffer.put(_CLOSED)
+                return None
+            if item.expires_at is not None and item.expires_at < time.monotonic():
+                LOG.debug("fake: message on %s expired before delivery", item.queue.name)
+                continue
+            with self._lock:
+                if self._closed:
+                    self._driver.broker.redeliver(item)
+                    return None
+                item.listener = self
+                self.unacked.add(item)
+            return item
+
+    def pending(self) -> bool:
+        return not self._closed and not self._buffer.empty()
+
+
+class _LoopFakeDriver(FakeDriver):
+    """The thread fake, making listeners for one event loop."""
+
+    def __init__(self, conf: Any, url: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(conf, url)
+        self._loop = loop
+
+    def _make_listener(self) -> _Listener:
+        return _AsyncListener(self, self._loop)
+
+
+class AsyncFakeDriver(asyncbase.AsyncDriver):
+    """``fake://`` for :mod:`rpcframe.aio`: the same in-memory broker as the thread fake.
+
+    Transports of both kinds opened on one ``fake://`` URL in a process share
+    its queues, so a threaded client can call an asyncio server and the
+    reverse, as on a real broker. Sending is done at once (the broker is in
+    memory); listeners are fed on the loop that opened them, from whatever
+    thread sent. Nothing but the encoded body travels (the lenient mode's
+    objects are for threaded tests written for oslo.messaging).
+    """
+
+    def __init__(self, conf: Any, url: Any) -> None:
+        super().__init__(conf, url)
+        self._sync: _LoopFakeDriver | None = None
+        self._conf_url = (conf, url)
+        self.capabilities = dataclasses.replace(
+            FakeDriver.capabilities, passes_objects=False, concurrent_poll=False
+        )
+
+    def _driver(self) -> _LoopFakeDriver:
+        if self._sync is None:
+            conf, url = self._conf_url
+            self._sync = _LoopFakeDriver(conf, url, asyncio.get_running_loop())
+        return self._sync
+
+    async def send(
+        self,
+        address: base.Address,
+        body: bytes,
+        *,
+        expiry: float | None = None,
+        mandatory: bool = False,
+        retry: int | None = None,
+        timeout: float | None = None,
+        confirm: bool = True,
+        **more: Any,
+    ) -> None:
+        self._driver().send(address, body, expiry=expiry, mandatory=mandatory)
+
+    async def listen(
+        self, addresses: Sequence[base.Address], *, pool: str | None = None
+    ) -> asyncbase.AsyncListener:
+        return self._driver().listen(addresses, pool=pool)  # type: ignore[return-value]
+
+    async def open_inbox(self) -> asyncbase.AsyncInbox:
+        return self._driver().open_inbox()  # type: ignore[return-value]
+
+    async def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import inspect
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -164,6 +164,21 @@ class RPCDispatcher:
         returns a generator (or any iterator, when the request is a stream)
         streams: the result is a :class:`~rpcframe.rpc.streaming.Streamed`.
         """
+        func, ctxt, args = self.prepare(incoming)
+        try:
+            result = func(ctxt, **args)
+        except TypeError:
+            _explain_bad_arguments(func, incoming.message.get("method"), ctxt, args)
+            raise
+        return self.finish(incoming, ctxt, result)
+
+    def prepare(self, incoming: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """The endpoint method ``incoming`` names, its context and its arguments.
+
+        The first half of :meth:`dispatch`, for servers that call the method
+        themselves (on an event loop, say). Raises what ``dispatch`` raises
+        before the call.
+        """
         message = incoming.message
         method = message.get("method")
         version = message.get("version") or "1.0"
@@ -174,17 +189,25 @@ class RPCDispatcher:
             name: ser.deserialize_entity(ctxt, value)
             for name, value in (message.get("args") or {}).items()
         }
-        try:
-            result = func(ctxt, **args)
-        except TypeError:
-            _explain_bad_arguments(func, method, ctxt, args)
-            raise
-        if inspect.isgenerator(result) or (
-            _asks_for_stream(incoming) and isinstance(result, Iterator)
+        return func, ctxt, args
+
+    def finish(self, incoming: Any, ctxt: Any, result: Any) -> Any:
+        """The second half of :meth:`dispatch`: the serialized result, or a stream."""
+        ser = self.serializer
+        if (
+            inspect.isgenerator(result)
+            or inspect.isasyncgen(result)
+            or (_asks_for_stream(incoming) and isinstance(result, (Iterator, AsyncIterator)))
         ):
             # Each chunk is serialized as it is sent (rpcframe.rpc.streaming).
-            return streaming.Streamed(ctxt, result, ser)
+            chunks: Any = result  # a thread or an event loop iterates it
+            return streaming.Streamed(ctxt, chunks, ser)
         return ser.serialize_entity(ctxt, result)
+
+    @staticmethod
+    def explain_bad_arguments(func: Any, method: str, ctxt: Any, args: dict[str, Any]) -> None:
+        """Raise a clear TypeError if ``args`` do not fit ``func`` (after a TypeError)."""
+        _explain_bad_arguments(func, method, ctxt, args)
 
 
 def _asks_for_stream(incoming: Any) -> bool:

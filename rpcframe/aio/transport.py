@@ -1,0 +1,334 @@
+"""The asyncio transport: an async driver, and one reply inbox read by one task.
+
+:class:`AsyncTransport` is to :mod:`rpcframe.aio` what
+:class:`rpcframe.transport.Transport` is to the threaded core, and shares its
+base (:class:`~rpcframe.transport.TransportCore`): the same addresses, the
+same request and reply bodies, the same remote errors. Only the I/O differs.
+
+Replies: on an event loop a reader task costs nothing, so there is no
+leader/follower scheme. The inbox is opened on first use and read by one
+task that routes each reply by ``_msg_id`` to what registered for it: a
+plain call's future, or a watcher (a call handle, a stream, a server's
+control channel), exactly as :mod:`rpcframe.replies` routes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from oslo_config import cfg
+
+from rpcframe import exceptions, identity, options, wire
+from rpcframe import transport as msg_transport
+from rpcframe.drivers import asyncbase, base
+from rpcframe.replies import Watcher
+from rpcframe.url import TransportURL
+
+__all__ = ["AsyncTransport", "get_rpc_transport"]
+
+LOG = logging.getLogger(__name__)
+
+DRIVER_NAMESPACE = "rpcframe.aio_drivers"
+
+
+class _Waiting:
+    """A plain call waiting for its final reply (heartbeats are ignored)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[wire.Reply]) -> None:
+        self.future = future
+
+    def deliver(self, reply: wire.Reply) -> None:
+        if reply.ending and not self.future.done():
+            self.future.set_result(reply)
+
+
+class AsyncTransport(msg_transport.TransportCore):
+    """A transport for asyncio clients and servers. Build it with :func:`get_rpc_transport`."""
+
+    _driver: asyncbase.AsyncDriver
+
+    def __init__(self, driver: asyncbase.AsyncDriver) -> None:
+        super().__init__(driver)
+        self._inbox: asyncbase.AsyncInbox | None = None
+        self._opening: asyncio.Future[asyncbase.AsyncInbox] | None = None
+        self._routes: dict[str, Any] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._cleaned = False
+
+    # -- the reply inbox -----------------------------------------------------
+
+    async def _reply_inbox(self) -> asyncbase.AsyncInbox:
+        inbox = self._inbox
+        if inbox is not None:
+            return inbox
+        if self._cleaned:
+            raise exceptions.TransportClosed("the transport was cleaned up")
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_future()
+            try:
+                inbox = await self._driver.open_inbox()
+            except BaseException as exc:
+                self._opening.set_exception(exc)
+                self._opening.exception()  # retrieved: others see it through the future
+                self._opening = None
+                raise
+            self._inbox = inbox
+            self._reader = asyncio.get_running_loop().create_task(
+                self._read(inbox), name="rpcframe-aio-replies"
+            )
+            self._opening.set_result(inbox)
+            return inbox
+        return await asyncio.shield(self._opening)
+
+    async def _read(self, inbox: asyncbase.AsyncInbox) -> None:
+        while True:
+            incoming = await inbox.poll()
+            if incoming is None:
+                return
+            incoming.ack()
+            try:
+                reply = wire.parse_reply(incoming.body)
+            except exceptions.MalformedMessage as exc:
+                LOG.warning("Dropping malformed reply: %s", exc.reason)
+                continue
+            route = self._routes.get(reply.msg_id)
+            if route is None:
+                LOG.debug("Dropping reply to message %s: no caller waits for it", reply.msg_id)
+                continue
+            try:
+                route.deliver(reply)
+            except Exception:
+                LOG.exception("A reply watcher failed")
+
+    def _watch(self, msg_id: str, watcher: Watcher) -> None:
+        """Route every message for ``msg_id`` to ``watcher``; it expires at its deadline."""
+        if self._cleaned:
+            raise exceptions.TransportClosed("the transport was cleaned up")
+        self._routes[msg_id] = watcher
+        loop = asyncio.get_running_loop()
+        _Expiry(self, msg_id, watcher, loop).arm()
+
+    def _unwatch(self, msg_id: str) -> None:
+        self._routes.pop(msg_id, None)
+
+    async def _inbox_address(self) -> base.Address:
+        return (await self._reply_inbox()).address
+
+    # -- sending --------------------------------------------------------------
+
+    def _body(
+        self,
+        message: dict[str, Any],
+        ctxt: Any,
+        **fields: Any,
+    ) -> bytes:
+        extra = fields.pop("extra", None) or {}
+        extra[wire.SENDER_KEY] = identity.local_wire()
+        return msg_transport._encode_request(message, ctxt, extra=extra, **fields)
+
+    async def _send(
+        self,
+        target: Any,
+        ctxt: Any,
+        message: dict[str, Any],
+        wait_for_reply: bool | None = None,
+        timeout: float | None = None,
+        call_monitor_timeout: float | None = None,
+        retry: int | None = None,
+        transport_options: msg_transport.TransportOptions | None = None,
+    ) -> Any:
+        """A cast (returns once the driver owns it) or a call (returns its result)."""
+        address = self._address(target)
+        mandatory = bool(transport_options and transport_options.at_least_once)
+        if timeout is None:
+            timeout = self._default_timeout()
+        if not wait_for_reply:
+            body = self._body(message, ctxt)
+            await self._driver.send(
+                address, body, mandatory=mandatory, retry=retry, timeout=timeout
+            )
+            return None
+        started = time.monotonic()
+        inbox = await self._reply_inbox()
+        msg_id = wire.new_id()
+        body = self._body(
+            message,
+            ctxt,
+            msg_id=msg_id,
+            reply_q=inbox.address.topic,
+            monitor_timeout=call_monitor_timeout,
+            deadline=time.time() + timeout,
+        )
+        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        self._routes[msg_id] = _Waiting(future)
+        try:
+            await self._driver.send(
+                address,
+                body,
+                expiry=timeout or None,
+                mandatory=mandatory,
+                retry=retry,
+                timeout=timeout,
+                confirm=mandatory,
+            )
+            left = max(0.0, timeout - (time.monotonic() - started))
+            try:
+                async with asyncio.timeout(left):
+                    reply = await future
+            except TimeoutError:
+                error = exceptions.MessagingTimeout(
+                    f"Timed out waiting for a reply to message ID {msg_id}", timeout=timeout
+                )
+                error.method, error.target = message.get("method"), target
+                raise error from None
+        finally:
+            self._routes.pop(msg_id, None)
+        return self._outcome(reply)
+
+    async def _send_watched(
+        self,
+        target: Any,
+        ctxt: Any,
+        message: dict[str, Any],
+        msg_id: str,
+        watcher: Watcher,
+        call_options: wire.CallOptions,
+        timeout: float,
+        call_monitor_timeout: float | None = None,
+        retry: int | None = None,
+        transport_options: msg_transport.TransportOptions | None = None,
+    ) -> None:
+        """Send a call whose replies go to ``watcher`` (see the threaded transport's)."""
+        address = self._address(target)
+        mandatory = bool(transport_options and transport_options.at_least_once)
+        inbox = await self._reply_inbox()
+        body = self._body(
+            message,
+            ctxt,
+            msg_id=msg_id,
+            reply_q=inbox.address.topic,
+            monitor_timeout=call_monitor_timeout,
+            deadline=time.time() + timeout,
+            extra={wire.calls.KEY: call_options.to_wire()},
+        )
+        self._watch(msg_id, watcher)
+        try:
+            await self._driver.send(
+                address,
+                body,
+                expiry=timeout or None,
+                mandatory=mandatory,
+                retry=retry,
+                timeout=timeout,
+                confirm=mandatory,
+            )
+        except BaseException:
+            self._unwatch(msg_id)
+            raise
+
+    async def _send_reply(self, address: base.Address, body: bytes, timeout: float) -> None:
+        """Send a reply (or heartbeat, or announcement) to a caller's inbox; mandatory."""
+        await self._driver.send(address, body, mandatory=True, timeout=timeout)
+
+    async def _send_control(
+        self, inbox: str, control_id: str, timeout: float, **fields: Any
+    ) -> None:
+        """Send a control message (credit, resume, cancel) to a server's call."""
+        address = base.Address("", inbox, kind=base.REPLY)
+        await self._send_reply(address, wire.encode_control(control_id, **fields), timeout)
+
+    async def _listen(self, target: Any) -> asyncbase.AsyncListener:
+        """Subscribe to a server's requests: its topic, its own queue and the fanout."""
+        return await self._driver.listen(self._server_addresses(target))
+
+    # -- the end --------------------------------------------------------------
+
+    async def cleanup(self) -> None:
+        """Close the inbox and the driver; every pending call fails. Idempotent."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        inbox, self._inbox = self._inbox, None
+        if inbox is not None:
+            inbox.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader
+        routes, self._routes = self._routes, {}
+        for route in routes.values():
+            if isinstance(route, _Waiting):
+                if not route.future.done():
+                    route.future.set_exception(
+                        exceptions.TransportClosed("the transport was cleaned up during a call")
+                    )
+            else:
+                route.closed()
+        await self._driver.close()
+
+    async def __aenter__(self) -> AsyncTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cleanup()
+
+
+class _Expiry:
+    """Calls a watcher's ``expired`` at its deadline, which may move later."""
+
+    __slots__ = ("_transport", "_msg_id", "_watcher", "_loop")
+
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        msg_id: str,
+        watcher: Watcher,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._transport = transport
+        self._msg_id = msg_id
+        self._watcher = watcher
+        self._loop = loop
+
+    def arm(self) -> None:
+        delay = self._watcher.deadline - time.monotonic()
+        self._loop.call_later(max(0.0, delay), self._check)
+
+    def _check(self) -> None:
+        if self._transport._routes.get(self._msg_id) is not self._watcher:
+            return  # unwatched meanwhile
+        if time.monotonic() < self._watcher.deadline:
+            self.arm()  # a heartbeat moved it
+            return
+        self._transport._unwatch(self._msg_id)
+        try:
+            self._watcher.expired()
+        except Exception:
+            LOG.exception("A reply watcher failed")
+
+
+def get_rpc_transport(
+    conf: cfg.ConfigOpts,
+    url: str | TransportURL | None = None,
+    allowed_remote_exmods: Iterable[str] | None = None,
+) -> AsyncTransport:
+    """Build an asyncio RPC transport from ``url``, or ``conf.transport_url`` without one.
+
+    The driver is the ``rpcframe.aio_drivers`` entry point the URL's scheme
+    names. Nothing connects until the transport is first used, on the
+    event loop that uses it.
+    """
+    if not isinstance(conf, cfg.ConfigOpts):
+        raise TypeError(f"conf must be an oslo.config ConfigOpts, got {type(conf).__name__}")
+    options.register_core(conf)
+    if not isinstance(url, TransportURL):
+        url = TransportURL.parse(conf, url)
+    driver = msg_transport._load_driver(conf, url, DRIVER_NAMESPACE, asyncbase.AsyncDriver)
+    transport = AsyncTransport(driver)
+    transport.allowed_remote_exmods = list(allowed_remote_exmods or [])
+    return transport
