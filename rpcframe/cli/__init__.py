@@ -32,10 +32,11 @@ __all__ = ["main"]
 
 _EPILOG = """\
 exit status: 0 done; 1 failed (a broker not reached, a notification not sent,
-fewer notifications than --count, a call timed out, an unexpected error); 2 a
-usage or configuration error (a bad option, configuration file, transport URL,
-driver or notification); 130 interrupted (Ctrl-C), after stopping what the
-command started. A failure is one line on stderr; -v adds the library's log
+fewer notifications than --count, a remote error, a demo call timed out, an
+unexpected error); 2 a usage or configuration error (a bad option or argument,
+configuration file, transport URL, driver or notification); 3 no reply within
+--timeout (call, stream, ping); 130 interrupted (Ctrl-C), after stopping what
+the command started. A failure is one line on stderr; -v adds the library's log
 and the traceback of an unexpected error.
 """
 
