@@ -4,8 +4,11 @@
 remote error and a round-trip rate, on the embedded ``fake://`` transport by
 default (no broker needed) or on any ``--url`` (:mod:`rpcframe.cli.demo`).
 ``rpcframe notify`` sends one notification and ``rpcframe listen`` prints
-notifications as they arrive (:mod:`rpcframe.cli.notify`). ``rpcframe bench``
-measures a transport (see :mod:`rpcframe.bench`).
+notifications as they arrive (:mod:`rpcframe.cli.notify`). ``rpcframe call``,
+``rpcframe cast`` and ``rpcframe stream`` invoke a method on the servers of a
+topic (:mod:`rpcframe.cli.calls`); ``rpcframe ping`` shows whether they
+answer and how fast (:mod:`rpcframe.cli.ping`). ``rpcframe bench`` measures
+a transport (see :mod:`rpcframe.bench`).
 
 This module owns the command line: the options common to every subcommand,
 the subcommands' registration, the dispatch to the one asked for, and what
@@ -26,16 +29,17 @@ from typing import TextIO
 
 import rpcframe
 from rpcframe import bench
-from rpcframe.cli import demo, failures, notify
+from rpcframe.cli import calls, demo, failures, notify, ping
 
 __all__ = ["main"]
 
 _EPILOG = """\
 exit status: 0 done; 1 failed (a broker not reached, a notification not sent,
-fewer notifications than --count, a call timed out, an unexpected error); 2 a
-usage or configuration error (a bad option, configuration file, transport URL,
-driver or notification); 130 interrupted (Ctrl-C), after stopping what the
-command started. A failure is one line on stderr; -v adds the library's log
+fewer notifications than --count, a remote error, a demo call timed out, an
+unexpected error); 2 a usage or configuration error (a bad option or argument,
+configuration file, transport URL, driver or notification); 3 no reply within
+--timeout (call, stream, ping); 130 interrupted (Ctrl-C), after stopping what
+the command started. A failure is one line on stderr; -v adds the library's log
 and the traceback of an unexpected error.
 """
 
@@ -56,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo.add_command(commands)
     notify.add_commands(commands)
+    calls.add_commands(commands)
+    ping.add_command(commands)
     bench.add_command(commands)
     return parser
 

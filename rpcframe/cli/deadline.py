@@ -10,8 +10,9 @@ keep a command from exiting.
 
 A call given up on is left to finish in its thread, a daemon one so that it
 does not keep the process alive; the caller closes the transport under it,
-which ends its connection attempts. It is the one thread here that is not
-joined, on purpose.
+which ends its connection attempts. Those threads, and the one in which
+:func:`abandon` closes a transport whose closing would wait for such a call,
+are the threads here that are not joined, on purpose.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 import rpcframe
 from rpcframe.cli import failures
 
-__all__ = ["CLEANUP_GRACE", "SLACK", "Overdue", "settle", "start", "stop", "within"]
+__all__ = ["CLEANUP_GRACE", "SLACK", "Overdue", "abandon", "settle", "start", "stop", "within"]
 
 LOG = logging.getLogger(__name__)
 
@@ -91,6 +92,23 @@ def settle(what: str, call: Callable[[], object], seconds: float = CLEANUP_GRACE
         LOG.warning("%s; leaving it", exc)
     except Exception as exc:  # a cleanup never hides the command's outcome
         LOG.debug("could not %s: %s", what, exc, exc_info=True)
+
+
+def abandon(what: str, call: Callable[[], object]) -> None:
+    """Start the cleanup step ``call()`` in a daemon thread and do not wait for it.
+
+    For a cleanup known to wait for a call given up on (closing a transport
+    while its reply queue is still being opened waits for that): the command
+    ends now, and the step finishes in its thread if the process lives on.
+    """
+
+    def run() -> None:
+        try:
+            call()
+        except Exception as exc:  # a cleanup never hides the command's outcome
+            LOG.debug("could not %s: %s", what, exc, exc_info=True)
+
+    threading.Thread(target=run, name=f"rpcframe-cli: {what}", daemon=True).start()
 
 
 def start(server: rpcframe.MessageHandlingServer, seconds: float, **options: Any) -> None:

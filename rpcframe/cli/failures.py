@@ -8,10 +8,13 @@ statuses, which ``rpcframe --help`` lists too:
 =====  ================================================================
 0      done
 1      failed: a broker not reached, a notification not sent, fewer
-       notifications than ``--count``, a call that timed out, an
-       unexpected error
-2      a usage or configuration error: a bad option, configuration
-       file, transport URL, driver name or notification
+       notifications than ``--count``, a remote error (``call``,
+       ``stream``, ``ping``), a demo call that timed out, an unexpected
+       error
+2      a usage or configuration error: a bad option or argument,
+       configuration file, transport URL, driver name or notification
+3      no answer in time: the broker took the request of a ``call``,
+       ``stream`` or ``ping`` but no reply came within ``--timeout``
 130    interrupted (Ctrl-C)
 =====  ================================================================
 """
@@ -27,6 +30,7 @@ __all__ = [
     "DONE",
     "FAILED",
     "INTERRUPTED",
+    "TIMED_OUT",
     "USAGE",
     "CommandFailed",
     "cannot_reach",
@@ -36,6 +40,7 @@ __all__ = [
 DONE = 0
 FAILED = 1
 USAGE = 2
+TIMED_OUT = 3
 INTERRUPTED = 130
 
 #: What the library raises for a URL, option, driver or notification that

@@ -29,24 +29,13 @@ import threading
 import time
 from typing import Any, TextIO
 
-from oslo_config import cfg
-
 import rpcframe
 from rpcframe import exceptions
-from rpcframe.cli import deadline, failures, values
+from rpcframe.cli import config, deadline, failures, values
 from rpcframe.notify import Sender, hooks
 from rpcframe.notify.dispatcher import PRIORITIES
 
 __all__ = ["add_commands"]
-
-
-def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    try:
-        conf([], default_config_files=list(args.config_file or []), default_config_dirs=[])
-    except cfg.Error as exc:  # a file missing or not in oslo.config's format
-        raise failures.CommandFailed(str(exc), failures.USAGE) from None
-    return conf
 
 
 def _topics(args: argparse.Namespace, transport: rpcframe.Transport) -> list[str]:
@@ -73,7 +62,7 @@ _UNREACHABLE = (
 
 
 def _notify(args: argparse.Namespace, out: TextIO) -> int:
-    conf = _conf(args)
+    conf = config.load(args.config_file)
     transport = rpcframe.get_notification_transport(conf, args.url)
     try:
         # A send waits for the broker at most rpc_response_timeout: --timeout.
@@ -200,7 +189,7 @@ def _pretty(shown: dict[str, Any], sender: Any) -> str:
 def _listen(args: argparse.Namespace, out: TextIO) -> int:
     # --duration counts from now: connecting is part of it.
     ends = None if args.duration is None else time.monotonic() + args.duration
-    conf = _conf(args)
+    conf = config.load(args.config_file)
     rules: dict[str, str] = {}
     if args.event_type:
         rules["event_type"] = fnmatch.translate(args.event_type)
@@ -256,12 +245,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", help="notification transport URL (default: from the configuration)"
     )
-    parser.add_argument(
-        "--config-file",
-        action="append",
-        metavar="PATH",
-        help="an oslo.config file to read options from (repeatable)",
-    )
+    config.add_config_file(parser)
     parser.add_argument(
         "--topic",
         action="append",

@@ -1,19 +1,28 @@
-"""``rpcframe demo`` on RabbitMQ leaves nothing behind: no queue, no exchange.
+"""The ``rpcframe`` command on RabbitMQ.
 
-oslo's RPC server queues outlive their servers; the demo's are auto-delete
-and live in an exchange of its own, named after its topic (which its first
-line shows), so they go away when it ends, however it ends.
+``rpcframe demo`` leaves nothing behind: no queue, no exchange. oslo's RPC
+server queues outlive their servers; the demo's are auto-delete and live in
+an exchange of its own, named after its topic (which its first line shows),
+so they go away when it ends, however it ends.
+
+``rpcframe call``, ``stream`` and ``ping`` run as commands against a server
+of the test's, on a topic and an exchange of its own that the test removes.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import re
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+import rpcframe
 from rpcframe.cli import main
 from tests import brokers
 from tests.commands import Command
@@ -76,3 +85,102 @@ def test_the_demo_interrupted_leaves_no_queue_and_no_exchange_behind(topics):
         status, _ = demo.finish()
     assert status == 130
     assert left_behind_once_the_broker_has_cleaned_up(topics[0]) == {"queues": [], "exchanges": []}
+
+
+# -- rpcframe call, stream and ping against a server on RabbitMQ ------------------------
+
+
+class Service:
+    """What the server offers the commands; a closed stream sets an event."""
+
+    def __init__(self):
+        self.generator_closed = threading.Event()
+
+    def add(self, ctxt, a, b):
+        return a + b
+
+    def divide(self, ctxt, a, b):
+        return a / b
+
+    def count(self, ctxt, n):
+        for i in range(n):
+            yield {"i": i}
+
+    def forever(self, ctxt):
+        try:
+            yield from itertools.count()
+        finally:
+            self.generator_closed.set()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Service, list[str]]]:
+    """A server answering pings on a topic and an exchange of its own; removed at teardown.
+
+    Yields the endpoint and the options that name its target.
+    """
+    brokers.require_rabbitmq()
+    topic = f"cli_{uuid.uuid4().hex[:8]}"
+    conf = brokers.conf_for_exchange(topic)
+    transport = rpcframe.get_rpc_transport(conf, brokers.RABBIT_URL)
+    transport.conf.set_override("rpc_ping_enabled", True)
+    endpoint = Service()
+    server = rpcframe.get_rpc_server(
+        transport, rpcframe.Target(topic=topic, server="cli-server"), [endpoint]
+    )
+    server.start()
+    try:
+        yield endpoint, ["--url", brokers.RABBIT_URL, "--exchange", topic, "--topic", topic]
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+        brokers.delete_queues(prefixes=[topic])
+        brokers.delete_exchanges(names=[topic], prefixes=[f"{topic}_fanout"])
+
+
+def finished(*argv: str) -> tuple[int, list[str], list[str]]:
+    with Command(*argv) as cmd:
+        status, _ = cmd.finish()
+    return status, cmd.out, cmd.err
+
+
+def test_call_prints_the_result_of_a_server_on_rabbitmq(served):
+    _, target = served
+    assert finished("call", *target, "--method", "add", "a=2", "b=3") == (0, ["5\n"], [])
+
+
+def test_call_names_the_remote_exception_in_one_line(served):
+    _, target = served
+    status, out, err = finished("call", *target, "--method", "divide", "a=1", "b=0")
+    assert (status, out) == (1, [])
+    assert err == [
+        "rpcframe call: divide raised ZeroDivisionError on server cli-server: division by zero\n"
+    ]
+
+
+def test_stream_prints_the_chunks_as_json_lines(served):
+    _, target = served
+    status, out, err = finished("stream", *target, "--method", "count", "n=5", "--json")
+    assert (status, err) == (0, [])
+    assert [json.loads(line) for line in out] == [{"i": i} for i in range(5)]
+
+
+def test_ctrl_c_closes_a_stream_on_the_server(served):
+    endpoint, target = served
+    with Command("stream", *target, "--method", "forever", "--window", "4") as cmd:
+        cmd.wait_for("3")
+        cmd.interrupt()
+        status, _ = cmd.finish()
+    assert status == 130
+    assert cmd.err[-1] == "rpcframe stream: interrupted\n"
+    assert endpoint.generator_closed.wait(30)  # the server was told, and closed it
+
+
+def test_ping_shows_the_server_that_answered(served):
+    _, target = served
+    status, out, err = finished("ping", *target, "--count", "2")
+    assert (status, err) == (0, [])
+    assert out[0].startswith("1: pong from cli-server in ")
+    assert out[1].startswith("2: pong from cli-server in ")
+    assert out[3].startswith("cli-server: 2 pongs, min/avg/max ")

@@ -21,6 +21,10 @@ COMMANDS = {
     "listen --duration": ["listen", "--duration", str(GIVEN)],
     "listen --timeout": ["listen", "--timeout", str(GIVEN)],
     "demo --timeout": ["demo", "--timeout", str(GIVEN)],
+    "call --timeout": ["call", "--topic", "t", "--method", "m", "--timeout", str(GIVEN)],
+    "cast --timeout": ["cast", "--topic", "t", "--method", "m", "--timeout", str(GIVEN)],
+    "stream --timeout": ["stream", "--topic", "t", "--method", "m", "--timeout", str(GIVEN)],
+    "ping --timeout": ["ping", "--topic", "t", "--timeout", str(GIVEN)],
 }
 
 
