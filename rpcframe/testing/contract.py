@@ -11,7 +11,9 @@ passes under pytest::
 The suite checks the raw driver interface of :mod:`rpcframe.drivers.base`
 (:mod:`rpcframe.testing.contract_driver`), RPC through the whole stack
 (:mod:`rpcframe.testing.contract_rpc`) and notifications through the whole
-stack (:mod:`rpcframe.testing.contract_notify`); this module holds the
+stack (:mod:`rpcframe.testing.contract_notify`), and call handles, streams,
+cancellation and deadlines (:mod:`rpcframe.testing.contract_calls`); this
+module holds the
 fixtures they share. Tests that need a capability the driver does not
 declare are skipped by capability, never by driver name. Every topic is
 unique per test, so the suite can run against a shared broker.
@@ -31,6 +33,7 @@ from oslo_config import cfg
 
 import rpcframe
 from rpcframe.drivers import base
+from rpcframe.testing.contract_calls import CallsContract
 from rpcframe.testing.contract_driver import DriverInterfaceContract
 from rpcframe.testing.contract_notify import WAIT, NotificationContract
 from rpcframe.testing.contract_rpc import RemoteErrorForTests, RPCContract, _Endpoint
@@ -42,7 +45,7 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-class DriverContract(DriverInterfaceContract, RPCContract, NotificationContract):
+class DriverContract(DriverInterfaceContract, RPCContract, NotificationContract, CallsContract):
     """Subclass with ``url = "scheme://..."`` to run the suite on a driver.
 
     ``url`` is required: a test class (``Test*``) without one is refused when
@@ -94,13 +97,19 @@ class DriverContract(DriverInterfaceContract, RPCContract, NotificationContract)
     def servers(self, transport: rpcframe.Transport) -> Iterator[Any]:
         started: list[Any] = []
 
-        def start(topic: str, name: str = "server", endpoint: Any = None, **kwargs: Any) -> Any:
+        def start(
+            topic: str,
+            name: str = "server",
+            endpoint: Any = None,
+            pool_size: int | None = None,
+            **kwargs: Any,
+        ) -> Any:
             endpoint = endpoint or _Endpoint(name)
             kwargs.setdefault("executor", self.executor)
             server = rpcframe.get_rpc_server(
                 transport, rpcframe.Target(topic=topic, server=name), [endpoint], **kwargs
             )
-            server.start()
+            server.start(override_pool_size=pool_size)
             started.append((server, endpoint))
             return endpoint
 

@@ -79,11 +79,17 @@ class _Endpoint:
 
 
 class _LogWatch(logging.Handler):
-    """Counts log records containing ``text``; ``seen`` is set at ``expected`` of them."""
+    """Counts log records containing ``text``; ``seen`` is set at ``expected`` of them.
 
-    def __init__(self, logger: str, text: str, expected: int) -> None:
+    ``level`` (a level name) lowers the logger's level while the watch runs,
+    to see records below the default WARNING.
+    """
+
+    def __init__(self, logger: str, text: str, expected: int, level: str | None = None) -> None:
         super().__init__(logging.DEBUG)
         self._logger = logging.getLogger(logger)
+        self._level = level
+        self._saved_level = self._logger.level
         self._text = text
         self._expected = expected
         self.count = 0
@@ -99,11 +105,15 @@ class _LogWatch(logging.Handler):
                 self.seen.set()
 
     def __enter__(self) -> _LogWatch:
+        if self._level is not None:
+            self._logger.setLevel(self._level)
         self._logger.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self)
+        if self._level is not None:
+            self._logger.setLevel(self._saved_level)
 
 
 class RPCContract:

@@ -28,6 +28,8 @@ class InteropEndpoint:
         self.lock = threading.Lock()
         self.expected = expected
         self.got = threading.Event()
+        self.released = threading.Event()
+        self.block_done = threading.Event()
 
     def add(self, ctxt: Any, a: int, b: int) -> int:
         return a + b
@@ -53,3 +55,16 @@ class InteropEndpoint:
     def recorded(self, ctxt: Any) -> list[Any]:
         with self.lock:
             return list(self.records)
+
+    def block(self, ctxt: Any, seconds: float) -> bool:
+        """Run until ``release`` is cast (True) or ``seconds`` pass (False)."""
+        released = self.released.wait(seconds)
+        self.block_done.set()
+        return released
+
+    def release(self, ctxt: Any) -> None:
+        self.released.set()
+
+    def block_finished(self, ctxt: Any, seconds: float) -> bool:
+        """Whether a ``block`` call has returned, waiting up to ``seconds`` for one to."""
+        return self.block_done.wait(seconds)

@@ -4,7 +4,8 @@
 serves the interop endpoints with oslo.messaging until its standard input
 closes (it prints ``ready`` first). ``... client URL EXCHANGE TOPIC``
 calls an rpcframe server with oslo.messaging and prints one JSON object
-with every outcome. ``... notify URL EXCHANGE TOPIC`` sends notifications,
+with every outcome; ``... call URL EXCHANGE TOPIC METHOD KWARGS_JSON`` makes
+one call and prints its outcome. ``... notify URL EXCHANGE TOPIC`` sends notifications,
 ``... listen URL EXCHANGE TOPIC COUNT`` receives them and prints them.
 ``... fleet URL EXCHANGE TOPIC SERVER[,SERVER...] VALUE`` makes round-robin
 and direct ``whoami`` calls and casts ``VALUE`` to every server (fanout).
@@ -124,6 +125,15 @@ def call(url: str, exchange: str, topic: str) -> None:
     transport.cleanup()
 
 
+def call_one(url: str, exchange: str, topic: str, method: str, kwargs: str) -> None:
+    conf = _conf(exchange)
+    transport = _transport(conf, url)
+    client = om.get_rpc_client(transport, om.Target(topic=topic, exchange=exchange), timeout=20)
+    ctxt = {"user_id": "oslo-user"}
+    print(json.dumps(_outcome(lambda: client.call(ctxt, method, **json.loads(kwargs)))), flush=True)
+    transport.cleanup()
+
+
 def notify(url: str, exchange: str, topic: str) -> None:
     conf = _conf(exchange)
     transport = om.get_notification_transport(conf, url or None)
@@ -235,6 +245,7 @@ if __name__ == "__main__":
     commands = {
         "server": serve,
         "client": call,
+        "call": call_one,
         "notify": notify,
         "listen": listen,
         "fleet": fleet,

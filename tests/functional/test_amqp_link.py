@@ -227,3 +227,60 @@ def test_a_reader_woken_as_its_connection_breaks_never_waits_on_a_reused_socket_
         thread.join(10)
         for s in quiet:
             s.close()
+
+
+# -- handing the reader role on ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_that_waited_in_line_hands_the_role_to_the_next_waiter(topic, monkeypatch):
+    # A waits behind reader X, then takes the role when X leaves; B then waits
+    # behind A. When A leaves, B must get the role at once: A's own place in
+    # line is no longer a waiter to hand it to.
+    link = Link(_settings(), f"{topic}-link", lambda conn, generation: None)
+    link.ensure(time.monotonic() + 10)
+    ready = {"x": False, "a": False, "b": False}
+    reading = {name: threading.Event() for name in ready}
+    sleeping = {name: threading.Event() for name in ready}
+
+    def hook(point: str) -> None:
+        name = threading.current_thread().name.removeprefix("link-test-")
+        if name in ready and point == "wait.reader":
+            reading[name].set()
+        elif name in ready and point == "wait.sleep":
+            sleeping[name].set()
+
+    monkeypatch.setattr(link_module, "_HOOK", hook)
+    outcome: dict[str, Any] = {}
+
+    def wait(name: str) -> None:
+        try:
+            outcome[name] = link.wait(lambda: ready[name], time.monotonic() + 20)
+        except BaseException as exc:  # reported by the test
+            outcome[name] = exc
+
+    threads = {
+        name: threading.Thread(target=wait, args=(name,), name=f"link-test-{name}", daemon=True)
+        for name in ready
+    }
+    try:
+        threads["x"].start()
+        assert reading["x"].wait(10)
+        threads["a"].start()
+        assert sleeping["a"].wait(10)
+        ready["x"] = True
+        link._wake()  # only the reader: it sees ready() and hands the role on
+        assert reading["a"].wait(10), "the waiter was never handed the role"
+        threads["b"].start()
+        assert sleeping["b"].wait(10)
+        ready["a"] = True
+        link._wake()
+        assert reading["b"].wait(2), "the role was handed to nobody: the next waiter sleeps on"
+    finally:
+        for name in ready:
+            ready[name] = True
+        link.kick()
+        for thread in threads.values():
+            thread.join(10)
+        link.close()
+    assert outcome == {"x": True, "a": True, "b": True}

@@ -434,6 +434,11 @@ class Link:
                     if self._reader is None and not self._exclusive_wanted:
                         if read_once and _remaining(deadline) == 0.0:
                             return False
+                        if waiter is not None:
+                            # The reader is out of line: leaving the role, it
+                            # must hand it to another waiter, not to itself.
+                            self._waiters.remove(waiter)
+                            waiter = None
                         self._reader = threading.get_ident()
                         conn, poller, generation = self._conn, self._poller, self._generation
                         lock.release()
