@@ -284,6 +284,7 @@ class AsyncStream(_Announced):
             if self._error is not None:
                 error = self._error
                 self._finish()
+                await self._tell(cancel=True)  # the server keeps its last reply until told
                 raise error
             now = time.monotonic()
             if now >= self.deadline:

@@ -349,6 +349,12 @@ class Stream(_Controlled):
                 if self._error is not None:
                     error = self._error
                     self._finish()
+                    # The server keeps its last reply until told: it need not.
+                    self._cond.release()
+                    try:
+                        self._tell_server(cancel=True)
+                    finally:
+                        self._cond.acquire()
                     raise error
                 now = time.monotonic()
                 if now >= self.deadline:

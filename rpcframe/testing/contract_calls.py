@@ -327,12 +327,15 @@ class CallsContract:
     def test_a_generator_that_raises_gives_its_chunks_then_its_error(
         self, transport, servers, topic
     ):
-        servers(topic, endpoint=_CallsEndpoint())
+        servers(topic, endpoint=_CallsEndpoint(), pool_size=1)
         got = []
+        streaming = self.client(transport, topic, timeout=WAIT * 6)
         with pytest.raises(ValueError, match="failed after 5 chunks"):
-            for chunk in self.client(transport, topic).stream({}, "fail_midway", n=5, window=2):
+            for chunk in streaming.stream({}, "fail_midway", n=5):
                 got.append(chunk)
         assert got == [0, 1, 2, 3, 4]
+        # The server's only worker is free again at once, not at the stream's deadline.
+        assert self.client(transport, topic).call({}, "deadline_of") is not None
 
     def test_a_generator_method_called_plainly_is_a_clear_type_error(
         self, transport, servers, topic
