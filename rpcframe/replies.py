@@ -102,8 +102,9 @@ class Watcher(Protocol):
     def closed(self) -> None: ...
 
 
-#: Longest the pump blocks in one read while something is watched.
-_PUMP_READ_MAX = 5.0
+#: Longest the pump blocks in one read while something is watched: a watch
+#: added meanwhile with an earlier deadline expires at most this late.
+_PUMP_READ_MAX = 0.25
 
 
 class ReplyWaiter:

@@ -140,3 +140,58 @@ def test_close_wakes_waiting_callers(waiter):
     thread.join(10)
     assert not thread.is_alive()
     assert errors
+
+
+class _Watched:
+    def __init__(self, seconds: float) -> None:
+        import time
+
+        self.deadline = time.monotonic() + seconds
+        self.replies: list[wire.Reply] = []
+        self.expired_at: float | None = None
+        self.over = threading.Event()
+
+    def deliver(self, reply):
+        self.replies.append(reply)
+        if reply.ending:
+            self.over.set()
+
+    def expired(self):
+        import time
+
+        self.expired_at = time.monotonic()
+        self.over.set()
+
+    def closed(self):
+        self.over.set()
+
+
+def test_a_watched_reply_arrives_with_nobody_waiting(transport, waiter):
+    watched = _Watched(30)
+    waiter.watch("w", watched)
+    reply(transport, waiter, "w", result=None, failure=None, ending=False)  # a heartbeat
+    reply(transport, waiter, "w", result=7)
+    assert watched.over.wait(10)
+    assert [r.result for r in watched.replies] == [None, 7]
+    assert watched.expired_at is None
+
+
+def test_a_watch_added_while_the_pump_reads_still_expires_near_its_deadline(waiter):
+    long = _Watched(60)
+    waiter.watch("long", long)  # the pump is reading now, for long's sake
+    short = _Watched(0.2)
+    waiter.watch("short", short)
+    assert short.over.wait(10)
+    assert short.expired_at is not None
+    assert short.expired_at - short.deadline < 1.0  # not at the end of some long read
+    assert not long.over.is_set()
+    waiter.unwatch("long")
+
+
+def test_closing_tells_every_watcher(waiter):
+    watched = _Watched(60)
+    waiter.watch("w", watched)
+    waiter.close()
+    assert watched.over.is_set() and watched.expired_at is None
+    with pytest.raises(exceptions.TransportClosed):
+        waiter.watch("again", _Watched(60))
