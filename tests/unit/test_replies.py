@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import rpcframe
-from rpcframe import exceptions, wire
+from rpcframe import exceptions, handoffs, wire
 from rpcframe.replies import ReplyWaiter
 
 
@@ -177,8 +177,17 @@ def test_a_watched_reply_arrives_with_nobody_waiting(transport, waiter):
 
 
 def test_a_watch_added_while_the_pump_reads_still_expires_near_its_deadline(waiter):
+    reading = threading.Event()
+
+    def hook(point):
+        if point == "replies.pump":
+            reading.set()
+
     long = _Watched(60)
-    waiter.watch("long", long)  # the pump is reading now, for long's sake
+    with handoffs.installed(hook):
+        waiter.watch("long", long)
+        # The pump has chosen how long to read (for long's sake) and reads.
+        assert reading.wait(10)
     short = _Watched(0.2)
     waiter.watch("short", short)
     assert short.over.wait(10)
