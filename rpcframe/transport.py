@@ -128,6 +128,35 @@ class TransportCore:
             addresses.append(base.Address(exchange, target.topic, fanout=True))
         return addresses
 
+    def _notification(
+        self, target: Any, ctxt: Any, message: dict[str, Any], version: float
+    ) -> tuple[base.Address, bytes]:
+        """Where a notification goes (``<topic>.<priority>``) and its body.
+
+        ``version`` 2.0 is oslo's envelope, 1.0 the bare message.
+        """
+        address = self._address(target, base.NOTIFY)
+        sender = identity.local_wire(message.get("publisher_id"))
+        context = redaction.context_to_send(ctxt)
+        body = wire.encode_notification(message, context, envelope=version == 2.0, sender=sender)
+        return address, body
+
+    def _notification_addresses(
+        self, targets_and_priorities: Iterable[tuple[Any, str]]
+    ) -> list[base.Address]:
+        addresses = []
+        for target, priority in targets_and_priorities:
+            if not target.topic:
+                raise exceptions.InvalidTarget("A target must have topic specified", target)
+            addresses.append(
+                base.Address(
+                    target.exchange or self.conf.control_exchange,
+                    f"{target.topic}.{priority}",
+                    kind=base.NOTIFY,
+                )
+            )
+        return addresses
+
     def _outcome(self, reply: wire.Reply) -> Any:
         """The result a final reply carries; raises the remote exception it carries."""
         if reply.failure is not None:
@@ -358,10 +387,7 @@ class Transport(TransportCore):
         ``version`` 2.0 sends oslo's envelope, 1.0 the bare message. Returns
         once the transport owns it, waiting at most ``rpc_response_timeout``.
         """
-        address = self._address(target, base.NOTIFY)
-        sender = identity.local_wire(message.get("publisher_id"))
-        context = redaction.context_to_send(ctxt)
-        body = wire.encode_notification(message, context, envelope=version == 2.0, sender=sender)
+        address, body = self._notification(target, ctxt, message, version)
         more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
         self._driver.send(address, body, retry=retry, timeout=self._default_timeout(), **more)
 
@@ -406,18 +432,7 @@ class Transport(TransportCore):
         batch_timeout: float | None = None,
     ) -> base.Listener:
         """Subscribe to ``<topic>.<priority>`` of every pair, shared with ``pool``."""
-        addresses = []
-        for target, priority in targets_and_priorities:
-            if not target.topic:
-                raise exceptions.InvalidTarget("A target must have topic specified", target)
-            addresses.append(
-                base.Address(
-                    target.exchange or self.conf.control_exchange,
-                    f"{target.topic}.{priority}",
-                    kind=base.NOTIFY,
-                )
-            )
-        return self._driver.listen(addresses, pool=pool)
+        return self._driver.listen(self._notification_addresses(targets_and_priorities), pool=pool)
 
     def _reply_waiter(self) -> ReplyWaiter:
         """The transport's reply inbox, opened on first use."""

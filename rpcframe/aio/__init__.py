@@ -18,16 +18,28 @@ queues between both kinds). See the asyncio guide in the documentation.
 
 from rpcframe.aio.client import AsyncCallContext, AsyncRPCClient, get_rpc_client
 from rpcframe.aio.handles import AsyncCallHandle, AsyncStream
+from rpcframe.aio.notify import (
+    AsyncBatchNotificationServer,
+    AsyncNotificationServer,
+    Notifier,
+    get_batch_notification_listener,
+    get_notification_listener,
+)
 from rpcframe.aio.server import AsyncRPCServer, get_rpc_server
 from rpcframe.aio.transport import AsyncTransport, get_rpc_transport
 
 __all__ = [
+    "AsyncBatchNotificationServer",
     "AsyncCallContext",
     "AsyncCallHandle",
+    "AsyncNotificationServer",
     "AsyncRPCClient",
     "AsyncRPCServer",
     "AsyncStream",
     "AsyncTransport",
+    "Notifier",
+    "get_batch_notification_listener",
+    "get_notification_listener",
     "get_rpc_client",
     "get_rpc_server",
     "get_rpc_transport",

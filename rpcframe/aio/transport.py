@@ -52,6 +52,8 @@ class AsyncTransport(msg_transport.TransportCore):
     """A transport for asyncio clients and servers. Build it with :func:`get_rpc_transport`."""
 
     _driver: asyncbase.AsyncDriver
+    #: Notifiers and listeners take it without the "RPC transport" warning.
+    carries_notifications = True
 
     def __init__(self, driver: asyncbase.AsyncDriver) -> None:
         super().__init__(driver)
@@ -242,6 +244,20 @@ class AsyncTransport(msg_transport.TransportCore):
         """Send a control message (credit, resume, cancel) to a server's call."""
         address = base.Address("", inbox, kind=base.REPLY)
         await self._send_reply(address, wire.encode_control(control_id, **fields), timeout)
+
+    async def _send_notification(
+        self, target: Any, ctxt: Any, message: dict[str, Any], version: float, retry: Any = None
+    ) -> None:
+        """Send a notification; returns once the transport owns it."""
+        address, body = self._notification(target, ctxt, message, version)
+        await self._driver.send(address, body, retry=retry, timeout=self._default_timeout())
+
+    async def _listen_for_notifications(
+        self, targets_and_priorities: Iterable[tuple[Any, str]], pool: str | None
+    ) -> asyncbase.AsyncListener:
+        """Subscribe to ``<topic>.<priority>`` of every pair, shared with ``pool``."""
+        addresses = self._notification_addresses(targets_and_priorities)
+        return await self._driver.listen(addresses, pool=pool)
 
     async def _listen(self, target: Any) -> asyncbase.AsyncListener:
         """Subscribe to a server's requests: its topic, its own queue and the fanout."""

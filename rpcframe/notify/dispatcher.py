@@ -153,33 +153,47 @@ class NotificationDispatcher:
             message["payload"],
         )
 
-    @staticmethod
-    def _decide(method: Callable[..., Any], args: tuple[Any, ...], what: str) -> str | None:
+    @classmethod
+    def _decide(cls, method: Callable[..., Any], args: tuple[Any, ...], what: str) -> str | None:
         """Call one endpoint method; None means go on to the next endpoint.
 
         HaltListener propagates: the listener settles and stops.
         """
         try:
             result = method(*args)
-        except exceptions.Requeue:
-            return NotificationResult.REQUEUE
-        except exceptions.Drop:
-            return NotificationResult.HANDLED
         except exceptions.HaltListener:
             raise
-        except Exception:
-            LOG.exception(
-                "Notification endpoint failed on %s; it will be requeued if allowed", what
+        except Exception as exc:  # noqa: BLE001 - judged below, logged there
+            return cls.judge(None, exc, what)
+        return cls.judge(result, None, what)
+
+    @staticmethod
+    def judge(result: Any, error: BaseException | None, what: str) -> str | None:
+        """What an endpoint's return value or exception means for the message.
+
+        None: go on to the next endpoint. For servers that call the endpoint
+        themselves (:mod:`rpcframe.aio.notify`); HaltListener is theirs to handle.
+        """
+        if isinstance(error, exceptions.Requeue):
+            return NotificationResult.REQUEUE
+        if isinstance(error, exceptions.Drop):
+            return NotificationResult.HANDLED
+        if error is not None:
+            LOG.error(
+                "Notification endpoint failed on %s; it will be requeued if allowed",
+                what,
+                exc_info=error,
             )
             return NotificationResult.REQUEUE
         if result == NotificationResult.REQUEUE:
             return NotificationResult.REQUEUE
         return None
 
-    def dispatch(self, incoming: Any) -> str | None:
-        """Run the endpoints for one notification; return HANDLED or REQUEUE.
+    def plan(self, incoming: Any) -> list[tuple[Callable[..., Any], tuple[Any, ...], str]] | None:
+        """The endpoint calls one notification makes, in order: ``(method, args, what)``.
 
-        None for a priority that is not one of :data:`PRIORITIES`.
+        None for a priority that is not one of :data:`PRIORITIES`. Filters are
+        applied here; a server runs the calls until one decides (:meth:`judge`).
         """
         priority, context, fields = _fields(incoming)
         if priority not in PRIORITIES:
@@ -187,19 +201,27 @@ class NotificationDispatcher:
             return None
         callbacks = self._callbacks.get(priority)
         if not callbacks:
-            return NotificationResult.HANDLED
+            return []
         message = self._extract(context, fields)
         what = f"{message['event_type']!r} ({message['metadata']['message_id']})"
-        for rule, method in callbacks:
-            if not self._shown(rule, message):
-                continue
-            args = (
-                message["ctxt"],
-                message["publisher_id"],
-                message["event_type"],
-                message["payload"],
-                message["metadata"],
-            )
+        args = (
+            message["ctxt"],
+            message["publisher_id"],
+            message["event_type"],
+            message["payload"],
+            message["metadata"],
+        )
+        return [(method, args, what) for rule, method in callbacks if self._shown(rule, message)]
+
+    def dispatch(self, incoming: Any) -> str | None:
+        """Run the endpoints for one notification; return HANDLED or REQUEUE.
+
+        None for a priority that is not one of :data:`PRIORITIES`.
+        """
+        calls = self.plan(incoming)
+        if calls is None:
+            return None
+        for method, args, what in calls:
             decision = self._decide(method, args, what)
             if decision is not None:
                 return decision
@@ -216,12 +238,26 @@ class BatchNotificationDispatcher(NotificationDispatcher):
         HaltListener propagates (the listener settles the batch and stops).
         """
         requeue: set[int] = set()
+        for indexes, calls in self.plan_batch(notifications):
+            for method, args, what in calls:
+                decision = self._decide(method, args, what)
+                if decision == NotificationResult.REQUEUE:
+                    requeue.update(indexes)
+                if decision is not None:
+                    break
+        return requeue
+
+    def plan_batch(
+        self, notifications: Sequence[Any]
+    ) -> list[tuple[list[int], list[tuple[Callable[..., Any], tuple[Any, ...], str]]]]:
+        """Per priority group: the indexes it covers and the endpoint calls it makes."""
         groups: dict[str, list[int]] = {}
         fields = [_fields(n) for n in notifications]
         for index, (priority, _, _) in enumerate(fields):
             groups.setdefault(priority, []).append(index)
         for priority in set(groups) - set(PRIORITIES):
             LOG.warning('Unknown priority "%s"', priority)
+        planned = []
         for priority in PRIORITIES:
             indexes = groups.get(priority)
             callbacks = self._callbacks.get(priority)
@@ -229,13 +265,10 @@ class BatchNotificationDispatcher(NotificationDispatcher):
                 continue
             messages = [self._extract(*fields[i][1:]) for i in indexes]
             what = f"a batch of {len(messages)} {priority} notifications"
+            calls = []
             for rule, method in callbacks:
                 shown = [m for m in messages if self._shown(rule, m)]
-                if not shown:
-                    continue
-                decision = self._decide(method, (shown,), what)
-                if decision == NotificationResult.REQUEUE:
-                    requeue.update(indexes)
-                if decision is not None:
-                    break
-        return requeue
+                if shown:
+                    calls.append((method, (shown,), what))
+            planned.append((indexes, calls))
+        return planned

@@ -65,6 +65,29 @@ class MessagingDriver(drivers.Driver):
         if failure is not None:
             raise failure
 
+    async def anotify(
+        self, ctxt: Any, message: Mapping[str, Any], priority: str, retry: Any
+    ) -> None:
+        """:meth:`notify` on an asyncio transport (:mod:`rpcframe.aio.notify`)."""
+        level = priority.lower()
+        failure: BaseException | None = None
+        for topic in self.topics:
+            target = Target(topic=f"{topic}.{level}")
+            try:
+                await self.transport._send_notification(
+                    target, ctxt, message, version=self.version, retry=retry
+                )
+            except Exception as exc:  # noqa: BLE001 - the other topics still get it; raised below
+                LOG.error(
+                    "Could not send %r notification to %s: %s",
+                    message.get("event_type"),
+                    topic,
+                    exc,
+                )
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
 
 class MessagingV2Driver(MessagingDriver):
     """Sends notifications in the 2.0 envelope (the format to use)."""

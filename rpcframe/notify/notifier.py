@@ -137,7 +137,9 @@ class Notifier:
         conf = transport.conf
         options.register_notifications(conf)
         section = conf.oslo_messaging_notifications
-        if not isinstance(transport, msg_transport.NotificationTransport):
+        if not isinstance(transport, msg_transport.NotificationTransport) and not getattr(
+            type(transport), "carries_notifications", False
+        ):
             _LOG.warning(
                 "Using RPC transport for notifications. Please use "
                 "get_notification_transport to obtain a notification transport instance."
@@ -193,6 +195,13 @@ class Notifier:
             )
         if level == "WARNING":
             level = "WARN"
+        context, message = self._message(ctxt, event_type, payload, level, publisher_id)
+        self._publish(context, message, self.retry if retry is None else retry)
+
+    def _message(
+        self, ctxt: Any, event_type: str, payload: Any, level: str, publisher_id: str | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The context and message to send, checked against JSON and the schema."""
         payload = self._serializer.serialize_entity(ctxt, payload)
         context = self._serializer.serialize_context(redaction.sanitize_context(ctxt))
         self._check(event_type, payload, context)
@@ -204,7 +213,7 @@ class Notifier:
             "payload": payload,
             "timestamp": _timestamp(),
         }
-        self._publish(context, message, self.retry if retry is None else retry)
+        return context, message
 
     def _check(self, event_type: str, payload: Any, context: Any) -> None:
         """Refuse what cannot be sent or does not match the schema."""
@@ -229,28 +238,48 @@ class Notifier:
 
     def _publish(self, context: Any, message: dict[str, Any], retry: Any) -> None:
         priority = message["priority"]
-        watched = bool(
-            hooks.before_publish.receivers
-            or hooks.after_publish.receivers
-            or hooks.publish_failed.receivers
-        )
-        publication = None
-        if watched:
-            names = tuple(name for name, _ in self._drivers)
-            publication = hooks.Publication(self, message, context, names)
-            hooks.before_publish.send(publication)
+        publication = self._before(context, message)
         started = time.perf_counter()
         errors: dict[str, BaseException] = {}
         for name, driver in self._drivers:
             try:
                 driver.notify(context, message, priority, retry)
             except Exception as exc:  # noqa: BLE001 - logged; a notification never breaks its sender
-                _LOG.exception(
-                    "Could not send %r notification through the %s driver",
-                    message["event_type"],
-                    name,
-                )
-                errors[name] = exc
+                self._failed(message, name, exc, errors)
+        self._after(publication, started, errors)
+
+    def _before(self, context: Any, message: dict[str, Any]) -> hooks.Publication | None:
+        """Tell the before-publish hooks; the publication the others will get, if watched."""
+        if not (
+            hooks.before_publish.receivers
+            or hooks.after_publish.receivers
+            or hooks.publish_failed.receivers
+        ):
+            return None
+        names = tuple(name for name, _ in self._drivers)
+        publication = hooks.Publication(self, message, context, names)
+        hooks.before_publish.send(publication)
+        return publication
+
+    @staticmethod
+    def _failed(
+        message: dict[str, Any], name: str, exc: BaseException, errors: dict[str, BaseException]
+    ) -> None:
+        _LOG.error(
+            "Could not send %r notification through the %s driver",
+            message["event_type"],
+            name,
+            exc_info=exc,
+        )
+        errors[name] = exc
+
+    def _after(
+        self,
+        publication: hooks.Publication | None,
+        started: float,
+        errors: dict[str, BaseException],
+    ) -> None:
+        """Tell the after-publish or publish-failed hooks."""
         if publication is None:
             return
         elapsed = time.perf_counter() - started
