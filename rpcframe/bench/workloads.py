@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TextIO
 
-from rpcframe.bench import notify
+from rpcframe.bench import nonblocking, notify
 from rpcframe.bench.report import latency_figures
 from rpcframe.bench.rounds import in_turn, shares
 from rpcframe.bench.server import CONTROL_TIMEOUT, delete_queues
@@ -30,6 +30,7 @@ __all__ = [
     "WORKLOADS",
     "Bench",
     "BenchSettings",
+    "CallsInFlight",
     "ConcurrentCalls",
     "ConfirmedCasts",
     "Notifications",
@@ -37,6 +38,7 @@ __all__ = [
     "Reference",
     "SequentialCalls",
     "ServerMemory",
+    "Streams",
     "Workload",
 ]
 
@@ -55,6 +57,14 @@ class BenchSettings:
     timeout: float = 30.0
     progress: bool = True
     rounds: int = 5
+    #: Calls ``call_async`` keeps in flight from one thread.
+    in_flight: int = 1000
+    #: Chunks streamed of each size, over ``rounds`` streams.
+    stream_chunks: int = 10_000
+    #: The sizes of the streamed chunks, in bytes.
+    chunk_sizes: tuple[int, ...] = (64, 4096)
+    #: The streams' credit window (chunks the server may send ahead).
+    window: int = 64
 
 
 class RawMeasure(Protocol):
@@ -233,6 +243,78 @@ class ConcurrentCalls(Workload):
         return {"threads": threads, **latency_figures(latencies, elapsed)}
 
 
+class CallsInFlight(Workload):
+    """``call_async`` from one thread: batches of ``in_flight`` calls sent, then collected.
+
+    At least ``calls`` calls, in whole batches (see
+    :func:`rpcframe.bench.nonblocking.calls_in_flight`); rpcframe only.
+    """
+
+    name = "call_async_in_flight"
+    title = "calls in flight (call_async, one thread)"
+
+    def run(self, bench: Bench) -> dict[str, Any] | None:
+        if bench.lib.__name__ != "rpcframe":
+            return None  # oslo.messaging has no call_async
+        settings = bench.settings
+        in_flight = settings.in_flight
+        count = nonblocking.batches(settings.calls, in_flight)
+        with bench.progress(count * in_flight, f"{in_flight:,} in flight") as advance:
+            seconds = 0.0
+            latencies: list[float] = []
+            for _ in range(count):
+                spent, batch = nonblocking.calls_in_flight(
+                    bench.client, bench.payload, 1, in_flight, settings.timeout
+                )
+                seconds += spent
+                latencies += batch
+                advance(in_flight)
+        return {"in_flight": in_flight, **latency_figures(latencies, seconds)}
+
+
+class Streams(Workload):
+    """Streams of the server's ``chunks`` generator, one per round and chunk size.
+
+    The sizes alternate in rounds (see :meth:`Bench.alternate`); each gets
+    ``stream_chunks`` chunks in all. Figures by size: chunks per second and
+    megabytes (10**6 bytes) of chunk payload per second. rpcframe only.
+    """
+
+    name = "stream"
+    title = "streams (client.stream)"
+
+    def run(self, bench: Bench) -> dict[str, Any] | None:
+        if bench.lib.__name__ != "rpcframe":
+            return None  # oslo.messaging cannot stream
+        settings = bench.settings
+        count, sizes = settings.stream_chunks, settings.chunk_sizes
+        with bench.progress(count * len(sizes), self.title) as advance:
+
+            def side(size: int) -> Callable[[int], float]:
+                def stream(chunk: int) -> float:
+                    if not chunk:
+                        return 0.0
+                    timeout = nonblocking.stream_timeout(settings.timeout, chunk)
+                    seconds = nonblocking.streamed_chunks(
+                        bench.client, chunk, size, settings.window, timeout
+                    )
+                    advance(chunk)
+                    return seconds
+
+                return stream
+
+            spent = bench.alternate(count, *map(side, sizes))
+        figures: dict[str, Any] = {
+            "chunks": count,
+            "streams": len([chunk for chunk in shares(count, settings.rounds) if chunk]),
+            "window": settings.window,
+        }
+        for size, seconds in zip(sizes, spent, strict=True):
+            figures[f"per_s_{size}B"] = round(count / seconds, 1)
+            figures[f"mb_per_s_{size}B"] = round(count * size / seconds / 1e6, 3)
+        return figures
+
+
 class ConfirmedCasts(Workload):
     name = "cast_confirmed"
     title = "confirmed casts, end to end"
@@ -383,6 +465,8 @@ class Notifications(Workload):
 WORKLOADS: list[Workload] = [
     SequentialCalls(),
     ConcurrentCalls(),
+    CallsInFlight(),
+    Streams(),
     ConfirmedCasts(),
     Notifications(),
     ServerMemory(),
