@@ -123,10 +123,34 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         ),
     }
     found |= _divided(pairs)
+    if isinstance(ours, dict):
+        found |= _nonblocking_ratios(ours)
     memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
     if "ratio" in memory:
         found["server memory growth (target <= 1.1)"] = memory["ratio"]
     return found
+
+
+def _nonblocking_ratios(ours: dict[str, Any]) -> dict[str, float]:
+    """Calls in flight ÷ N threads of calls, and stream chunks ÷ sequential calls, per second."""
+    flight = ours.get("call_async_in_flight") or {}
+    threads = ours.get("call_concurrent") or {}
+    sequential = (ours.get("call_sequential") or {}).get("per_s")
+    pairs: dict[str, tuple[float | None, float | None]] = {}
+    if flight and threads:
+        name = (
+            f"call_async, {flight['in_flight']:,} in flight from one thread / "
+            f"{threads['threads']} threads of sequential calls (target >= 1)"
+        )
+        pairs[name] = (flight.get("per_s"), threads.get("per_s"))
+    for key, value in (ours.get("stream") or {}).items():
+        if key.startswith("per_s_"):
+            size = key.removeprefix("per_s_").removesuffix("B")
+            pairs[f"stream chunks/s ({size} B chunks) / sequential calls/s (target >= 10)"] = (
+                value,
+                sequential,
+            )
+    return _divided(pairs)
 
 
 def _divided(pairs: dict[str, tuple[float | None, float | None]]) -> dict[str, float]:
@@ -150,7 +174,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             out.write(f"\n{system}: not measured ({section['error']})\n")
             continue
         out.write(f"\n{system} (server {section.get('server', '?')}):\n")
-        _write_figures(section, 17, out)
+        _write_figures(section, 20, out)
+        _write_nonblocking(section, out)
     raw = report.get("raw")
     if raw:
         if report.get("reference") == IN_PROCESS:
@@ -170,6 +195,39 @@ def print_ratios(report: dict[str, Any], out: TextIO) -> None:
         out.write("\nratios:\n")
         for name, value in found.items():
             out.write(f"  {value:>7.3f}  {name}\n")
+
+
+def _write_nonblocking(section: dict[str, Any], out: TextIO) -> None:
+    """Calls in flight and streams, beside the blocking calls their ratios divide by."""
+    flight = section.get("call_async_in_flight")
+    streams: dict[str, Any] = section.get("stream") or {}
+    if not (flight or streams):
+        return
+    out.write("  calls that do not block, beside the blocking calls of the same run:\n")
+    threads = section.get("call_concurrent") or {}
+    if flight:
+        out.write(
+            f"    {flight['in_flight']:,} in flight from one thread: {flight['per_s']:,.1f} "
+            f"calls/s, p99 {flight['p99_ms']:,.1f} ms"
+        )
+        if threads:
+            out.write(
+                f"; {threads['threads']} threads of sequential calls: "
+                f"{threads['per_s']:,.1f} calls/s"
+            )
+        out.write("\n")
+    sequential = (section.get("call_sequential") or {}).get("per_s")
+    for key, value in streams.items():
+        if key.startswith("per_s_"):
+            size = key.removeprefix("per_s_")
+            megabytes = streams[f"mb_per_s_{size}"]
+            out.write(
+                f"    stream of {size.removesuffix('B')} B chunks (window {streams['window']}): "
+                f"{value:,.1f} chunks/s, {megabytes:,.3f} MB/s"
+            )
+            if sequential:
+                out.write(f"; sequential calls: {sequential:,.1f} calls/s")
+            out.write("\n")
 
 
 def _write_figures(section: dict[str, Any], width: int, out: TextIO) -> None:
