@@ -174,6 +174,7 @@ def _eventlet(args: argparse.Namespace, progress: Callable[[str], None]) -> _Mea
         args.warmup,
         args.timeout,
         progress,
+        patched.NonBlocking(args.in_flight, args.stream_chunks, args.chunk_sizes, args.window),
     )
     return report, patched.print_eventlet
 
