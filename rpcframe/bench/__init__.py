@@ -9,11 +9,12 @@ warm-up, runs each registered workload against it with one client:
 * **concurrent calls**: N threads (default 8) sharing one client;
 * **calls in flight**: ``call_async`` from one thread, 1,000 calls sent,
   then their results collected, batch after batch: calls per second and
-  p50/p99 latency from a call's send to its result; divided by the
-  concurrent calls' rate (rpcframe only);
+  p50/p99 latency from a call's send to its result; divided by the rate of
+  N threads of calls measured in alternating rounds with it (rpcframe only);
 * **streams**: ``client.stream`` over a generator endpoint yielding chunks
   of 64 bytes and of 4 KiB: chunks and megabytes per second; divided by the
-  sequential calls' rate (rpcframe only);
+  rate of sequential calls measured in alternating rounds with them
+  (rpcframe only);
 * **confirmed casts**: one thread casting; the clock stops when the server
   has received every cast (each cast returns once the broker confirmed it);
 * **notifications**: a ``messagingv2`` Notifier publishing (each publish

@@ -132,18 +132,21 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
 
 
 def _nonblocking_ratios(ours: dict[str, Any]) -> dict[str, float]:
-    """Calls in flight ÷ N threads of calls, and stream chunks ÷ sequential calls, per second."""
+    """Calls in flight ÷ N threads of calls, and stream chunks ÷ sequential calls, per second.
+
+    Each divides by the blocking calls its workload measured in the same rounds.
+    """
     flight = ours.get("call_async_in_flight") or {}
-    threads = ours.get("call_concurrent") or {}
-    sequential = (ours.get("call_sequential") or {}).get("per_s")
+    streams = ours.get("stream") or {}
     pairs: dict[str, tuple[float | None, float | None]] = {}
-    if flight and threads:
+    if flight:
         name = (
             f"call_async, {flight['in_flight']:,} in flight from one thread / "
-            f"{threads['threads']} threads of sequential calls (target >= 1)"
+            f"{flight['threads']} threads of sequential calls (target >= 1)"
         )
-        pairs[name] = (flight.get("per_s"), threads.get("per_s"))
-    for key, value in (ours.get("stream") or {}).items():
+        pairs[name] = (flight.get("per_s"), flight.get("threads_per_s"))
+    sequential = streams.get("sequential_per_s")
+    for key, value in streams.items():
         if key.startswith("per_s_"):
             size = key.removeprefix("per_s_").removesuffix("B")
             pairs[f"stream chunks/s ({size} B chunks) / sequential calls/s (target >= 10)"] = (
@@ -198,36 +201,27 @@ def print_ratios(report: dict[str, Any], out: TextIO) -> None:
 
 
 def _write_nonblocking(section: dict[str, Any], out: TextIO) -> None:
-    """Calls in flight and streams, beside the blocking calls their ratios divide by."""
+    """Calls in flight and streams, beside the blocking calls measured in the same rounds."""
     flight = section.get("call_async_in_flight")
     streams: dict[str, Any] = section.get("stream") or {}
     if not (flight or streams):
         return
-    out.write("  calls that do not block, beside the blocking calls of the same run:\n")
-    threads = section.get("call_concurrent") or {}
+    out.write("  calls that do not block, beside blocking calls measured in the same rounds:\n")
     if flight:
         out.write(
             f"    {flight['in_flight']:,} in flight from one thread: {flight['per_s']:,.1f} "
-            f"calls/s, p99 {flight['p99_ms']:,.1f} ms"
+            f"calls/s, p99 {flight['p99_ms']:,.1f} ms; {flight['threads']} threads of "
+            f"sequential calls: {flight['threads_per_s']:,.1f} calls/s\n"
         )
-        if threads:
-            out.write(
-                f"; {threads['threads']} threads of sequential calls: "
-                f"{threads['per_s']:,.1f} calls/s"
-            )
-        out.write("\n")
-    sequential = (section.get("call_sequential") or {}).get("per_s")
     for key, value in streams.items():
         if key.startswith("per_s_"):
             size = key.removeprefix("per_s_")
             megabytes = streams[f"mb_per_s_{size}"]
             out.write(
                 f"    stream of {size.removesuffix('B')} B chunks (window {streams['window']}): "
-                f"{value:,.1f} chunks/s, {megabytes:,.3f} MB/s"
+                f"{value:,.1f} chunks/s, {megabytes:,.3f} MB/s; sequential calls: "
+                f"{streams['sequential_per_s']:,.1f} calls/s\n"
             )
-            if sequential:
-                out.write(f"; sequential calls: {sequential:,.1f} calls/s")
-            out.write("\n")
 
 
 def _write_figures(section: dict[str, Any], width: int, out: TextIO) -> None:

@@ -212,42 +212,53 @@ class ConcurrentCalls(Workload):
     def run(self, bench: Bench) -> dict[str, Any]:
         threads = bench.settings.threads
         per_thread = max(1, bench.settings.calls // threads)
-        results: list[list[float]] = []
-        errors: list[BaseException] = []
         with bench.progress(per_thread * threads, f"{threads}-thread calls") as advance:
-            lock = threading.Lock()
-
-            def safe_advance(n: int) -> None:
-                with lock:
-                    advance(n)
-
-            def worker() -> None:
-                try:
-                    results.append(bench.timed_calls(per_thread, safe_advance))
-                except Exception as exc:  # noqa: BLE001 - reported after the join
-                    errors.append(exc)
-
-            workers = [
-                threading.Thread(target=worker, name=f"rpcframe-bench-caller-{i}")
-                for i in range(threads)
-            ]
-            started = time.perf_counter()
-            for thread in workers:
-                thread.start()
-            for thread in workers:
-                thread.join(bench.settings.timeout * per_thread)
-            elapsed = time.perf_counter() - started
-        if errors:
-            raise errors[0]
-        latencies = [latency for chunk in results for latency in chunk]
+            elapsed, latencies = _timed_in_threads(bench, per_thread * threads, threads, advance)
         return {"threads": threads, **latency_figures(latencies, elapsed)}
+
+
+def _timed_in_threads(
+    bench: Bench, count: int, threads: int, advance: Callable[[int], None]
+) -> tuple[float, list[float]]:
+    """``count`` echo calls shared by ``threads`` threads; (seconds, latencies). Raises theirs."""
+    results: list[list[float]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def safe_advance(n: int) -> None:
+        with lock:
+            advance(n)
+
+    def worker(share: int) -> None:
+        try:
+            results.append(bench.timed_calls(share, safe_advance))
+        except Exception as exc:  # noqa: BLE001 - reported after the join
+            errors.append(exc)
+
+    workers = [
+        threading.Thread(target=worker, args=(share,), name=f"rpcframe-bench-caller-{i}")
+        for i, share in enumerate(shares(count, threads))
+        if share
+    ]
+    started = time.perf_counter()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(bench.settings.timeout * max(1, count))
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed, [latency for chunk in results for latency in chunk]
 
 
 class CallsInFlight(Workload):
     """``call_async`` from one thread: batches of ``in_flight`` calls sent, then collected.
 
     At least ``calls`` calls, in whole batches (see
-    :func:`rpcframe.bench.nonblocking.calls_in_flight`); rpcframe only.
+    :func:`rpcframe.bench.nonblocking.calls_in_flight`), alternating in
+    rounds with as many calls from N threads (``threads_per_s``), which the
+    target divides by: measured in the same rounds, both see the same
+    machine. rpcframe only.
     """
 
     name = "call_async_in_flight"
@@ -257,27 +268,46 @@ class CallsInFlight(Workload):
         if bench.lib.__name__ != "rpcframe":
             return None  # oslo.messaging has no call_async
         settings = bench.settings
-        in_flight = settings.in_flight
+        in_flight, threads = settings.in_flight, settings.threads
         count = nonblocking.batches(settings.calls, in_flight)
-        with bench.progress(count * in_flight, f"{in_flight:,} in flight") as advance:
-            seconds = 0.0
-            latencies: list[float] = []
-            for _ in range(count):
-                spent, batch = nonblocking.calls_in_flight(
-                    bench.client, bench.payload, 1, in_flight, settings.timeout
+        latencies: list[float] = []
+        threaded: list[float] = []
+        total = 2 * count * in_flight
+        with bench.progress(total, f"{in_flight:,} in flight / {threads} threads") as advance:
+
+            def in_flight_batches(batches: int) -> float:
+                seconds, measured = nonblocking.calls_in_flight(
+                    bench.client, bench.payload, batches, in_flight, settings.timeout
                 )
-                seconds += spent
-                latencies += batch
-                advance(in_flight)
-        return {"in_flight": in_flight, **latency_figures(latencies, seconds)}
+                latencies.extend(measured)
+                advance(batches * in_flight)
+                return seconds
+
+            def in_threads(batches: int) -> float:
+                if not batches:
+                    return 0.0
+                seconds, measured = _timed_in_threads(bench, batches * in_flight, threads, advance)
+                threaded.extend(measured)
+                return seconds
+
+            elapsed, threaded_elapsed = bench.alternate(count, in_flight_batches, in_threads)
+        return {
+            "in_flight": in_flight,
+            **latency_figures(latencies, elapsed),
+            "threads": threads,
+            "threads_per_s": round(len(threaded) / threaded_elapsed, 1),
+        }
 
 
 class Streams(Workload):
     """Streams of the server's ``chunks`` generator, one per round and chunk size.
 
-    The sizes alternate in rounds (see :meth:`Bench.alternate`); each gets
-    ``stream_chunks`` chunks in all. Figures by size: chunks per second and
-    megabytes (10**6 bytes) of chunk payload per second. rpcframe only.
+    The sizes alternate in rounds (see :meth:`Bench.alternate`) with chunks
+    of sequential calls (``sequential_per_s``, which the target divides by:
+    measured in the same rounds, both see the same machine); each size gets
+    ``stream_chunks`` chunks in all, the sequential calls ``calls`` in all.
+    Figures by size: chunks per second and megabytes (10**6 bytes) of chunk
+    payload per second. rpcframe only.
     """
 
     name = "stream"
@@ -288,7 +318,10 @@ class Streams(Workload):
             return None  # oslo.messaging cannot stream
         settings = bench.settings
         count, sizes = settings.stream_chunks, settings.chunk_sizes
-        with bench.progress(count * len(sizes), self.title) as advance:
+        calls = iter(shares(settings.calls, settings.rounds))
+        latencies: list[float] = []
+        total = count * len(sizes) + settings.calls
+        with bench.progress(total, f"{self.title} / sequential calls") as advance:
 
             def side(size: int) -> Callable[[int], float]:
                 def stream(chunk: int) -> float:
@@ -303,7 +336,13 @@ class Streams(Workload):
 
                 return stream
 
-            spent = bench.alternate(count, *map(side, sizes))
+            def sequential(chunk: int) -> float:
+                # A round's share of the calls, whatever the round's share of chunks.
+                return _timed_into(
+                    latencies, functools.partial(bench.timed_calls, advance=advance), next(calls)
+                )
+
+            *spent, sequential_elapsed = bench.alternate(count, *map(side, sizes), sequential)
         figures: dict[str, Any] = {
             "chunks": count,
             "streams": len([chunk for chunk in shares(count, settings.rounds) if chunk]),
@@ -312,6 +351,8 @@ class Streams(Workload):
         for size, seconds in zip(sizes, spent, strict=True):
             figures[f"per_s_{size}B"] = round(count / seconds, 1)
             figures[f"mb_per_s_{size}B"] = round(count * size / seconds / 1e6, 3)
+        figures["sequential_calls"] = len(latencies)
+        figures["sequential_per_s"] = round(len(latencies) / sequential_elapsed, 1)
         return figures
 
 
