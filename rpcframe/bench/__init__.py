@@ -7,6 +7,14 @@ warm-up, runs each registered workload against it with one client:
 * **sequential calls**: one thread, one call at a time: calls per second and
   p50/p99 latency;
 * **concurrent calls**: N threads (default 8) sharing one client;
+* **calls in flight**: ``call_async`` from one thread, 1,000 calls sent,
+  then their results collected, batch after batch: calls per second and
+  p50/p99 latency from a call's send to its result; divided by the rate of
+  N threads of calls measured in alternating rounds with it (rpcframe only);
+* **streams**: ``client.stream`` over a generator endpoint yielding chunks
+  of 64 bytes and of 4 KiB: chunks and megabytes per second; divided by the
+  rate of sequential calls measured in alternating rounds with them
+  (rpcframe only);
 * **confirmed casts**: one thread casting; the clock stops when the server
   has received every cast (each cast returns once the broker confirmed it);
 * **notifications**: a ``messagingv2`` Notifier publishing (each publish
@@ -99,7 +107,8 @@ def run(settings: BenchSettings, compare: bool = False, out: TextIO = sys.stdout
         report |= measure_rpcframe(settings, out)
     if compare:
         report["oslo.messaging"] = measure_oslo(settings)
-        report["ratios"] = ratios(report)
+    # Some ratios need no reference: calls in flight and streams divide by rpcframe's calls.
+    report["ratios"] = ratios(report)
     return report
 
 
@@ -131,6 +140,10 @@ def main(args: argparse.Namespace, out: TextIO) -> int:
         timeout=args.timeout,
         progress=not args.no_progress,
         rounds=args.rounds,
+        in_flight=args.in_flight,
+        stream_chunks=args.stream_chunks,
+        chunk_sizes=args.chunk_sizes,
+        window=args.window,
     )
     report = run(settings, compare=args.compare, out=out)
     status = _write(report, print_report, args, out)
@@ -162,6 +175,7 @@ def _eventlet(args: argparse.Namespace, progress: Callable[[str], None]) -> _Mea
         args.warmup,
         args.timeout,
         progress,
+        patched.NonBlocking(args.in_flight, args.stream_chunks, args.chunk_sizes, args.window),
     )
     return report, patched.print_eventlet
 
@@ -226,6 +240,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated sizes in bytes, each at least 1."""
+    return tuple(_positive_int(part.strip()) for part in text.split(","))
+
+
 def add_command(commands: Any) -> None:
     """Add ``bench`` to the ``rpcframe`` command's subparsers; it runs :func:`main`."""
     bench = commands.add_parser(
@@ -240,6 +259,32 @@ def add_command(commands: Any) -> None:
     )
     bench.add_argument(
         "--casts", type=_positive_int, default=5000, help="casts in the cast workload"
+    )
+    bench.add_argument(
+        "--in-flight",
+        type=_positive_int,
+        default=1000,
+        help="calls call_async keeps in flight from one thread (default 1000); at least "
+        "--calls calls are made, in whole batches",
+    )
+    bench.add_argument(
+        "--stream-chunks",
+        type=_positive_int,
+        default=10_000,
+        help="chunks streamed of each size, over --rounds streams (default 10000)",
+    )
+    bench.add_argument(
+        "--chunk-sizes",
+        type=_sizes,
+        default=(64, 4096),
+        metavar="BYTES[,BYTES...]",
+        help="sizes of the streamed chunks (default 64,4096)",
+    )
+    bench.add_argument(
+        "--window",
+        type=_positive_int,
+        default=64,
+        help="the streams' credit window: chunks the server may send ahead (default 64)",
     )
     bench.add_argument(
         "--memory-calls",

@@ -13,13 +13,18 @@ in another process:
 * **oslo.messaging under eventlet**: as the first, with oslo.messaging.
 
 Each side makes sequential calls (one at a time: calls per second, p50 and
-p99) and concurrent calls (N threads sharing one client). They run in
-rounds: a chunk of sequential calls on each side in turn (the order
-reversed every other round), then a chunk of concurrent calls the same way,
-so that a shared machine's drift in speed weighs on every side alike and
-the ratios of one run are stable. The ratios are the targets: rpcframe under
-eventlet ÷ rpcframe threaded (≥ 0.8), and ÷ oslo.messaging under eventlet
-(≥ 2.5).
+p99) and concurrent calls (N threads sharing one client). The rpcframe
+sides also keep calls in flight with ``call_async`` from one (green) thread
+and consume streams (:mod:`rpcframe.bench.nonblocking`); oslo.messaging has
+neither, and its side says so in the report. They run in rounds: a chunk of
+sequential calls on each side in turn (the order reversed every other
+round), then a chunk of concurrent calls the same way, then of calls in
+flight and of each size of stream, so that a shared machine's drift in
+speed weighs on every side alike and the ratios of one run are stable. The
+ratios are the targets: rpcframe under eventlet ÷ rpcframe threaded
+(≥ 0.8), and ÷ oslo.messaging under eventlet (≥ 2.5); and on each rpcframe
+side, calls in flight ÷ N-thread calls (≥ 1) and stream chunks ÷ sequential
+calls (≥ 10).
 
 The sides talk to this process in JSON lines over their standard input and
 output (:class:`ProcessSide`); anything with the same two methods can stand
@@ -29,6 +34,7 @@ in for one (:class:`Side`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -40,12 +46,22 @@ import uuid
 from collections.abc import Callable
 from typing import IO, Any, Protocol, TextIO
 
+from rpcframe.bench import nonblocking
 from rpcframe.bench.report import latency_figures, print_ratios
 from rpcframe.bench.rounds import in_turn, shares
 from rpcframe.bench.server import CONTROL_TIMEOUT, delete_queues
 from rpcframe.url import mask_url
 
-__all__ = ["SIDES", "ProcessSide", "Side", "measure", "print_eventlet", "ratios"]
+__all__ = [
+    "NO_NONBLOCKING",
+    "SIDES",
+    "NonBlocking",
+    "ProcessSide",
+    "Side",
+    "measure",
+    "print_eventlet",
+    "ratios",
+]
 
 #: The sides of a run: (name in the report, library, monkey-patched).
 SIDES = (
@@ -66,14 +82,40 @@ _BOOT = (
 )
 
 
+#: Why a side has no figures of calls in flight and streams.
+NO_NONBLOCKING = "oslo.messaging has no call_async and cannot stream"
+
+
 class Side(Protocol):
-    """One side of the run: a client (and its server) somewhere."""
+    """One side of the run: a client (and its server) somewhere.
+
+    ``nonblocking`` says whether it has :meth:`in_flight` and :meth:`stream`
+    (rpcframe's sides do, oslo.messaging's does not).
+    """
+
+    nonblocking: bool
 
     def sequential(self, count: int) -> tuple[float, list[float]]:
         """Make ``count`` calls one at a time; (seconds, latencies in seconds)."""
 
     def concurrent(self, count: int, threads: int) -> tuple[float, list[float]]:
         """Make ``count`` calls from ``threads`` threads; (seconds, latencies)."""
+
+    def in_flight(self, batches: int, in_flight: int) -> tuple[float, list[float]]:
+        """Make ``batches`` batches of ``in_flight`` calls in flight; (seconds, latencies)."""
+
+    def stream(self, count: int, size: int, window: int) -> float:
+        """Consume a stream of ``count`` chunks of ``size`` bytes; the seconds it took."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NonBlocking:
+    """What the sides that can are asked of calls in flight and streams."""
+
+    in_flight: int = 1000
+    stream_chunks: int = 10_000
+    chunk_sizes: tuple[int, ...] = (64, 4096)
+    window: int = 64
 
 
 # -- this process: the rounds and the report ----------------------------------------------
@@ -85,14 +127,22 @@ def measure(
     threads: int,
     rounds: int,
     progress: Callable[[str], None] = lambda what: None,
+    asked: NonBlocking | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run every side's calls in interleaved rounds; the figures of each side by name."""
+    """Run every side's calls in interleaved rounds; the figures of each side by name.
+
+    With ``asked``, the sides that can also keep calls in flight and stream.
+    """
     # The latencies and the seconds spent, by side and by kind of calls.
     spent: dict[str, dict[str, list[Any]]] = {
-        name: {"sequential": [[], 0.0], "concurrent": [[], 0.0]} for name in sides
+        name: {"sequential": [[], 0.0], "concurrent": [[], 0.0], "in flight": [[], 0.0]}
+        for name in sides
     }
+    streamed: dict[str, dict[int, float]] = {name: {} for name in sides}
     order = list(sides)
     chunks = [chunk for chunk in shares(calls, rounds) if chunk]
+    batches = shares(nonblocking.batches(calls, asked.in_flight), len(chunks)) if asked else []
+    stream_chunks = shares(asked.stream_chunks, len(chunks)) if asked else []
     for number, chunk in enumerate(chunks):
         turn = in_turn(order, number)
         for kind in ("sequential", "concurrent"):
@@ -106,13 +156,52 @@ def measure(
                 )
                 spent[name][kind][0].extend(latencies)
                 spent[name][kind][1] += seconds
-    return {
-        name: {
+        if asked is None:
+            continue
+        able = [name for name in turn if sides[name].nonblocking]
+        if batches[number]:
+            progress(
+                f"round {number + 1}/{len(chunks)}: {batches[number]} x {asked.in_flight} "
+                "calls in flight on each rpcframe side"
+            )
+            for name in able:
+                seconds, latencies = sides[name].in_flight(batches[number], asked.in_flight)
+                spent[name]["in flight"][0].extend(latencies)
+                spent[name]["in flight"][1] += seconds
+        if stream_chunks[number]:
+            progress(
+                f"round {number + 1}/{len(chunks)}: streams of {stream_chunks[number]} chunks "
+                "on each rpcframe side"
+            )
+            for size in asked.chunk_sizes:
+                for name in able:
+                    seconds = sides[name].stream(stream_chunks[number], size, asked.window)
+                    streamed[name][size] = streamed[name].get(size, 0.0) + seconds
+    figures: dict[str, dict[str, Any]] = {}
+    for name, kinds in spent.items():
+        figures[name] = {
             "call_sequential": latency_figures(*kinds["sequential"]),
             "call_concurrent": {"threads": threads, **latency_figures(*kinds["concurrent"])},
         }
-        for name, kinds in spent.items()
-    }
+        if asked is None:
+            continue
+        if not sides[name].nonblocking:
+            figures[name]["skipped"] = NO_NONBLOCKING
+            continue
+        figures[name]["call_async_in_flight"] = {
+            "in_flight": asked.in_flight,
+            **latency_figures(*kinds["in flight"]),
+        }
+        stream: dict[str, Any] = {
+            "chunks": asked.stream_chunks,
+            "streams": len([count for count in stream_chunks if count]),
+            "window": asked.window,
+        }
+        for size, seconds in streamed[name].items():
+            stream[f"per_s_{size}B"] = round(asked.stream_chunks / seconds, 1)
+            stream[f"mb_per_s_{size}B"] = round(asked.stream_chunks * size / seconds / 1e6, 3)
+        figures[name]["stream"] = stream
+    return figures
 
 
 def ratios(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -125,6 +214,21 @@ def ratios(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
             if top and under:
                 name = f"{_OURS} / {bottom}, {what} calls (target >= {target})"
                 found[name] = round(top / under, 3)
+    for side in (_OURS, _THREADED):
+        section = figures.get(side, {})
+        flight, threads = section.get("call_async_in_flight"), section.get("call_concurrent")
+        if flight and threads and flight["per_s"] and threads["per_s"]:
+            name = (
+                f"{side}: {flight['in_flight']:,} in flight from one thread / "
+                f"{threads['threads']} threads of calls (target >= 1)"
+            )
+            found[name] = round(flight["per_s"] / threads["per_s"], 3)
+        sequential = section.get("call_sequential", {}).get("per_s")
+        for key, value in section.get("stream", {}).items():
+            if key.startswith("per_s_") and value and sequential:
+                size = key.removeprefix("per_s_").removesuffix("B")
+                name = f"{side}: stream chunks/s ({size} B) / sequential calls/s (target >= 10)"
+                found[name] = round(value / sequential, 3)
     return found
 
 
@@ -150,6 +254,23 @@ def print_eventlet(report: dict[str, Any], out: TextIO) -> None:
                 f"  {name:<27} {label:<16} {figures['per_s']:>9.1f} "
                 f"{figures['p50_ms']:>8.3f} {figures['p99_ms']:>8.3f}\n"
             )
+        if "skipped" in section:
+            out.write(f"  {name:<27} no calls in flight or streams: {section['skipped']}\n")
+        flight = section.get("call_async_in_flight")
+        if flight:
+            label = f"{flight['in_flight']:,} in flight"
+            out.write(
+                f"  {name:<27} {label:<16} {flight['per_s']:>9.1f} "
+                f"{flight['p50_ms']:>8.3f} {flight['p99_ms']:>8.3f}\n"
+            )
+        for key, value in section.get("stream", {}).items():
+            if key.startswith("per_s_"):
+                size = key.removeprefix("per_s_")
+                label = f"stream {size.removesuffix('B')} B"
+                megabytes = section["stream"][f"mb_per_s_{size}"]
+                out.write(
+                    f"  {name:<27} {label:<16} {value:>9.1f} chunks/s, {megabytes:.3f} MB/s\n"
+                )
     print_ratios(report, out)
 
 
@@ -162,6 +283,7 @@ def run(
     warmup: int,
     timeout: float,
     progress: Callable[[str], None] = lambda what: None,
+    asked: NonBlocking | None = None,
 ) -> dict[str, Any]:
     """Start the three sides, measure them, stop them; the report (what ``--json`` writes)."""
     settings = {
@@ -171,6 +293,7 @@ def run(
         "payload_size": payload_size,
         "warmup": warmup,
         "timeout": timeout,
+        **(dataclasses.asdict(asked) if asked else {}),
     }
     report: dict[str, Any] = {
         "url": mask_url(url),
@@ -187,7 +310,7 @@ def run(
                 started[name] = stack.enter_context(side)
             except RuntimeError as exc:
                 errors[name] = {"error": str(exc)}
-        figures = measure(started, calls, threads, rounds, progress)
+        figures = measure(started, calls, threads, rounds, progress, asked)
     report["sides"] = {name: figures.get(name) or errors[name] for name, _, _ in SIDES}
     report["ratios"] = ratios(figures)
     return report
@@ -267,6 +390,7 @@ class ProcessSide(_Child):
     ) -> None:
         super().__init__(name, "client", patched, {"library": library, "url": url, **settings})
         self._per_call = float(settings["timeout"])
+        self.nonblocking = library == "rpcframe"
 
     def __enter__(self) -> ProcessSide:
         super().__enter__()
@@ -280,6 +404,16 @@ class ProcessSide(_Child):
         command = {"op": "concurrent", "count": count, "threads": threads}
         answer = self.ask(command, self._bound(count))
         return answer["seconds"], answer["latencies"]
+
+    def in_flight(self, batches: int, in_flight: int) -> tuple[float, list[float]]:
+        command = {"op": "in_flight", "batches": batches, "in_flight": in_flight}
+        answer = self.ask(command, self._bound(batches * in_flight))
+        return answer["seconds"], answer["latencies"]
+
+    def stream(self, count: int, size: int, window: int) -> float:
+        command = {"op": "stream", "count": count, "size": size, "window": window}
+        seconds: float = self.ask(command, self._bound(count))["seconds"]
+        return seconds
 
     def _bound(self, calls: int) -> float:
         return CONTROL_TIMEOUT + self._per_call * calls
@@ -364,6 +498,21 @@ def _answer_commands(client: Any, payload: str, config: dict[str, Any]) -> None:
             started = time.perf_counter()
             latencies = _calls(client, payload, command["count"])
             _say({"seconds": time.perf_counter() - started, "latencies": latencies})
+        elif command["op"] == "in_flight":
+            seconds, latencies = nonblocking.calls_in_flight(
+                client, payload, command["batches"], command["in_flight"], config["timeout"]
+            )
+            _say({"seconds": seconds, "latencies": [round(value, 7) for value in latencies]})
+        elif command["op"] == "stream":
+            count = command["count"]
+            seconds = nonblocking.streamed_chunks(
+                client,
+                count,
+                command["size"],
+                command["window"],
+                nonblocking.stream_timeout(config["timeout"], count),
+            )
+            _say({"seconds": seconds})
         else:
             count, threads = command["count"], command["threads"]
             _say(_in_threads(client, payload, count, threads, config["timeout"]))

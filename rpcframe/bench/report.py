@@ -123,10 +123,37 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         ),
     }
     found |= _divided(pairs)
+    if isinstance(ours, dict):
+        found |= _nonblocking_ratios(ours)
     memory = ours.get("server_memory", {}) if isinstance(ours, dict) else {}
     if "ratio" in memory:
         found["server memory growth (target <= 1.1)"] = memory["ratio"]
     return found
+
+
+def _nonblocking_ratios(ours: dict[str, Any]) -> dict[str, float]:
+    """Calls in flight ÷ N threads of calls, and stream chunks ÷ sequential calls, per second.
+
+    Each divides by the blocking calls its workload measured in the same rounds.
+    """
+    flight = ours.get("call_async_in_flight") or {}
+    streams = ours.get("stream") or {}
+    pairs: dict[str, tuple[float | None, float | None]] = {}
+    if flight:
+        name = (
+            f"call_async, {flight['in_flight']:,} in flight from one thread / "
+            f"{flight['threads']} threads of sequential calls (target >= 1)"
+        )
+        pairs[name] = (flight.get("per_s"), flight.get("threads_per_s"))
+    sequential = streams.get("sequential_per_s")
+    for key, value in streams.items():
+        if key.startswith("per_s_"):
+            size = key.removeprefix("per_s_").removesuffix("B")
+            pairs[f"stream chunks/s ({size} B chunks) / sequential calls/s (target >= 10)"] = (
+                value,
+                sequential,
+            )
+    return _divided(pairs)
 
 
 def _divided(pairs: dict[str, tuple[float | None, float | None]]) -> dict[str, float]:
@@ -150,7 +177,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             out.write(f"\n{system}: not measured ({section['error']})\n")
             continue
         out.write(f"\n{system} (server {section.get('server', '?')}):\n")
-        _write_figures(section, 17, out)
+        _write_figures(section, 20, out)
+        _write_nonblocking(section, out)
     raw = report.get("raw")
     if raw:
         if report.get("reference") == IN_PROCESS:
@@ -170,6 +198,30 @@ def print_ratios(report: dict[str, Any], out: TextIO) -> None:
         out.write("\nratios:\n")
         for name, value in found.items():
             out.write(f"  {value:>7.3f}  {name}\n")
+
+
+def _write_nonblocking(section: dict[str, Any], out: TextIO) -> None:
+    """Calls in flight and streams, beside the blocking calls measured in the same rounds."""
+    flight = section.get("call_async_in_flight")
+    streams: dict[str, Any] = section.get("stream") or {}
+    if not (flight or streams):
+        return
+    out.write("  calls that do not block, beside blocking calls measured in the same rounds:\n")
+    if flight:
+        out.write(
+            f"    {flight['in_flight']:,} in flight from one thread: {flight['per_s']:,.1f} "
+            f"calls/s, p99 {flight['p99_ms']:,.1f} ms; {flight['threads']} threads of "
+            f"sequential calls: {flight['threads_per_s']:,.1f} calls/s\n"
+        )
+    for key, value in streams.items():
+        if key.startswith("per_s_"):
+            size = key.removeprefix("per_s_")
+            megabytes = streams[f"mb_per_s_{size}"]
+            out.write(
+                f"    stream of {size.removesuffix('B')} B chunks (window {streams['window']}): "
+                f"{value:,.1f} chunks/s, {megabytes:,.3f} MB/s; sequential calls: "
+                f"{streams['sequential_per_s']:,.1f} calls/s\n"
+            )
 
 
 def _write_figures(section: dict[str, Any], width: int, out: TextIO) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import multiprocessing
 import resource
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = [
@@ -29,7 +29,7 @@ CONTROL_TIMEOUT = 120.0
 
 
 class BenchEndpoint:
-    """What the bench server offers: echo, a cast counter, its own memory."""
+    """What the bench server offers: echo, a stream of chunks, a cast counter, its own memory."""
 
     def __init__(self) -> None:
         self._casts = 0
@@ -37,6 +37,12 @@ class BenchEndpoint:
 
     def echo(self, ctxt: Any, value: Any) -> Any:
         return value
+
+    def chunks(self, ctxt: Any, count: int, size: int) -> Iterator[str]:
+        """Yield ``count`` strings of ``size`` bytes (rpcframe streams them; oslo cannot)."""
+        chunk = "x" * size
+        for _ in range(count):
+            yield chunk
 
     def bump(self, ctxt: Any, value: Any) -> None:
         with self._cond:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TextIO
 
-from rpcframe.bench import notify
+from rpcframe.bench import nonblocking, notify
 from rpcframe.bench.report import latency_figures
 from rpcframe.bench.rounds import in_turn, shares
 from rpcframe.bench.server import CONTROL_TIMEOUT, delete_queues
@@ -30,6 +30,7 @@ __all__ = [
     "WORKLOADS",
     "Bench",
     "BenchSettings",
+    "CallsInFlight",
     "ConcurrentCalls",
     "ConfirmedCasts",
     "Notifications",
@@ -37,6 +38,7 @@ __all__ = [
     "Reference",
     "SequentialCalls",
     "ServerMemory",
+    "Streams",
     "Workload",
 ]
 
@@ -55,6 +57,14 @@ class BenchSettings:
     timeout: float = 30.0
     progress: bool = True
     rounds: int = 5
+    #: Calls ``call_async`` keeps in flight from one thread.
+    in_flight: int = 1000
+    #: Chunks streamed of each size, over ``rounds`` streams.
+    stream_chunks: int = 10_000
+    #: The sizes of the streamed chunks, in bytes.
+    chunk_sizes: tuple[int, ...] = (64, 4096)
+    #: The streams' credit window (chunks the server may send ahead).
+    window: int = 64
 
 
 class RawMeasure(Protocol):
@@ -202,35 +212,148 @@ class ConcurrentCalls(Workload):
     def run(self, bench: Bench) -> dict[str, Any]:
         threads = bench.settings.threads
         per_thread = max(1, bench.settings.calls // threads)
-        results: list[list[float]] = []
-        errors: list[BaseException] = []
         with bench.progress(per_thread * threads, f"{threads}-thread calls") as advance:
-            lock = threading.Lock()
-
-            def safe_advance(n: int) -> None:
-                with lock:
-                    advance(n)
-
-            def worker() -> None:
-                try:
-                    results.append(bench.timed_calls(per_thread, safe_advance))
-                except Exception as exc:  # noqa: BLE001 - reported after the join
-                    errors.append(exc)
-
-            workers = [
-                threading.Thread(target=worker, name=f"rpcframe-bench-caller-{i}")
-                for i in range(threads)
-            ]
-            started = time.perf_counter()
-            for thread in workers:
-                thread.start()
-            for thread in workers:
-                thread.join(bench.settings.timeout * per_thread)
-            elapsed = time.perf_counter() - started
-        if errors:
-            raise errors[0]
-        latencies = [latency for chunk in results for latency in chunk]
+            elapsed, latencies = _timed_in_threads(bench, per_thread * threads, threads, advance)
         return {"threads": threads, **latency_figures(latencies, elapsed)}
+
+
+def _timed_in_threads(
+    bench: Bench, count: int, threads: int, advance: Callable[[int], None]
+) -> tuple[float, list[float]]:
+    """``count`` echo calls shared by ``threads`` threads; (seconds, latencies). Raises theirs."""
+    results: list[list[float]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def safe_advance(n: int) -> None:
+        with lock:
+            advance(n)
+
+    def worker(share: int) -> None:
+        try:
+            results.append(bench.timed_calls(share, safe_advance))
+        except Exception as exc:  # noqa: BLE001 - reported after the join
+            errors.append(exc)
+
+    workers = [
+        threading.Thread(target=worker, args=(share,), name=f"rpcframe-bench-caller-{i}")
+        for i, share in enumerate(shares(count, threads))
+        if share
+    ]
+    started = time.perf_counter()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(bench.settings.timeout * max(1, count))
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed, [latency for chunk in results for latency in chunk]
+
+
+class CallsInFlight(Workload):
+    """``call_async`` from one thread: batches of ``in_flight`` calls sent, then collected.
+
+    At least ``calls`` calls, in whole batches (see
+    :func:`rpcframe.bench.nonblocking.calls_in_flight`), alternating in
+    rounds with as many calls from N threads (``threads_per_s``), which the
+    target divides by: measured in the same rounds, both see the same
+    machine. rpcframe only.
+    """
+
+    name = "call_async_in_flight"
+    title = "calls in flight (call_async, one thread)"
+
+    def run(self, bench: Bench) -> dict[str, Any] | None:
+        if bench.lib.__name__ != "rpcframe":
+            return None  # oslo.messaging has no call_async
+        settings = bench.settings
+        in_flight, threads = settings.in_flight, settings.threads
+        count = nonblocking.batches(settings.calls, in_flight)
+        latencies: list[float] = []
+        threaded: list[float] = []
+        total = 2 * count * in_flight
+        with bench.progress(total, f"{in_flight:,} in flight / {threads} threads") as advance:
+
+            def in_flight_batches(batches: int) -> float:
+                seconds, measured = nonblocking.calls_in_flight(
+                    bench.client, bench.payload, batches, in_flight, settings.timeout
+                )
+                latencies.extend(measured)
+                advance(batches * in_flight)
+                return seconds
+
+            def in_threads(batches: int) -> float:
+                if not batches:
+                    return 0.0
+                seconds, measured = _timed_in_threads(bench, batches * in_flight, threads, advance)
+                threaded.extend(measured)
+                return seconds
+
+            elapsed, threaded_elapsed = bench.alternate(count, in_flight_batches, in_threads)
+        return {
+            "in_flight": in_flight,
+            **latency_figures(latencies, elapsed),
+            "threads": threads,
+            "threads_per_s": round(len(threaded) / threaded_elapsed, 1),
+        }
+
+
+class Streams(Workload):
+    """Streams of the server's ``chunks`` generator, one per round and chunk size.
+
+    The sizes alternate in rounds (see :meth:`Bench.alternate`) with chunks
+    of sequential calls (``sequential_per_s``, which the target divides by:
+    measured in the same rounds, both see the same machine); each size gets
+    ``stream_chunks`` chunks in all, the sequential calls ``calls`` in all.
+    Figures by size: chunks per second and megabytes (10**6 bytes) of chunk
+    payload per second. rpcframe only.
+    """
+
+    name = "stream"
+    title = "streams (client.stream)"
+
+    def run(self, bench: Bench) -> dict[str, Any] | None:
+        if bench.lib.__name__ != "rpcframe":
+            return None  # oslo.messaging cannot stream
+        settings = bench.settings
+        count, sizes = settings.stream_chunks, settings.chunk_sizes
+        calls = iter(shares(settings.calls, settings.rounds))
+        latencies: list[float] = []
+        total = count * len(sizes) + settings.calls
+        with bench.progress(total, f"{self.title} / sequential calls") as advance:
+
+            def side(size: int) -> Callable[[int], float]:
+                def stream(chunk: int) -> float:
+                    if not chunk:
+                        return 0.0
+                    timeout = nonblocking.stream_timeout(settings.timeout, chunk)
+                    seconds = nonblocking.streamed_chunks(
+                        bench.client, chunk, size, settings.window, timeout
+                    )
+                    advance(chunk)
+                    return seconds
+
+                return stream
+
+            def sequential(chunk: int) -> float:
+                # A round's share of the calls, whatever the round's share of chunks.
+                return _timed_into(
+                    latencies, functools.partial(bench.timed_calls, advance=advance), next(calls)
+                )
+
+            *spent, sequential_elapsed = bench.alternate(count, *map(side, sizes), sequential)
+        figures: dict[str, Any] = {
+            "chunks": count,
+            "streams": len([chunk for chunk in shares(count, settings.rounds) if chunk]),
+            "window": settings.window,
+        }
+        for size, seconds in zip(sizes, spent, strict=True):
+            figures[f"per_s_{size}B"] = round(count / seconds, 1)
+            figures[f"mb_per_s_{size}B"] = round(count * size / seconds / 1e6, 3)
+        figures["sequential_calls"] = len(latencies)
+        figures["sequential_per_s"] = round(len(latencies) / sequential_elapsed, 1)
+        return figures
 
 
 class ConfirmedCasts(Workload):
@@ -383,6 +506,8 @@ class Notifications(Workload):
 WORKLOADS: list[Workload] = [
     SequentialCalls(),
     ConcurrentCalls(),
+    CallsInFlight(),
+    Streams(),
     ConfirmedCasts(),
     Notifications(),
     ServerMemory(),

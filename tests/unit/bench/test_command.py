@@ -18,6 +18,7 @@ def test_the_bench_reports_every_workload_as_json():
     out = io.StringIO()
     argv = ["bench", "--url", "fake://", "--calls", "40", "--casts", "40", "--threads", "2"]
     argv += ["--memory-calls", "2000", "--warmup", "10", "--no-progress", "--json", "-"]
+    argv += ["--in-flight", "25", "--stream-chunks", "50", "--chunk-sizes", "64,1024"]
     assert cli.main(argv, out=out) == 0
     report = json.loads(out.getvalue())
     ours = report["rpcframe"]
@@ -27,7 +28,16 @@ def test_the_bench_reports_every_workload_as_json():
     assert ours["call_concurrent"]["threads"] == 2
     assert ours["cast_confirmed"]["casts"] == 40
     assert ours["server_memory"]["rss_after_1000_mb"] > 0
+    assert (ours["call_async_in_flight"]["in_flight"], ours["call_async_in_flight"]["calls"]) == (
+        25,
+        50,
+    )
+    assert ours["stream"]["per_s_64B"] > 0 and ours["stream"]["mb_per_s_1024B"] > 0
     assert report["settings"]["payload_size"] == 100
+    assert report["settings"]["chunk_sizes"] == [64, 1024]
+    # Without --compare too: these ratios need no reference.
+    assert sum("in flight from one thread" in name for name in report["ratios"]) == 1
+    assert sum(name.startswith("stream chunks/s") for name in report["ratios"]) == 2
 
 
 def test_the_fake_transport_bench_needs_no_amqp():
@@ -45,7 +55,9 @@ assert "rpcframe.bench.raw" not in sys.modules
     subprocess.run([sys.executable, "-c", script], check=True, timeout=100)
 
 
-@pytest.mark.parametrize("option", ["--rounds", "--calls", "--casts", "--threads"])
+@pytest.mark.parametrize(
+    "option", ["--rounds", "--calls", "--casts", "--threads", "--in-flight", "--stream-chunks"]
+)
 def test_a_count_below_one_is_a_clear_usage_error(option, capsys):
     with pytest.raises(SystemExit) as stopped:
         cli.main(["bench", option, "0"], io.StringIO())

@@ -81,3 +81,60 @@ def test_the_bare_reference_answers_calls_and_takes_casts():
         assert len(bare.protocol_round_trips(20)) == 20
         assert bare.confirmed_publishes(50) > 0
         assert bare.protocol_confirmed_casts(50) > 0
+
+
+NONBLOCKING_FIGURES = {
+    # The figures of the other workloads are not what the ratios divide by.
+    "call_sequential": {"per_s": 900.0},
+    "call_concurrent": {"threads": 8, "per_s": 1800.0},
+    "call_async_in_flight": {
+        "in_flight": 1000,
+        "calls": 5000,
+        "per_s": 1500.0,
+        "p99_ms": 800.0,
+        "threads": 8,
+        "threads_per_s": 2000.0,
+    },
+    "stream": {
+        "chunks": 100,
+        "streams": 5,
+        "window": 64,
+        "per_s_64B": 12000.0,
+        "mb_per_s_64B": 0.768,
+        "per_s_4096B": 8000.0,
+        "mb_per_s_4096B": 32.768,
+        "sequential_calls": 5000,
+        "sequential_per_s": 1000.0,
+    },
+}
+
+
+def test_calls_in_flight_and_streams_are_divided_by_the_calls_of_their_own_rounds():
+    found = report.ratios({"rpcframe": NONBLOCKING_FIGURES})
+    assert found == {
+        "call_async, 1,000 in flight from one thread / 8 threads of sequential calls "
+        "(target >= 1)": 0.75,
+        "stream chunks/s (64 B chunks) / sequential calls/s (target >= 10)": 12.0,
+        "stream chunks/s (4096 B chunks) / sequential calls/s (target >= 10)": 8.0,
+    }
+
+
+def test_the_report_prints_calls_in_flight_and_streams_beside_the_blocking_calls():
+    whole = {
+        "url": "fake://",
+        "settings": {"payload_size": 100, "calls": 5000, "casts": 5000, "warmup": 300},
+        "rpcframe": {"server": "in process", **NONBLOCKING_FIGURES},
+    }
+    whole["ratios"] = report.ratios(whole)
+    out = io.StringIO()
+    report.print_report(whole, out)
+    text = out.getvalue()
+    assert (
+        "1,000 in flight from one thread: 1,500.0 calls/s, p99 800.0 ms; "
+        "8 threads of sequential calls: 2,000.0 calls/s"
+    ) in text
+    assert (
+        "stream of 4096 B chunks (window 64): 8,000.0 chunks/s, 32.768 MB/s; "
+        "sequential calls: 1,000.0 calls/s"
+    ) in text
+    assert "   0.750  call_async, 1,000 in flight from one thread" in text

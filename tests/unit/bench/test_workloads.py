@@ -17,6 +17,8 @@ def test_workloads_are_a_registry_others_can_extend():
     assert names == [
         "call_sequential",
         "call_concurrent",
+        "call_async_in_flight",
+        "stream",
         "cast_confirmed",
         "notifications",
         "server_memory",
@@ -152,3 +154,48 @@ def test_without_a_reference_rpcframe_runs_in_the_same_chunks(chunk_log):
     ]
     assert sections["rpcframe"]["call_sequential"]["calls"] == 10
     assert sections["rpcframe"]["cast_confirmed"]["casts"] == 10
+
+
+NONBLOCKING = dataclasses.replace(
+    SETTINGS, threads=2, in_flight=8, stream_chunks=30, chunk_sizes=(64, 4096), rounds=3
+)
+
+
+def test_calls_in_flight_are_whole_batches_with_a_rate_a_latency_and_a_ratio_to_threads():
+    # 10 calls asked, 8 in flight: two whole batches, and as many calls from 2 threads.
+    workloads_run = [workloads.CallsInFlight()]
+    ours = suite.measure_rpcframe(NONBLOCKING, io.StringIO(), workloads=workloads_run)["rpcframe"]
+    flight = ours["call_async_in_flight"]
+    assert (flight["in_flight"], flight["calls"], flight["threads"]) == (8, 16, 2)
+    assert flight["per_s"] > 0 and flight["threads_per_s"] > 0
+    assert 0 < flight["p50_ms"] <= flight["p99_ms"]
+    found = report.ratios({"rpcframe": ours})
+    name = "call_async, 8 in flight from one thread / 2 threads of sequential calls (target >= 1)"
+    assert found[name] == round(flight["per_s"] / flight["threads_per_s"], 3)
+
+
+def test_streams_report_chunks_and_megabytes_per_second_for_each_size_and_a_ratio_to_calls():
+    workloads_run = [workloads.Streams()]
+    ours = suite.measure_rpcframe(NONBLOCKING, io.StringIO(), workloads=workloads_run)["rpcframe"]
+    stream = ours["stream"]
+    assert (stream["chunks"], stream["streams"], stream["window"]) == (30, 3, 64)
+    # The sequential calls it divides by are measured in the same rounds.
+    assert stream["sequential_calls"] == 10
+    sequential = stream["sequential_per_s"]
+    assert sequential > 0
+    found = report.ratios({"rpcframe": ours})
+    for size in (64, 4096):
+        per_s = stream[f"per_s_{size}B"]
+        assert per_s > 0
+        assert stream[f"mb_per_s_{size}B"] == pytest.approx(per_s * size / 1e6, rel=0.01)
+        name = f"stream chunks/s ({size} B chunks) / sequential calls/s (target >= 10)"
+        assert found[name] == round(per_s / sequential, 3)
+
+
+def test_oslo_messaging_has_no_calls_in_flight_nor_streams():
+    class OsloLike:
+        __name__ = "oslo_messaging"
+
+    bench = workloads.Bench(OsloLike(), object(), NONBLOCKING, io.StringIO())
+    assert workloads.CallsInFlight().run(bench) is None
+    assert workloads.Streams().run(bench) is None
