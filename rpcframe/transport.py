@@ -408,6 +408,16 @@ class Transport(TransportCore):
         more: dict[str, Any] = {} if attachments is None else {"attachments": attachments}
         self._driver.send(address, body, mandatory=True, timeout=timeout, **more)
 
+    def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
+        """Send a stream's chunk to a caller's inbox without waiting for a confirm.
+
+        A stream's credit proves delivery, and its server keeps every chunk
+        until it is credited, sending again what the caller asks for: a
+        chunk lost on the way costs a resend, never the stream. So chunks
+        are not mandatory and go out as fast as the window lets them.
+        """
+        self._driver.send(address, body, timeout=timeout, confirm=False)
+
     def _detached_sender(
         self, address: base.Address, timeout: float
     ) -> Callable[[bytes], bool] | None:

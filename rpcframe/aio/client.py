@@ -69,15 +69,31 @@ class AsyncCallContext(rpc_client._CallSettings):
             raise exceptions.ClientSendError(self.target, exc) from exc
         return self.serializer.deserialize_entity(ctxt, result)
 
-    async def call_async(self, ctxt: Any, method: str, **kwargs: Any) -> handles.AsyncCallHandle:
-        """Send a call; return an :class:`~rpcframe.aio.handles.AsyncCallHandle` once sent."""
+    async def call_async(
+        self,
+        ctxt: Any,
+        method: str,
+        *,
+        announce_after: float = rpc_handles.ANNOUNCE_AFTER,
+        **kwargs: Any,
+    ) -> handles.AsyncCallHandle:
+        """Send a call; return an :class:`~rpcframe.aio.handles.AsyncCallHandle` once sent.
+
+        ``announce_after`` as for :meth:`rpcframe.RPCClient.call_async`.
+        """
+        rpc_client._check_seconds("announce_after", announce_after)
         message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         msg_id = wire.new_id()
         handle = handles.AsyncCallHandle(
             self.transport, msg_id, method, timeout, ctxt, self.serializer
         )
         await self._send_watched(
-            message, context, msg_id, handle, wire.CallOptions(announce=True), timeout
+            message,
+            context,
+            msg_id,
+            handle,
+            wire.CallOptions(announce=announce_after or True),
+            timeout,
         )
         return handle
 

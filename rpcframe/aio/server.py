@@ -74,6 +74,7 @@ class _Control:
         self.credit = 0
         self.resume_from: int | None = None
         self.changed = asyncio.Event()
+        self.announcement: asyncio.Task[None] | None = None
 
     def deliver(self, reply: wire.Reply) -> None:
         note = wire_calls.annotation(reply.message) or {}
@@ -259,6 +260,8 @@ class AsyncRPCServer:
             if limit_timer is not None:
                 limit_timer.cancel()
             if control is not None:
+                if control.announcement is not None:
+                    control.announcement.cancel()
                 self.transport._unwatch(control.id)
         if streamed or not request.wants_reply:
             return
@@ -295,7 +298,8 @@ class AsyncRPCServer:
 
     async def _announce(self, request: wire.Request, call: current.Call) -> _Control | None:
         options = request.options
-        if options is None or not options.announce or not request.wants_reply:
+        after = None if options is None else options.announce_after
+        if after is None or not request.wants_reply:
             return None
         deadline = request.deadline
         if deadline is None:
@@ -308,10 +312,19 @@ class AsyncRPCServer:
             request.msg_id or "", None, None, ending=False,
             extra={wire_calls.KEY: {"started": started}},
         )  # fmt: skip
-        try:
-            await self.transport._send_reply(_reply_address(request.reply_q), body, 5.0)
-        except exceptions.MessagingException as exc:
-            LOG.info("%s: could not announce %s: %s", self._name, request.msg_id, exc)
+
+        async def announce() -> None:
+            if after:
+                await asyncio.sleep(after)  # announced only if the call runs that long
+            try:
+                await self.transport._send_reply(_reply_address(request.reply_q), body, 5.0)
+            except exceptions.MessagingException as exc:
+                LOG.info("%s: could not announce %s: %s", self._name, request.msg_id, exc)
+
+        if after:
+            control.announcement = asyncio.get_running_loop().create_task(announce())
+        else:
+            await announce()
         return control
 
     async def _over_limit(self, request: wire.Request, call: current.Call, limit: float) -> None:
@@ -358,7 +371,7 @@ class AsyncRPCServer:
                     )
                     ended = False
                 kept[sent] = body
-                await self.transport._send_reply(address, body, 5.0)
+                await self.transport._send_chunk(address, body, 5.0)
                 if ended:
                     # Keep it until the caller consumed everything, to send again if lost.
                     await self._room(address, control, kept, sent, 0)
@@ -385,7 +398,7 @@ class AsyncRPCServer:
                 return False
             if resume is not None:
                 for seq in sorted(n for n in kept if n >= resume):
-                    await self.transport._send_reply(address, kept[seq], 5.0)
+                    await self.transport._send_chunk(address, kept[seq], 5.0)
                 continue
             if (window and sent < control.credit + window) or (
                 not window and control.credit >= sent

@@ -238,6 +238,10 @@ class AsyncTransport(msg_transport.TransportCore):
         """Send a reply (or heartbeat, or announcement) to a caller's inbox; mandatory."""
         await self._driver.send(address, body, mandatory=True, timeout=timeout)
 
+    async def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
+        """A stream's chunk, without waiting for a confirm (see the threaded transport's)."""
+        await self._driver.send(address, body, timeout=timeout, confirm=False)
+
     async def _send_control(
         self, inbox: str, control_id: str, timeout: float, **fields: Any
     ) -> None:

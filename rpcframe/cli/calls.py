@@ -226,7 +226,7 @@ def _call(args: argparse.Namespace, out: TextIO) -> int:
         handle = session.send(
             args.timeout,
             "send the call",
-            lambda: client.call_async(args.context, args.method, **kwargs),
+            lambda: client.call_async(args.context, args.method, announce_after=0, **kwargs),
         )
         try:
             result = handle.result()

@@ -70,7 +70,9 @@ def _ping_once(session: calls.Session, args: argparse.Namespace) -> tuple[str, f
     """One ping: the server that answered and the round trip, or None if no pong came in time."""
     client = session.client
     started = time.perf_counter()
-    handle = session.send(args.timeout, "send the ping", lambda: client.call_async({}, PING_METHOD))
+    handle = session.send(
+        args.timeout, "send the ping", lambda: client.call_async({}, PING_METHOD, announce_after=0)
+    )
     try:
         handle.result()
     except exceptions.MessagingTimeout:

@@ -260,7 +260,14 @@ class _CallContext(_CallSettings):
                 raise ClientSendError(self.target, exc) from exc
         return self.serializer.deserialize_entity(ctxt, result)
 
-    def call_async(self, ctxt: Any, method: str, **kwargs: Any) -> handles.CallHandle:
+    def call_async(
+        self,
+        ctxt: Any,
+        method: str,
+        *,
+        announce_after: float = handles.ANNOUNCE_AFTER,
+        **kwargs: Any,
+    ) -> handles.CallHandle:
         """Send a call and return a :class:`~rpcframe.rpc.handles.CallHandle` at once.
 
         The handle is a :class:`concurrent.futures.Future`: ``result(timeout)``
@@ -268,7 +275,13 @@ class _CallContext(_CallSettings):
         the call's deadline at the latest); ``cancel()`` stops the call and
         tells the server; ``id`` names the call. Raises here what ``call``
         raises before anything is sent (a bad version, an unusable target).
+
+        The server announces the call (naming itself, in ``handle.server``,
+        and where a cancel goes) once it has run ``announce_after`` seconds;
+        a shorter call is never announced and costs no extra message. 0
+        announces every call as it starts.
         """
+        _check_seconds("announce_after", announce_after)
         message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         msg_id = wire.new_id()
         handle = handles.CallHandle(
@@ -281,7 +294,12 @@ class _CallContext(_CallSettings):
             self.serializer,
         )
         self._send_watched(
-            message, context, msg_id, handle, wire.CallOptions(announce=True), timeout
+            message,
+            context,
+            msg_id,
+            handle,
+            wire.CallOptions(announce=announce_after or True),
+            timeout,
         )
         return handle
 

@@ -33,12 +33,16 @@ from rpcframe import exceptions, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe.wire import calls as wire_calls
 
-__all__ = ["DEFAULT_WINDOW", "CallHandle", "Stream"]
+__all__ = ["ANNOUNCE_AFTER", "DEFAULT_WINDOW", "CallHandle", "Stream"]
 
 LOG = logging.getLogger(__name__)
 
 #: Chunks a server may send ahead of what the caller has consumed.
 DEFAULT_WINDOW = 64
+#: Seconds a call of call_async runs before its server announces it (see
+#: :mod:`rpcframe.wire.calls`): a shorter call costs no announcement, and a
+#: cancel reaches an endpoint at most this much (and a round trip) after it starts.
+ANNOUNCE_AFTER = 0.05
 #: Seconds without any message, while a stream waits, before asking the server
 #: to send again what it has not heard was consumed (a lost chunk or credit).
 RESUME_AFTER = 1.0

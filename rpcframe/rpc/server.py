@@ -266,9 +266,14 @@ class RPCServer(msg_server.MessageHandlingServer):
             self._reply(request.reply_q, request.msg_id, None, _failure_of(error), request)  # type: ignore[arg-type]
 
     def _announce(self, request: wire.Request, call: current.Call) -> streaming.Control | None:
-        """Tell the caller that this server runs the call, and where to cancel it."""
+        """Tell the caller that this server runs the call, and where to cancel it.
+
+        At once, or (``announce`` in seconds) only if the call still runs then,
+        from the timers' I/O thread: a short call costs no announcement.
+        """
         options = request.options
-        if options is None or not options.announce or not request.wants_reply:
+        after = None if options is None else options.announce_after
+        if after is None or not request.wants_reply:
             return None
         deadline = request.deadline
         if deadline is None:
@@ -276,10 +281,19 @@ class RPCServer(msg_server.MessageHandlingServer):
         control = streaming.Control(self.transport, call, deadline)
         address = base.Address("", request.reply_q or "", kind=base.REPLY)
         body = control.started_message(request.msg_id or "", self.target.server)
-        try:
-            self.transport._send_reply(address, body, max(0.0, deadline - time.time()))
-        except msg_exceptions.MessagingException as exc:
-            LOG.info("%s: could not announce %s to its caller: %s", self._name, request.msg_id, exc)
+
+        def announce() -> None:
+            if control.finished:
+                return
+            try:
+                self.transport._send_reply(address, body, max(0.0, deadline - time.time()))
+            except msg_exceptions.MessagingException as exc:
+                LOG.info("%s: could not announce %s: %s", self._name, request.msg_id, exc)
+
+        if after > 0:
+            control.announcement = self._timers.schedule_io(after, announce)
+        else:
+            announce()
         return control
 
     def _stream(

@@ -78,6 +78,9 @@ class Control:
         self.cond = threading.Condition()
         self.credit = 0  # chunks the caller has consumed
         self.resume_from: int | None = None
+        #: A timer that announces the call later, if it asked to be announced late.
+        self.announcement: Any = None
+        self.finished = False
         self.inbox = transport._watch(self.id, self).topic
 
     def started_message(self, msg_id: str, server: str | None) -> bytes:
@@ -115,6 +118,9 @@ class Control:
             self.cond.notify_all()
 
     def finish(self) -> None:
+        self.finished = True
+        if self.announcement is not None:
+            self.announcement.cancel()
         self._transport._unwatch(self.id)
 
 
@@ -217,7 +223,11 @@ def _wait_for_room(
 
 
 def _send(transport: Any, address: base.Address, body: bytes, control: Control) -> bool:
-    """Send one chunk, retrying while the caller's inbox is missing, until the deadline."""
+    """Send one chunk, retrying while the transport fails, until the deadline.
+
+    Not confirmed (:meth:`~rpcframe.transport.Transport._send_chunk`): the
+    window's credit is the proof of delivery.
+    """
     delay = _SEND_RETRY_FIRST
     while not control.call.cancelled:
         left = control.deadline - time.monotonic()
@@ -225,7 +235,7 @@ def _send(transport: Any, address: base.Address, body: bytes, control: Control) 
             control.call._cancel("its deadline passed")
             return False
         try:
-            transport._send_reply(address, body, min(left, 5.0))
+            transport._send_chunk(address, body, min(left, 5.0))
             return True
         except exceptions.MessagingException as exc:
             LOG.debug("Stream %s: sending failed (%s); trying again", control.call.id, exc)

@@ -5,8 +5,13 @@ ignores, and only when the caller asked for it; a plain call carries none of it.
 
 Request (caller to server)::
 
-    "_rpcframe": {"announce": true}                       # call_async: tell me who runs it
+    "_rpcframe": {"announce": 0.05}                       # call_async: tell me who runs
+                                                          # it, if it runs that long
     "_rpcframe": {"announce": true, "stream": {"window": 64}}   # a streamed call
+
+``announce`` is true (at once) or a number of seconds: a call that ends
+sooner needs no announcement (there is nothing left to cancel), so the
+caller pays for one only when the call is long enough to be worth cancelling.
 
 Server to caller, on the caller's inbox, as replies with ``ending`` false::
 
@@ -49,15 +54,29 @@ KEY = "_rpcframe"
 MAX_WINDOW = 4096
 
 
+#: The longest delay before an announcement that a request may ask for.
+MAX_ANNOUNCE_AFTER = 60.0
+
+
 class CallOptions:
     """What a request asked of the server beyond a plain call."""
 
     __slots__ = ("announce", "window")
 
-    def __init__(self, announce: bool = False, window: int | None = None) -> None:
+    def __init__(self, announce: bool | float = False, window: int | None = None) -> None:
+        #: False, True (announce at once) or seconds to wait before announcing.
         self.announce = announce
         #: Chunks the server may have sent and the caller not yet consumed; None: no stream.
         self.window = window
+
+    @property
+    def announce_after(self) -> float | None:
+        """Seconds before the server announces the call (0: at once), or None: never."""
+        if self.announce is False:
+            return None
+        if self.announce is True:
+            return 0.0
+        return float(self.announce)
 
     @property
     def streams(self) -> bool:
@@ -81,8 +100,13 @@ def parse_call_options(message: dict[str, Any]) -> CallOptions | None:
     if not isinstance(value, dict):
         raise exceptions.MalformedMessage(f"{KEY!r} must be an object, got {type(value).__name__}")
     announce = value.get("announce", False)
-    if not isinstance(announce, bool):
-        raise exceptions.MalformedMessage(f"{KEY}.announce must be true or false")
+    if not isinstance(announce, bool) and not (
+        isinstance(announce, (int, float)) and 0 <= announce <= MAX_ANNOUNCE_AFTER
+    ):
+        raise exceptions.MalformedMessage(
+            f"{KEY}.announce must be true, false or seconds from 0 to {MAX_ANNOUNCE_AFTER:g}, "
+            f"got {announce!r}"
+        )
     window = None
     stream = value.get("stream")
     if stream is not None:

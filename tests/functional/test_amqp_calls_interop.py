@@ -25,6 +25,7 @@ import pytest
 import rpcframe
 from rpcframe import exceptions, wire
 from rpcframe.rpc import current_call
+from rpcframe.rpc.handles import ANNOUNCE_AFTER
 from rpcframe.wire import calls as wire_calls
 from tests import brokers
 from tests.functional import peers
@@ -148,7 +149,7 @@ def test_cancelling_a_call_to_an_oslo_server_only_stops_the_waiting(names, trans
     assert sent.controls == 0
     assert sent.cancels() == []
     [request] = sent.requests("block")
-    assert wire_calls.annotation(request) == {"announce": True}
+    assert wire_calls.annotation(request) == {"announce": ANNOUNCE_AFTER}
     assert proc.stderr is not None
     logged = proc.stderr.read()  # WARNING and above: the peer configures no logging
     assert "Traceback" not in logged and "rror" not in logged, logged

@@ -155,7 +155,10 @@ def test_a_handle_gives_the_result_and_names_its_server(conf):
             handles = [await s.client.call_async({}, "add", a=i, b=1) for i in range(200)]
             results = await asyncio.gather(*handles)
             assert results == [i + 1 for i in range(200)]
-            assert all(h.done() and h.server == "s1" for h in handles)
+            # Quick calls are not announced; announce_after=0 announces every one.
+            assert all(h.done() and h.server is None for h in handles)
+            named = await s.client.call_async({}, "add", a=1, b=1, announce_after=0)
+            assert await named == 2 and named.server == "s1"
             assert not s.transport._routes  # nothing left watched
 
     run(main())
