@@ -96,8 +96,8 @@ call_limit_opts: list[cfg.Opt] = [
         help="Seconds an RPC server lets one request run. Past it, the request's "
         "call is cancelled (the endpoint sees rpcframe.rpc.current_call().cancelled, "
         "a streaming endpoint's generator is closed) and the caller gets a "
-        "CallCancelled remote error at once. 0: no limit. get_rpc_server's "
-        "max_call_seconds overrides it for one server.",
+        "CallCancelled remote error at once. 0: no limit. Read when a server "
+        "starts; get_rpc_server's max_call_seconds overrides it for one server.",
     ),
     cfg.IntOpt(
         "rpc_max_concurrent_calls",
@@ -105,8 +105,8 @@ call_limit_opts: list[cfg.Opt] = [
         min=0,
         help="Requests an RPC server runs at once, at most. The server takes no "
         "more from its queues than that, so the others wait there for another "
-        "server (or a free worker). 0: executor_thread_pool_size. "
-        "get_rpc_server's max_concurrent_calls overrides it for one server.",
+        "server (or a free worker). 0: executor_thread_pool_size. Read when a "
+        "server starts; get_rpc_server's max_concurrent_calls overrides it for one server.",
     ),
 ]
 core_opts += call_limit_opts

@@ -130,6 +130,7 @@ class AsyncRPCServer:
         self._pool = pool
         self._own_pool = pool is None
         self._max_call_seconds = max_call_seconds
+        self._call_seconds = 0.0
         self._max_concurrent_calls = max_concurrent_calls
         self._listener: Any = None
         self._receiving: asyncio.Task[None] | None = None
@@ -158,6 +159,7 @@ class AsyncRPCServer:
         size = self.conf.executor_thread_pool_size
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix=self._name)
+        self._call_seconds = self._limit("max_call_seconds")  # read once per start
         cap = self._limit("max_concurrent_calls") or size
         self._receiving = asyncio.get_running_loop().create_task(
             self._receive(self._listener, asyncio.Semaphore(cap)), name=self._name
@@ -230,7 +232,7 @@ class AsyncRPCServer:
         call = current.Call(request.msg_id, request.method, request.deadline, sender)
         control = await self._announce(request, call)
         loop = asyncio.get_running_loop()
-        limit = self._limit("max_call_seconds")
+        limit = self._call_seconds
         limit_timer = (
             loop.call_later(limit, lambda: loop.create_task(self._over_limit(request, call, limit)))
             if limit

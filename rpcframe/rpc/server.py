@@ -100,6 +100,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         _check_limit("max_call_seconds", max_call_seconds, (int, float))
         _check_limit("max_concurrent_calls", max_concurrent_calls, int)
         self._max_call_seconds = max_call_seconds
+        self._call_seconds = 0.0
         self._max_concurrent_calls = max_concurrent_calls
         if not isinstance(transport, msg_transport.RPCTransport):
             LOG.warning(
@@ -128,6 +129,7 @@ class RPCServer(msg_server.MessageHandlingServer):
     def _start(self, override_pool_size: int | None) -> None:
         self._timers.reopen()
         self._native_timers.reopen()
+        self._call_seconds = self._limit("max_call_seconds")  # read once per start
         cap = self._limit("max_concurrent_calls")
         if cap:
             override_pool_size = min(override_pool_size or self.conf.executor_thread_pool_size, cap)
@@ -184,7 +186,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         sender = identity.Sender.from_wire(request.message.get(wire.SENDER_KEY))
         call = current.Call(request.msg_id, request.method, request.deadline, sender)
         control = self._announce(request, call) if request.options is not None else None
-        limit = self._limit("max_call_seconds")
+        limit = self._call_seconds
         limit_timer = None
         if limit:
             limit_timer = self._timers.schedule_io(
