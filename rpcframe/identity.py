@@ -114,6 +114,15 @@ def current_sender() -> Sender | None:
     return _current.get()
 
 
+def enter(sender: Sender | None) -> contextvars.Token[Sender | None]:
+    """:func:`serving` without a context manager, for the server's hot path."""
+    return _current.set(sender)
+
+
+def leave(token: contextvars.Token[Sender | None]) -> None:
+    _current.reset(token)
+
+
 @contextlib.contextmanager
 def serving(sender: Sender | None) -> Iterator[None]:
     """Make ``sender`` what :func:`current_sender` returns for the block."""

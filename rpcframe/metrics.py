@@ -199,12 +199,20 @@ def _enabled(conf: Any) -> bool:
         return bool(conf.oslo_messaging_metrics.metrics_enabled)
 
 
-@contextlib.contextmanager
-def measure(conf: Any, target: Any, method: str, call_type: str) -> Iterator[None]:
+_UNMEASURED = contextlib.nullcontext()
+
+
+def measure(
+    conf: Any, target: Any, method: str, call_type: str
+) -> contextlib.AbstractContextManager[None]:
     """Count and time one client call or cast (when metrics are enabled)."""
     if not _enabled(conf):
-        yield
-        return
+        return _UNMEASURED  # nothing to do: no generator to run per call
+    return _measured(conf, target, method, call_type)
+
+
+@contextlib.contextmanager
+def _measured(conf: Any, target: Any, method: str, call_type: str) -> Iterator[None]:
     collector = get_collector(conf)
     report = collector.put_rpc_client_metrics_to_txqueue
     report("rpc_client_invocation_start_total", _INC, target, method, call_type, None)

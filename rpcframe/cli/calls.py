@@ -30,7 +30,7 @@ from typing import Any, TextIO, TypeVar
 import rpcframe
 from rpcframe import exceptions
 from rpcframe.cli import config, deadline, failures, values
-from rpcframe.wire import calls as wire_calls
+from rpcframe.rpc import handles
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -336,8 +336,8 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
 
 def _window(text: str) -> int:
     window = values.count(1)(text)
-    if window > wire_calls.MAX_WINDOW:
-        raise argparse.ArgumentTypeError(f"must be at most {wire_calls.MAX_WINDOW}, got {window}")
+    if window > handles.MAX_WINDOW:
+        raise argparse.ArgumentTypeError(f"must be at most {handles.MAX_WINDOW}, got {window}")
     return window
 
 

@@ -38,7 +38,7 @@ class Call:
     :ivar sender: who sent it (:func:`~rpcframe.rpc.current_sender`).
     """
 
-    __slots__ = ("id", "method", "deadline", "sender", "_event", "_reason", "_callbacks", "_lock")
+    __slots__ = ("id", "method", "deadline", "sender", "_event", "_reason", "_callbacks")
 
     def __init__(
         self, id: str | None, method: str, deadline: float | None, sender: Sender | None
@@ -47,15 +47,23 @@ class Call:
         self.method = method
         self.deadline = deadline
         self.sender = sender
-        self._event = threading.Event()
+        # Made when first needed: most calls are never waited on nor cancelled.
+        self._event: threading.Event | None = None
         self._reason = ""
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] | None = None
 
     @property
     def cancelled(self) -> bool:
         """True once the caller cancelled the call or a server limit ended it."""
-        return self._event.is_set()
+        return bool(self._reason)
+
+    def _the_event(self) -> threading.Event:
+        with _LOCK:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._reason:
+                    self._event.set()
+            return self._event
 
     @property
     def cancel_reason(self) -> str:
@@ -70,26 +78,30 @@ class Call:
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block until the call is cancelled or ``timeout`` passes; return :attr:`cancelled`."""
-        return self._event.wait(timeout)
+        return self._the_event().wait(timeout)
 
     def add_cancel_callback(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once when the call is cancelled (at once if it already is).
 
         It runs in the thread that learnt of the cancel; keep it short.
         """
-        with self._lock:
-            if not self._event.is_set():
+        with _LOCK:
+            if not self._reason:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         fn()
 
     def _cancel(self, reason: str) -> None:
-        with self._lock:
-            if self._event.is_set():
+        with _LOCK:
+            if self._reason:
                 return
-            self._reason = reason
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
+            self._reason = reason or "cancelled"
+            event = self._event
+            callbacks, self._callbacks = self._callbacks or [], None
+        if event is not None:
+            event.set()
         for fn in callbacks:
             try:
                 fn()
@@ -102,6 +114,10 @@ class Call:
         state = f" cancelled ({self._reason})" if self.cancelled else ""
         return f"<Call {self.method!r} id={self.id}{state}>"
 
+
+#: Guards every Call's cancel state: cancels and waits are rare, and one lock
+#: costs nothing per call (a lock per call would).
+_LOCK = threading.Lock()
 
 _current: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
     "rpcframe_call", default=None
@@ -121,6 +137,15 @@ def running(call: Call) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def enter(call: Call) -> contextvars.Token[Call | None]:
+    """:func:`running` without a context manager, for the server's hot path."""
+    return _current.set(call)
+
+
+def leave(token: contextvars.Token[Call | None]) -> None:
+    _current.reset(token)
 
 
 def inherited_timeout(timeout: float) -> float:

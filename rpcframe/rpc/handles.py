@@ -33,12 +33,14 @@ from rpcframe import exceptions, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe.wire import calls as wire_calls
 
-__all__ = ["ANNOUNCE_AFTER", "DEFAULT_WINDOW", "CallHandle", "Stream"]
+__all__ = ["ANNOUNCE_AFTER", "DEFAULT_WINDOW", "MAX_WINDOW", "CallHandle", "Stream"]
 
 LOG = logging.getLogger(__name__)
 
 #: Chunks a server may send ahead of what the caller has consumed.
 DEFAULT_WINDOW = 64
+#: The largest window a server accepts.
+MAX_WINDOW = wire_calls.MAX_WINDOW
 #: Seconds a call of call_async runs before its server announces it (see
 #: :mod:`rpcframe.wire.calls`): a shorter call costs no announcement, and a
 #: cancel reaches an endpoint at most this much (and a round trip) after it starts.

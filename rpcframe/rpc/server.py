@@ -199,8 +199,12 @@ class RPCServer(msg_server.MessageHandlingServer):
         streamed = False  # a stream sends its own last reply
         try:
             try:
-                with identity.serving(sender), current.running(call):
+                serving, running = identity.enter(sender), current.enter(call)
+                try:
                     result = self.dispatcher.dispatch(request)
+                finally:
+                    current.leave(running)
+                    identity.leave(serving)
                 if isinstance(result, streaming.Streamed):
                     chunks, result = result, None
                     self._stream(request, chunks, control)
