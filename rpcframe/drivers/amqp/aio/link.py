@@ -98,7 +98,8 @@ class Link:
             if self._closed:
                 raise errors.closed()
             if self._refused is not None:
-                raise exceptions.AuthenticationError(str(self._refused)) from self._refused
+                refused = self._refused
+                raise exceptions.AuthenticationError(str(refused)) from refused.__cause__
             conn = self._conn
             if conn is not None and not conn.is_closed:
                 return conn, self.generation
