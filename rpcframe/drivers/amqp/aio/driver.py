@@ -189,6 +189,9 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
                                 headers=headers,  # type: ignore[arg-type]
                             ),
                             mandatory=mandatory,
+                            # Not waiting for the write to drain: a confirm
+                            # implies it, and a call's reply proves delivery.
+                            wait=False,
                         )
                         return
                     except aiormq.exceptions.PublishError as exc:
