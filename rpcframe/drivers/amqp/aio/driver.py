@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import bz2
+import inspect
 import logging
 import zlib
 from collections.abc import Callable, Sequence
@@ -69,6 +70,12 @@ _DECOMPRESSIONS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 _CONFIRM, _PLAIN, _DECLARE = "confirm", "plain", "declare"
+
+#: Publishes do not wait for the write to drain where aiormq lets them (7.x):
+#: a confirm implies it, and a call's reply proves delivery.
+_NO_DRAIN: dict[str, Any] = (
+    {"wait": False} if "wait" in inspect.signature(aiormq.Channel.basic_publish).parameters else {}
+)
 
 
 class AsyncRabbitDriver(asyncbase.AsyncDriver):
@@ -189,9 +196,7 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
                                 headers=headers,  # type: ignore[arg-type]
                             ),
                             mandatory=mandatory,
-                            # Not waiting for the write to drain: a confirm
-                            # implies it, and a call's reply proves delivery.
-                            wait=False,
+                            **_NO_DRAIN,
                         )
                         return
                     except aiormq.exceptions.PublishError as exc:
