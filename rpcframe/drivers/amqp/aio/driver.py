@@ -47,7 +47,7 @@ from rpcframe.drivers import asyncbase, base
 from rpcframe.drivers.amqp import options as opts
 from rpcframe.drivers.amqp import settings, topology
 from rpcframe.drivers.amqp.aio import errors
-from rpcframe.drivers.amqp.aio.link import CONNECT_TIMEOUT, LOGIN_METHODS, Link
+from rpcframe.drivers.amqp.aio.link import CONNECT_TIMEOUT, LOGIN_METHODS, Link, open_channel
 from rpcframe.drivers.amqp.aio.listener import Listener, declare_exchange, declare_queue
 
 __all__ = ["AsyncRabbitDriver"]
@@ -248,9 +248,7 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
         if future is None:
             future = self._channels[kind] = asyncio.get_running_loop().create_future()
             try:
-                channel = await conn.channel(
-                    publisher_confirms=kind == _CONFIRM, on_return_raises=True
-                )
+                channel = await open_channel(conn, confirms=kind == _CONFIRM)
             except BaseException as exc:
                 del self._channels[kind]
                 future.set_exception(exc)

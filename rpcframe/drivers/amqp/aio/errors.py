@@ -25,7 +25,16 @@ import pamqp.exceptions
 
 from rpcframe import exceptions
 
-__all__ = ["IO_ERRORS", "IO_OR_TIMEOUT", "REFUSALS", "closed", "describe", "refusal", "translate"]
+__all__ = [
+    "IO_ERRORS",
+    "IO_OR_TIMEOUT",
+    "REFUSALS",
+    "closed",
+    "describe",
+    "refusal",
+    "refused",
+    "translate",
+]
 
 #: Everything aiormq, pamqp or the socket layer raises when a connection or channel fails.
 IO_ERRORS: tuple[type[BaseException], ...] = (
@@ -48,6 +57,22 @@ REFUSALS: tuple[type[BaseException], ...] = (
 )
 
 _AUTHENTICATION = (*REFUSALS, aiormq.exceptions.ChannelAccessRefused)
+
+
+def refused(exc: BaseException) -> BaseException | None:
+    """The refusal (one of :data:`REFUSALS`) behind a failed connection attempt, or None.
+
+    aiormq wraps the socket layer's errors, TLS verification included, in
+    its own ``AMQPConnectionError``: the refusal may be its cause.
+    """
+    seen: BaseException | None = exc
+    for _ in range(3):
+        if seen is None:
+            return None
+        if isinstance(seen, REFUSALS):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def translate(exc: BaseException, message: str) -> exceptions.TransportDriverError:

@@ -35,7 +35,7 @@ from rpcframe.drivers.amqp.aio import errors
 from rpcframe.drivers.amqp.reconnect import Schedule
 from rpcframe.drivers.amqp.settings import Host, LinkSettings
 
-__all__ = ["CONNECT_TIMEOUT", "Link", "Subscriber"]
+__all__ = ["CONNECT_TIMEOUT", "Link", "Subscriber", "open_channel"]
 
 LOG = logging.getLogger(__name__)
 
@@ -139,18 +139,11 @@ class Link:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     conn = await self._open(host)
-            except errors.REFUSALS as exc:
-                text = errors.refusal(exc, host, host.username, self.settings.virtual_host)
-                LOG.error("%s: %s", self.name, text)
-                refused = exceptions.AuthenticationError(text)
-                refused.__cause__ = exc
-                self._refused = refused
-                self._schedule.failed(exc)
-                self._notify()
-                for subscriber in list(self._subscribers):
-                    subscriber.broken(refused)
-                return
             except errors.IO_OR_TIMEOUT as exc:
+                refusal = errors.refused(exc)
+                if refusal is not None:
+                    self._refuse(refusal, host)
+                    return
                 LOG.info("%s: could not connect to %s: %s", self.name, host, errors.describe(exc))
                 self._schedule.failed(exc)
                 self._notify()
@@ -164,6 +157,18 @@ class Link:
             if await self._resume(conn, generation):
                 self._notify()
                 return
+
+    def _refuse(self, exc: BaseException, host: Host) -> None:
+        """The broker refused us, or we refused it: no further attempt."""
+        text = errors.refusal(exc, host, host.username, self.settings.virtual_host)
+        LOG.error("%s: %s", self.name, text)
+        refused = exceptions.AuthenticationError(text)
+        refused.__cause__ = exc
+        self._refused = refused
+        self._schedule.failed(exc)
+        self._notify()
+        for subscriber in list(self._subscribers):
+            subscriber.broken(refused)
 
     async def _resume(self, conn: aiormq.Connection, generation: int) -> bool:
         """Let every subscriber consume again; False if the connection failed meanwhile."""
@@ -250,6 +255,16 @@ class Link:
             with contextlib.suppress(*errors.IO_OR_TIMEOUT):
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await conn.close()
+
+
+async def open_channel(conn: aiormq.Connection, confirms: bool = False) -> Any:
+    """A new channel on ``conn``; raises IO_ERRORS (aiormq's RuntimeError once it closed)."""
+    try:
+        return await conn.channel(publisher_confirms=confirms, on_return_raises=True)
+    except RuntimeError as exc:
+        if not conn.is_closed:
+            raise
+        raise ConnectionError(f"the connection closed: {exc}") from exc
 
 
 def ssl_context(options: dict[str, Any]) -> ssl.SSLContext:

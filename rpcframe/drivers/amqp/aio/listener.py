@@ -42,7 +42,7 @@ from rpcframe import exceptions
 from rpcframe.drivers import asyncbase, base
 from rpcframe.drivers.amqp import topology
 from rpcframe.drivers.amqp.aio import errors
-from rpcframe.drivers.amqp.aio.link import Link
+from rpcframe.drivers.amqp.aio.link import Link, open_channel
 
 __all__ = ["Listener"]
 
@@ -154,7 +154,7 @@ class Listener(asyncbase.AsyncInbox):
             consumer_channel = channel
             arguments = queue.consumer_arguments
             if queue.stream:
-                consumer_channel = await conn.channel(publisher_confirms=False)
+                consumer_channel = await open_channel(conn)
                 self._channels.append(consumer_channel)
                 await consumer_channel.basic_qos(prefetch_count=self._prefetch)
                 arguments = {**(arguments or {}), "x-stream-offset": self._offsets[queue.name]}
@@ -173,7 +173,7 @@ class Listener(asyncbase.AsyncInbox):
         The broker closes the channel of a refused declaration: what the
         threaded consumer tolerates is declared again on a new one.
         """
-        channel = await conn.channel(publisher_confirms=False)
+        channel = await open_channel(conn)
         for queue in self.queues:
             for exchange in {exchange.name: exchange for exchange, _ in queue.bindings}.values():
                 if exchange.name:
@@ -200,7 +200,7 @@ class Listener(asyncbase.AsyncInbox):
                 queue.name,
                 text,
             )
-        channel = await conn.channel(publisher_confirms=False)
+        channel = await open_channel(conn)
         try:
             await declare_queue(channel, dataclasses.replace(queue, durable=False))
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
@@ -228,7 +228,7 @@ class Listener(asyncbase.AsyncInbox):
                 text,
             )
         self._foreign.add(exchange.name)
-        channel = await conn.channel(publisher_confirms=False)
+        channel = await open_channel(conn)
         await declare_exchange(channel, exchange, passive=True)
         return channel
 
