@@ -15,6 +15,7 @@ own and deletes them afterwards.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ import pytest
 
 import rpcframe
 import rpcframe.aio
+import rpcframe.opts
 from rpcframe import wire
 from rpcframe.drivers import base
 from tests import brokers
@@ -443,3 +445,125 @@ def test_a_stream_completes_in_order_across_a_dropped_connection(conf, names):
             return got
 
     assert run(main()) == list(range(total))
+
+
+# -- sending and receiving at the driver level -----------------------------------------------
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_send_to_an_unreachable_broker_ends_at_its_timeout(conf, names):
+    url = f"rabbit://guest:guest@127.0.0.1:{_unused_port()}/"
+
+    async def main():
+        transport = rpcframe.aio.get_rpc_transport(conf, url)
+        try:
+            started = time.monotonic()
+            with pytest.raises(rpcframe.MessagingTimeout):
+                await transport._driver.send(base.Address(*names), b"{}", timeout=1.5)
+            assert 1.5 <= time.monotonic() - started < 5
+        finally:
+            await transport.cleanup()
+
+    run(main())
+
+
+def test_a_send_without_retries_fails_after_one_attempt(conf, names):
+    url = f"rabbit://guest:guest@127.0.0.1:{_unused_port()}/"
+
+    async def main():
+        transport = rpcframe.aio.get_rpc_transport(conf, url)
+        try:
+            with pytest.raises(rpcframe.MessageDeliveryFailure, match="1 attempt"):
+                await transport._driver.send(base.Address(*names), b"{}", retry=0, timeout=WAIT)
+        finally:
+            await transport.cleanup()
+
+    run(main())
+
+
+def test_closing_a_listener_gives_back_what_it_did_not_hand_out(conf, names):
+    exchange, topic = names
+    address = base.Address(exchange, topic)
+
+    async def main():
+        transport = rpcframe.aio.get_rpc_transport(conf, brokers.RABBIT_URL)
+        driver = transport._driver
+        try:
+            first = await driver.listen([address])
+            for n in range(5):
+                await driver.send(address, f"m{n}".encode(), timeout=WAIT)
+            taken = await first.poll(WAIT)
+            assert taken is not None
+            taken.ack()
+            first.close()
+            assert await first.poll(0) is None
+            second = await driver.listen([address])
+            rest = [await second.poll(WAIT) for _ in range(4)]
+            assert all(message is not None for message in rest)
+            for message in rest:
+                message.ack()
+            second.close()
+            return taken.body, sorted(message.body for message in rest)
+        finally:
+            await transport.cleanup()
+
+    taken, rest = run(main())
+    assert taken == b"m0"
+    assert rest == [b"m1", b"m2", b"m3", b"m4"]
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+def _tls_conf(conf: Any, pki: Any, trust: bool = True) -> Any:
+    group = "oslo_messaging_rabbit"
+    conf.register_opts(rpcframe.opts.rabbit_opts, group=group)
+    conf.set_override("ssl", True, group)
+    if trust:
+        conf.set_override("ssl_ca_file", str(pki.ca), group)
+    conf.set_override("ssl_cert_file", str(pki.client_cert), group)
+    conf.set_override("ssl_key_file", str(pki.client_key), group)
+    return conf
+
+
+@pytest.fixture
+def tls_proxy(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+    brokers.require_rabbitmq()
+    tls = pytest.importorskip("tests.functional.tls")
+    pki = tls.make_pki(tmp_path)
+    with tls.TlsProxy(pki, (brokers.RABBIT_HOST, brokers.RABBIT_PORT)) as proxy:
+        yield pki, proxy
+
+
+def test_asyncio_calls_work_over_verified_tls(conf, names, tls_proxy):
+    pki, proxy = tls_proxy
+    url = f"rabbit://guest:guest@localhost:{proxy.port}/"
+
+    async def main():
+        async with Rig(_tls_conf(conf, pki), names[1], "s1", url=url) as rig:
+            assert await rig.client.call(CTXT, "aadd", a=2, b=3) == 5
+
+    run(main())
+    assert proxy.relayed >= 1
+
+
+def test_a_broker_certificate_no_trusted_ca_signed_is_refused_at_once(conf, names, tls_proxy):
+    pki, proxy = tls_proxy
+    url = f"rabbit://guest:guest@localhost:{proxy.port}/"
+
+    async def main():
+        transport = rpcframe.aio.get_rpc_transport(_tls_conf(conf, pki, trust=False), url)
+        try:
+            started = time.monotonic()
+            with pytest.raises(rpcframe.exceptions.AuthenticationError, match="TLS certificate"):
+                await transport._driver.send(base.Address(*names), b"{}", timeout=WAIT)
+            assert time.monotonic() - started < 5
+        finally:
+            await transport.cleanup()
+
+    run(main())
