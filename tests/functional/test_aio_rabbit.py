@@ -305,6 +305,24 @@ def test_quorum_queues_are_declared_as_the_threaded_driver_declares_them(conf, n
     assert fanouts and all(props["arguments"]["x-expires"] == 120_000 for props in fanouts)
 
 
+def test_with_stream_fanout_every_asyncio_server_reads_the_topics_stream(conf, names):
+    topic = names[1]
+    url = (
+        f"{brokers.RABBIT_URL}?rabbit_stream_fanout=true&rabbit_transient_quorum_queue=true"
+        "&rabbit_qos_prefetch_count=10"
+    )
+
+    async def main():
+        async with Rig(conf, topic, "s1", "s2", url=url) as rig:
+            await rig.client.prepare(fanout=True).cast(CTXT, "record", value="streamed")
+            assert await _records(rig, 2)
+            return [e.records for e in rig.endpoints.values()], brokers.queue_properties([topic])
+
+    records, queues = run(main())
+    assert records == [["streamed"], ["streamed"]]
+    assert queues[f"{topic}_fanout"]["arguments"]["x-queue-type"] == "stream"
+
+
 # -- asyncio and threaded rpcframe ---------------------------------------------------------
 
 
