@@ -22,7 +22,10 @@ was confirmed, possibly twice (servers drop duplicate ``_unique_id``\\ s).
 Options and URL parameters are the threaded driver's
 (``[oslo_messaging_rabbit]``); ``kombu_compression`` is supported for
 ``gzip`` and ``bz2`` (kombu's encodings, done with the standard library),
-and received messages with either are decompressed. ``use_queue_manager``
+and received messages with either are decompressed. aiormq logs in with
+PLAIN or EXTERNAL only: ``rabbit_login_method = AMQPLAIN`` (the default)
+logs in with PLAIN, which RabbitMQ accepts with the same credentials, and
+RABBIT-CR-DEMO is refused when the driver is built. ``use_queue_manager``
 needs py-amqp installed too (the queue manager's lock is shared with the
 threaded driver's).
 """
