@@ -14,6 +14,7 @@ TOOLS = ("rpcframe.bench", "rpcframe.cli")
 #: What the tools may import of rpcframe besides each other.
 PUBLIC = {
     "rpcframe",
+    "rpcframe.aio",
     "rpcframe.exceptions",
     "rpcframe.green",
     "rpcframe.notify",

@@ -21,7 +21,6 @@ threads write heartbeats between the green threads' frames.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import socket
 import struct
 from typing import Any
@@ -33,6 +32,7 @@ from rpcframe import green
 from rpcframe.drivers.amqp import frames, pulse, pyamqp
 from rpcframe.drivers.amqp.errors import IO_ERRORS
 from rpcframe.drivers.amqp.pyamqp import socket_of
+from rpcframe.drivers.amqp.settings import Host, LinkSettings
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -53,36 +53,6 @@ CONNECT_TIMEOUT = 10.0
 IO_TIMEOUT = 30.0
 #: Bytes asked of the socket per read.
 _READ_AHEAD = 65536
-
-
-@dataclasses.dataclass(frozen=True)
-class Host:
-    """One broker address from the transport URL."""
-
-    hostname: str
-    port: int
-    username: str
-    password: str = dataclasses.field(repr=False)
-
-    def __str__(self) -> str:
-        return f"{self.hostname}:{self.port}"
-
-
-@dataclasses.dataclass(frozen=True)
-class LinkSettings:
-    """How to reach the broker; shared by every link of a driver."""
-
-    hosts: tuple[Host, ...]
-    virtual_host: str
-    ssl: dict[str, Any] | None
-    heartbeat: int
-    heartbeat_rate: int
-    login_method: str
-    retry_interval: float
-    retry_backoff: float
-    interval_max: float
-    splay: float
-    shuffle: bool
 
 
 def open_connection(settings: LinkSettings, host: Host, timeout: float) -> amqp.Connection:

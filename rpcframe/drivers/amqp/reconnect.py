@@ -18,8 +18,7 @@ from __future__ import annotations
 import random
 import time
 
-from rpcframe.drivers.amqp.connection import Host, LinkSettings
-from rpcframe.drivers.amqp.errors import describe
+from rpcframe.drivers.amqp.settings import Host, LinkSettings
 
 __all__ = ["Schedule"]
 
@@ -67,4 +66,7 @@ class Schedule:
 
     def why(self) -> str:
         """Why the link is not connected, without credentials."""
+        # Imported here: the asyncio driver uses schedules without py-amqp.
+        from rpcframe.drivers.amqp.errors import describe
+
         return describe(self.error) if self.error is not None else "not connected"

@@ -1,0 +1,377 @@
+"""The asyncio benchmark on RabbitMQ: rpcframe.aio against raw aiormq and threaded rpcframe.
+
+:func:`measure` runs, in alternating rounds, each with its server in a
+process of its own (spawned):
+
+* ``aio_sequential``: awaited calls one after the other through
+  :mod:`rpcframe.aio` (an asyncio client; an asyncio server whose
+  ``echo`` is an ``async def``);
+* ``raw_sequential``: the same round trip with no framework, a direct
+  aiormq client and server: a request published to the server's queue
+  with ``reply_to`` and ``correlation_id``, the reply to the client's own
+  queue through the default exchange, JSON each way, no acknowledgements,
+  no confirms (what no asyncio library on top of aiormq can beat);
+* ``raw_protocol_sequential``: the raw round trip again, doing the broker
+  work of oslo.messaging's protocol (topic exchange, expiration, requests
+  acknowledged, replies mandatory and confirmed): what that work costs is
+  the part of the gap to the raw figure no implementation can close;
+* ``aio_in_flight``: ``in_flight`` awaited calls at once from one event
+  loop (``asyncio.gather``), repeated until ``calls`` are done;
+* ``aio_in_flight_to_threaded_server``: the same, calling the threaded
+  rpcframe server of the next figure instead of an asyncio one;
+* ``threaded``: threaded rpcframe, ``threads`` threads calling a threaded
+  server, as ``rpcframe bench`` measures its concurrent rate.
+
+Each figure is the median of ``rounds`` rounds, in calls per second, and
+the ratios are those of BENCHMARKS.md (awaited sequential ÷ raw aiormq,
+1,000 in flight ÷ threaded 8 threads). ``python -m rpcframe.bench.aio
+--url rabbit://...`` prints them as JSON. Needs the ``aio`` and ``amqp``
+extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from rpcframe.bench.rounds import shares
+from rpcframe.bench.server import CONTROL_TIMEOUT, ServerProcess, delete_queues
+
+__all__ = ["measure", "main"]
+
+PAYLOAD = "x" * 64
+
+
+class _AioEndpoint:
+    async def echo(self, ctxt: Any, value: Any) -> Any:
+        return value
+
+
+def _serve_aio(url: str, topic: str, ready: Any, stop: Any) -> None:
+    """An asyncio rpcframe server of ``topic`` until ``stop`` is set."""
+    from oslo_config import cfg
+
+    import rpcframe
+    import rpcframe.aio
+
+    async def main() -> None:
+        conf = cfg.ConfigOpts()
+        conf([])
+        transport = rpcframe.aio.get_rpc_transport(conf, url)
+        server = rpcframe.aio.get_rpc_server(
+            transport, rpcframe.Target(topic=topic, server="bench-server"), [_AioEndpoint()]
+        )
+        await server.start()
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        await server.stop()
+        await server.wait()
+        await transport.cleanup()
+
+    asyncio.run(main())
+
+
+def _aiormq_url(url: str) -> str:
+    from rpcframe.bench.raw import amqp_params
+
+    params = amqp_params(url)
+    vhost = params["virtual_host"]
+    path = "/" if vhost == "/" else "/" + vhost
+    return f"amqp://{params['userid']}:{params['password']}@{params['host']}{path}"
+
+
+def _raw_echo(url: str, queue: str, protocol: bool, ready: Any, stop: Any) -> None:
+    """A bare aiormq echo server of ``queue``: parse the request, reply with JSON.
+
+    With ``protocol``, it does the broker work oslo.messaging's protocol
+    asks for (still without any framework): requests come through a topic
+    exchange (named as the queue) and are acknowledged as they are taken;
+    replies are mandatory and confirmed, on a confirm channel.
+    """
+    import aiormq
+    from aiormq import spec
+
+    async def main() -> None:
+        conn = aiormq.Connection(_aiormq_url(url))
+        await conn.connect()
+        channel = await conn.channel(publisher_confirms=False)
+        await channel.queue_declare(queue, auto_delete=True)
+        replies = channel
+        if protocol:
+            await channel.exchange_declare(queue, exchange_type="topic", auto_delete=True)
+            await channel.queue_bind(queue, queue, routing_key=queue)
+            replies = await conn.channel(publisher_confirms=True)
+
+        async def on_request(message: Any) -> None:
+            if protocol:
+                await channel.basic_ack(message.delivery.delivery_tag, wait=False)
+            request = json.loads(message.body)
+            props = message.header.properties
+            await replies.basic_publish(
+                json.dumps({"result": request["args"]["value"]}).encode(),
+                routing_key=props.reply_to,
+                properties=spec.Basic.Properties(correlation_id=props.correlation_id),
+                mandatory=protocol,
+            )
+
+        await channel.basic_consume(queue, on_request, no_ack=not protocol)
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        await conn.close()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def _process(target: Callable[..., None], *args: Any) -> Iterator[None]:
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    process = context.Process(
+        target=target, args=(*args, ready, stop), name="rpcframe-bench-aio", daemon=True
+    )
+    process.start()
+    try:
+        if not ready.wait(CONTROL_TIMEOUT):
+            raise RuntimeError(f"the bench server {target.__name__} did not start")
+        yield
+    finally:
+        stop.set()
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join(10)
+
+
+class _RawClient:
+    """The client half of the raw aiormq round trip."""
+
+    def __init__(self, url: str, queue: str, protocol: bool) -> None:
+        self._url = url
+        self._queue = queue
+        self._protocol = protocol
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+
+    async def __aenter__(self) -> _RawClient:
+        import aiormq
+
+        self._conn = aiormq.Connection(_aiormq_url(self._url))
+        await self._conn.connect()
+        self._channel = await self._conn.channel(publisher_confirms=False)
+        declared = await self._channel.queue_declare("", exclusive=True, auto_delete=True)
+        self._reply_to = declared.queue or ""
+        await self._channel.basic_consume(self._reply_to, self._on_reply, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._conn.close()
+
+    async def _on_reply(self, message: Any) -> None:
+        future = self._waiting.pop(message.header.properties.correlation_id, None)
+        if future is not None and not future.done():
+            future.set_result(json.loads(message.body))
+
+    async def call(self, value: Any) -> Any:
+        from aiormq import spec
+
+        correlation_id = uuid.uuid4().hex
+        future = self._waiting[correlation_id] = asyncio.get_running_loop().create_future()
+        await self._channel.basic_publish(
+            json.dumps({"method": "echo", "args": {"value": value}}).encode(),
+            exchange=self._queue if self._protocol else "",
+            routing_key=self._queue,
+            properties=spec.Basic.Properties(
+                reply_to=self._reply_to,
+                correlation_id=correlation_id,
+                expiration="60000" if self._protocol else None,
+            ),
+        )
+        return (await future)["result"]
+
+
+async def _rate(count: int, call: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        await call()
+    return count / (time.perf_counter() - started)
+
+
+async def _rate_in_flight(count: int, in_flight: int, call: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    for share in shares(count, max(1, count // in_flight)):
+        await asyncio.gather(*(call() for _ in range(share)))
+    return count / (time.perf_counter() - started)
+
+
+def _threaded_rate(url: str, topic: str, count: int, threads: int) -> float:
+    from oslo_config import cfg
+
+    import rpcframe
+
+    conf = cfg.ConfigOpts()
+    conf([])
+    transport = rpcframe.get_rpc_transport(conf, url)
+    try:
+        client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=30)
+        client.call({}, "echo", value=PAYLOAD)  # connect and warm up
+
+        def work(n: int) -> None:
+            for _ in range(n):
+                client.call({}, "echo", value=PAYLOAD)
+
+        workers = [
+            threading.Thread(target=work, args=(share,), name=f"rpcframe-bench-aio-{i}")
+            for i, share in enumerate(shares(count, threads))
+        ]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(CONTROL_TIMEOUT)
+        return count / (time.perf_counter() - started)
+    finally:
+        transport.cleanup()
+
+
+async def _aio_rates(url: str, topic: str, calls: int, in_flight: int) -> tuple[float, float]:
+    from oslo_config import cfg
+
+    import rpcframe
+    import rpcframe.aio
+
+    conf = cfg.ConfigOpts()
+    conf([])
+    transport = rpcframe.aio.get_rpc_transport(conf, url)
+    try:
+        client = rpcframe.aio.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=60)
+
+        def call() -> Awaitable[Any]:
+            return client.call({}, "echo", value=PAYLOAD)
+
+        await _rate(min(200, calls), call)  # connect and warm up
+        sequential = await _rate(calls, call)
+        concurrent = await _rate_in_flight(max(calls, in_flight), in_flight, call)
+        return sequential, concurrent
+    finally:
+        await transport.cleanup()
+
+
+async def _raw_rate(url: str, queue: str, calls: int, protocol: bool = False) -> float:
+    async with _RawClient(url, queue, protocol) as raw:
+
+        def call() -> Awaitable[Any]:
+            return raw.call(PAYLOAD)
+
+        await _rate(min(200, calls), call)
+        return await _rate(calls, call)
+
+
+def measure(
+    url: str,
+    *,
+    calls: int = 2000,
+    in_flight: int = 1000,
+    threads: int = 8,
+    rounds: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the rounds (see the module documentation); figures and ratios as a dict."""
+    tag = uuid.uuid4().hex[:8]
+    aio_topic, threaded_topic, raw_queue, protocol_queue = (
+        f"bench_aio_{tag}",
+        f"bench_sync_{tag}",
+        f"bench_raw_{tag}",
+        f"bench_rawp_{tag}",
+    )
+    figures: dict[str, list[float]] = {
+        "aio_sequential": [],
+        "raw_sequential": [],
+        "raw_protocol_sequential": [],
+        "aio_in_flight": [],
+        "aio_in_flight_to_threaded_server": [],
+        "threaded": [],
+    }
+    say = progress or (lambda _: None)
+    try:
+        with (
+            _process(_serve_aio, url, aio_topic),
+            _process(_raw_echo, url, raw_queue, False),
+            _process(_raw_echo, url, protocol_queue, True),
+            ServerProcess("rpcframe", url, threaded_topic),
+        ):
+            for number in range(rounds):
+                say(f"round {number + 1}/{rounds}: raw aiormq")
+                figures["raw_sequential"].append(asyncio.run(_raw_rate(url, raw_queue, calls)))
+                say(f"round {number + 1}/{rounds}: raw aiormq doing oslo's protocol")
+                figures["raw_protocol_sequential"].append(
+                    asyncio.run(_raw_rate(url, protocol_queue, calls, protocol=True))
+                )
+                say(f"round {number + 1}/{rounds}: rpcframe.aio")
+                sequential, concurrent = asyncio.run(_aio_rates(url, aio_topic, calls, in_flight))
+                figures["aio_sequential"].append(sequential)
+                figures["aio_in_flight"].append(concurrent)
+                say(f"round {number + 1}/{rounds}: rpcframe.aio to a threaded server")
+                _, concurrent = asyncio.run(
+                    _aio_rates(url, threaded_topic, min(200, calls), in_flight)
+                )
+                figures["aio_in_flight_to_threaded_server"].append(concurrent)
+                say(f"round {number + 1}/{rounds}: threaded, {threads} threads")
+                figures["threaded"].append(_threaded_rate(url, threaded_topic, calls, threads))
+    finally:
+        delete_queues(url, [aio_topic, f"{aio_topic}.bench-server"])
+        delete_queues(url, [threaded_topic, f"{threaded_topic}.bench-server"])
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    return {
+        "calls_per_second": medians,
+        "rounds": figures,
+        "ratios": {
+            "aio_sequential / raw_aiormq_sequential": medians["aio_sequential"]
+            / medians["raw_sequential"],
+            "raw_protocol_sequential / raw_aiormq_sequential": medians["raw_protocol_sequential"]
+            / medians["raw_sequential"],
+            "aio_sequential / raw_protocol_sequential": medians["aio_sequential"]
+            / medians["raw_protocol_sequential"],
+            f"aio_{in_flight}_in_flight / threaded_{threads}_threads": medians["aio_in_flight"]
+            / medians["threaded"],
+        },
+        "settings": {
+            "calls": calls,
+            "in_flight": in_flight,
+            "threads": threads,
+            "rounds": rounds,
+            "payload_bytes": len(PAYLOAD),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rpcframe.bench.aio", description=__doc__)
+    parser.add_argument("--url", default="rabbit://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    result = measure(
+        args.url,
+        calls=args.calls,
+        in_flight=args.in_flight,
+        threads=args.threads,
+        rounds=args.rounds,
+        progress=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
