@@ -21,7 +21,6 @@ PUBLIC = {
     "rpcframe.notify.hooks",
     "rpcframe.rpc",
     "rpcframe.rpc.handles",
-    "rpcframe.aio",
     "rpcframe.testing",
     "rpcframe.url",
 }
