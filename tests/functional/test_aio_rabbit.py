@@ -223,7 +223,13 @@ def test_a_thousand_handles_in_flight_all_get_their_results(conf, names):
         async with Rig(conf, names[1], "s1") as rig:
             handles = [await rig.client.call_async(CTXT, "aadd", a=i, b=1) for i in range(1000)]
             assert await asyncio.gather(*handles) == [i + 1 for i in range(1000)]
-            assert {handle.server for handle in handles} == {"s1"}
+            # Quick calls are not announced; announced ones name their server.
+            named = [
+                await rig.client.call_async(CTXT, "aadd", a=i, b=1, announce_after=0)
+                for i in range(10)
+            ]
+            assert await asyncio.gather(*named) == [i + 1 for i in range(10)]
+            assert {handle.server for handle in named} == {"s1"}
 
     run(main())
 
