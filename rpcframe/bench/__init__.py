@@ -119,6 +119,8 @@ def main(args: argparse.Namespace, out: TextIO) -> int:
         return _on_rabbit(args, out, "--protocol-costs", ("amqp",), _protocol_costs)
     if args.eventlet:
         return _on_rabbit(args, out, "--eventlet", ("amqp", "eventlet"), _eventlet)
+    if args.asyncio:
+        return _on_rabbit(args, out, "--asyncio", ("amqp", "aiormq"), _asyncio)
     if not args.no_progress or args.plot:
         missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
         needed = [m for m in missing if m == "tqdm" or args.plot]
@@ -178,6 +180,21 @@ def _eventlet(args: argparse.Namespace, progress: Callable[[str], None]) -> _Mea
         patched.NonBlocking(args.in_flight, args.stream_chunks, args.chunk_sizes, args.window),
     )
     return report, patched.print_eventlet
+
+
+def _asyncio(args: argparse.Namespace, progress: Callable[[str], None]) -> _Measured:
+    """``rpcframe bench --asyncio``: needs py-amqp and aiormq (the aio extra)."""
+    from rpcframe.bench import aio
+
+    report = aio.measure(
+        args.url,
+        calls=args.calls,
+        in_flight=args.in_flight,
+        threads=args.threads,
+        rounds=args.rounds,
+        progress=progress,
+    )
+    return report, aio.print_report
 
 
 def _on_rabbit(
@@ -319,6 +336,13 @@ def add_command(commands: Any) -> None:
         help="instead, measure on RabbitMQ sequential and --threads green-thread calls in "
         "eventlet-patched processes, beside the same in threaded processes and oslo.messaging "
         "under eventlet, in interleaved rounds; print the ratios (see rpcframe.bench.patched)",
+    )
+    bench.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="instead, measure on RabbitMQ rpcframe.aio's awaited calls and --in-flight calls "
+        "from one event loop, beside a raw aiormq round trip and threaded calls, in "
+        "interleaved rounds; print the ratios (see rpcframe.bench.aio)",
     )
     bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")

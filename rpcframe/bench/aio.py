@@ -47,7 +47,7 @@ from typing import Any
 from rpcframe.bench.rounds import shares
 from rpcframe.bench.server import CONTROL_TIMEOUT, ServerProcess, delete_queues
 
-__all__ = ["measure", "main"]
+__all__ = ["main", "measure", "print_report"]
 
 PAYLOAD = "x" * 64
 
@@ -329,6 +329,7 @@ def measure(
     finally:
         delete_queues(url, [aio_topic, f"{aio_topic}.bench-server"])
         delete_queues(url, [threaded_topic, f"{threaded_topic}.bench-server"])
+        delete_queues(url, [raw_queue, protocol_queue])
     medians = {name: statistics.median(values) for name, values in figures.items()}
     return {
         "calls_per_second": medians,
@@ -351,6 +352,29 @@ def measure(
             "payload_bytes": len(PAYLOAD),
         },
     }
+
+
+def print_report(report: dict[str, Any], out: Any) -> None:
+    """The human report of ``rpcframe bench --asyncio``."""
+    settings = report["settings"]
+    print(
+        f"rpcframe bench --asyncio ({settings['calls']} calls a round, {settings['rounds']} "
+        f"rounds, {settings['in_flight']} in flight, {settings['threads']} threads; medians)",
+        file=out,
+    )
+    for name, value in report["calls_per_second"].items():
+        runs = ", ".join(f"{v:,.0f}" for v in report["rounds"][name])
+        print(f"  {name:<36} {value:>9,.1f} calls/s   ({runs})", file=out)
+    # The targets of BENCHMARKS.md.
+    targets = {
+        "aio_sequential / raw_aiormq_sequential": 1.0,
+        f"aio_{settings['in_flight']}_in_flight / threaded_{settings['threads']}_threads": 1.5,
+    }
+    print("ratios:", file=out)
+    for name, value in report["ratios"].items():
+        target = targets.get(name)
+        wanted = f" (target >= {target:g})" if target is not None else ""
+        print(f"  {value:8.3f}  {name}{wanted}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

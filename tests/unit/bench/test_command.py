@@ -72,6 +72,32 @@ def test_protocol_costs_need_a_rabbit_url(capsys):
     assert "--protocol-costs measures RabbitMQ: give a rabbit:// URL" in error
 
 
+def test_the_asyncio_bench_needs_a_rabbit_url(capsys):
+    assert cli.main(["bench", "--url", "fake://", "--asyncio"], io.StringIO()) == 2
+    error = capsys.readouterr().err
+    assert "--asyncio measures RabbitMQ: give a rabbit:// URL" in error
+
+
+def test_the_asyncio_report_prints_each_figure_and_the_targets():
+    from rpcframe.bench import aio
+
+    report = {
+        "settings": {"calls": 10, "rounds": 2, "in_flight": 5, "threads": 2},
+        "calls_per_second": {"aio_sequential": 500.0, "raw_sequential": 1000.0},
+        "rounds": {"aio_sequential": [490.0, 510.0], "raw_sequential": [990.0, 1010.0]},
+        "ratios": {
+            "aio_sequential / raw_aiormq_sequential": 0.5,
+            "aio_5_in_flight / threaded_2_threads": 1.7,
+        },
+    }
+    out = io.StringIO()
+    aio.print_report(report, out)
+    text = out.getvalue()
+    assert "aio_sequential" in text and "(490, 510)" in text
+    assert "0.500  aio_sequential / raw_aiormq_sequential (target >= 1)" in text
+    assert "1.700  aio_5_in_flight / threaded_2_threads (target >= 1.5)" in text
+
+
 def test_queues_are_deleted_only_on_rabbitmq(monkeypatch):
     # An AMQP connection to a zmq+redis:// URL would talk AMQP to Redis and hang.
     import amqp
