@@ -52,22 +52,15 @@ class AsyncCallContext(rpc_client._CallSettings):
             raise exceptions.ClientSendError(self.target, exc) from exc
 
     async def call(self, ctxt: Any, method: str, **kwargs: Any) -> Any:
-        """Invoke ``method`` on a server and return its result (as RPCClient.call)."""
-        message, context, timeout = self._prepare_call(ctxt, method, kwargs)
-        try:
-            result = await self.transport._send(
-                self.target,
-                context,
-                message,
-                wait_for_reply=True,
-                timeout=timeout,
-                call_monitor_timeout=self.call_monitor_timeout,
-                retry=self.retry,
-                transport_options=self.transport_options,
-            )
-        except exceptions.TransportDriverError as exc:
-            raise exceptions.ClientSendError(self.target, exc) from exc
-        return self.serializer.deserialize_entity(ctxt, result)
+        """Invoke ``method`` on a server and return its result (as RPCClient.call).
+
+        Cancelling the task that awaits it cancels the call on the server: it
+        is a :meth:`call_async` awaited at once, so a call that runs longer
+        than ``announce_after`` is announced and can be told (a shorter one
+        costs nothing more than a plain call). Servers that do not know
+        rpcframe's extensions (oslo.messaging's) ignore them.
+        """
+        return await (await self.call_async(ctxt, method, **kwargs))
 
     async def call_async(
         self,

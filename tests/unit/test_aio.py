@@ -193,6 +193,22 @@ def test_cancelling_the_task_awaiting_a_handle_cancels_the_call_on_the_server(co
     run(main())
 
 
+def test_cancelling_the_task_awaiting_a_plain_call_cancels_it_on_the_server(conf):
+    endpoint = Endpoint()
+
+    async def main():
+        async with Served(conf, endpoint) as s:
+            waiter = asyncio.ensure_future(s.client.call({}, "hang"))
+            await asyncio.sleep(0)  # let it send
+            while not waiter.done() and not s.transport._routes:
+                await asyncio.sleep(0)  # until the call is on its way
+            waiter.cancel()
+            await asyncio.to_thread(endpoint.cancelled.wait, WAIT)
+            assert endpoint.cancelled.is_set()
+
+    run(main())
+
+
 @pytest.mark.parametrize("method", ["count", "acount"])
 def test_a_stream_keeps_the_server_within_its_window(conf, method):
     endpoint = Endpoint()
