@@ -7,9 +7,9 @@ same request and reply bodies, the same remote errors. Only the I/O differs.
 
 Replies: on an event loop a reader task costs nothing, so there is no
 leader/follower scheme. The inbox is opened on first use and read by one
-task that routes each reply by ``_msg_id`` to what registered for it: a
-plain call's future, or a watcher (a call handle, a stream, a server's
-control channel), exactly as :mod:`rpcframe.replies` routes them.
+task that routes each reply by ``_msg_id`` to the watcher registered for it
+(a call handle, a stream, a server's control channel), exactly as
+:mod:`rpcframe.replies` routes watched ids.
 """
 
 from __future__ import annotations
@@ -33,19 +33,6 @@ __all__ = ["AsyncTransport", "get_rpc_transport"]
 LOG = logging.getLogger(__name__)
 
 DRIVER_NAMESPACE = "rpcframe.aio_drivers"
-
-
-class _Waiting:
-    """A plain call waiting for its final reply (heartbeats are ignored)."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[wire.Reply]) -> None:
-        self.future = future
-
-    def deliver(self, reply: wire.Reply) -> None:
-        if reply.ending and not self.future.done():
-            self.future.set_result(reply)
 
 
 class AsyncTransport(msg_transport.TransportCore):
@@ -139,59 +126,19 @@ class AsyncTransport(msg_transport.TransportCore):
         target: Any,
         ctxt: Any,
         message: dict[str, Any],
-        wait_for_reply: bool | None = None,
-        timeout: float | None = None,
-        call_monitor_timeout: float | None = None,
         retry: int | None = None,
         transport_options: msg_transport.TransportOptions | None = None,
-    ) -> Any:
-        """A cast (returns once the driver owns it) or a call (returns its result)."""
+    ) -> None:
+        """A cast: returns once the driver owns the request.
+
+        Calls go through :meth:`_send_watched` (a call is a handle awaited).
+        """
         address = self._address(target)
         mandatory = bool(transport_options and transport_options.at_least_once)
-        if timeout is None:
-            timeout = self._default_timeout()
-        if not wait_for_reply:
-            body = self._body(message, ctxt)
-            await self._driver.send(
-                address, body, mandatory=mandatory, retry=retry, timeout=timeout
-            )
-            return None
-        started = time.monotonic()
-        inbox = await self._reply_inbox()
-        msg_id = wire.new_id()
-        body = self._body(
-            message,
-            ctxt,
-            msg_id=msg_id,
-            reply_q=inbox.address.topic,
-            monitor_timeout=call_monitor_timeout,
-            deadline=time.time() + timeout,
+        body = self._body(message, ctxt)
+        await self._driver.send(
+            address, body, mandatory=mandatory, retry=retry, timeout=self._default_timeout()
         )
-        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
-        self._routes[msg_id] = _Waiting(future)
-        try:
-            await self._driver.send(
-                address,
-                body,
-                expiry=timeout or None,
-                mandatory=mandatory,
-                retry=retry,
-                timeout=timeout,
-                confirm=mandatory,
-            )
-            left = max(0.0, timeout - (time.monotonic() - started))
-            try:
-                async with asyncio.timeout(left):
-                    reply = await future
-            except TimeoutError:
-                error = exceptions.MessagingTimeout(
-                    f"Timed out waiting for a reply to message ID {msg_id}", timeout=timeout
-                )
-                error.method, error.target = message.get("method"), target
-                raise error from None
-        finally:
-            self._routes.pop(msg_id, None)
-        return self._outcome(reply)
 
     async def _send_watched(
         self,
@@ -282,13 +229,7 @@ class AsyncTransport(msg_transport.TransportCore):
             await reader
         routes, self._routes = self._routes, {}
         for route in routes.values():
-            if isinstance(route, _Waiting):
-                if not route.future.done():
-                    route.future.set_exception(
-                        exceptions.TransportClosed("the transport was cleaned up during a call")
-                    )
-            else:
-                route.closed()
+            route.closed()
         await self._driver.close()
 
     async def __aenter__(self) -> AsyncTransport:
