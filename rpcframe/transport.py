@@ -128,6 +128,35 @@ class TransportCore:
             addresses.append(base.Address(exchange, target.topic, fanout=True))
         return addresses
 
+    def _cast_body(self, ctxt: Any, message: dict[str, Any]) -> bytes:
+        """A cast's body: oslo's request dict, the context, this process as ``_sender``."""
+        return _encode_request(message, ctxt, extra={wire.SENDER_KEY: identity.local_wire()})
+
+    def _call_body(
+        self,
+        ctxt: Any,
+        message: dict[str, Any],
+        msg_id: str,
+        reply_q: str,
+        timeout: float,
+        call_monitor_timeout: float | None,
+        call_options: wire.CallOptions | None = None,
+    ) -> bytes:
+        """A call's body: routing fields, the deadline ``timeout`` from now, the sender,
+        and rpcframe's ``_rpcframe`` extensions when ``call_options`` are given."""
+        extra: dict[str, Any] = {wire.SENDER_KEY: identity.local_wire()}
+        if call_options is not None:
+            extra[wire.calls.KEY] = call_options.to_wire()
+        return _encode_request(
+            message,
+            ctxt,
+            msg_id=msg_id,
+            reply_q=reply_q,
+            monitor_timeout=call_monitor_timeout,
+            deadline=time.time() + timeout,
+            extra=extra,
+        )
+
     def _notification(
         self, target: Any, ctxt: Any, message: dict[str, Any], version: float
     ) -> tuple[base.Address, bytes]:
@@ -261,24 +290,17 @@ class Transport(TransportCore):
         mandatory = bool(transport_options and transport_options.at_least_once)
         if timeout is None:
             timeout = self._default_timeout()
-        extra = {wire.SENDER_KEY: identity.local_wire()}
         more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
         if not wait_for_reply:
-            body = _encode_request(message, ctxt, extra=extra)
+            body = self._cast_body(ctxt, message)
             self._driver.send(
                 address, body, mandatory=mandatory, retry=retry, timeout=timeout, **more
             )
             return None
         waiter = self._reply_waiter()
         msg_id = wire.new_id()
-        body = _encode_request(
-            message,
-            ctxt,
-            msg_id=msg_id,
-            reply_q=waiter.address.topic,
-            monitor_timeout=call_monitor_timeout,
-            deadline=time.time() + timeout,
-            extra=extra,
+        body = self._call_body(
+            ctxt, message, msg_id, waiter.address.topic, timeout, call_monitor_timeout
         )
         started = time.monotonic()
         waiter.register(msg_id)
@@ -331,16 +353,15 @@ class Transport(TransportCore):
         address = self._address(target)
         mandatory = bool(transport_options and transport_options.at_least_once)
         waiter = self._reply_waiter()
-        extra = {wire.SENDER_KEY: identity.local_wire(), wire.calls.KEY: call_options.to_wire()}
         more: dict[str, Any] = {"attachments": {"context": ctxt}} if self._passes_objects else {}
-        body = _encode_request(
-            message,
+        body = self._call_body(
             ctxt,
-            msg_id=msg_id,
-            reply_q=waiter.address.topic,
-            monitor_timeout=call_monitor_timeout,
-            deadline=time.time() + timeout,
-            extra=extra,
+            message,
+            msg_id,
+            waiter.address.topic,
+            timeout,
+            call_monitor_timeout,
+            call_options,
         )
         waiter.watch(msg_id, watcher)
         try:

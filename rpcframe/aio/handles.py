@@ -19,8 +19,8 @@ from typing import Any
 
 from rpcframe import exceptions, wire
 from rpcframe import serializer as msg_serializer
+from rpcframe.rpc import handles as rpc_handles
 from rpcframe.rpc.handles import RESUME_AFTER
-from rpcframe.wire import calls as wire_calls
 
 __all__ = ["AsyncCallHandle", "AsyncStream"]
 
@@ -48,15 +48,7 @@ class _Announced:
         return self._msg_id
 
     def _note(self, reply: wire.Reply) -> dict[str, Any] | None:
-        note = wire_calls.annotation(reply.message)
-        started = note.get("started") if note is not None else None
-        if isinstance(started, dict):
-            inbox, control_id = started.get("control"), started.get("id")
-            if isinstance(inbox, str) and isinstance(control_id, str):
-                self._control = (inbox, control_id)
-                server = started.get("server")
-                self.server = server if isinstance(server, str) else None
-        return note
+        return rpc_handles.note_announcement(self, reply)
 
     def _timeout_error(self) -> exceptions.MessagingTimeout:
         error = exceptions.MessagingTimeout(
@@ -181,7 +173,7 @@ class AsyncCallHandle(_Announced):
         return f"<AsyncCallHandle {self.method!r} id={self._msg_id} {state}>"
 
 
-class AsyncStream(_Announced):
+class AsyncStream(rpc_handles.StreamChunks, _Announced):
     """``async for chunk in stream``: what a streaming endpoint yields, in order.
 
     As :class:`rpcframe.rpc.handles.Stream`: at most ``window`` chunks ahead of
@@ -205,11 +197,8 @@ class AsyncStream(_Announced):
         self._ctxt = ctxt
         self._serializer = serializer
         self.window = window
-        self._chunks: dict[int, Any] = {}
-        self._next = 0
+        self._init_chunks()
         self._credited = 0
-        self._end: int | None = None
-        self._error: BaseException | None = None
         self._finished = False
         self._closing = False
         self._changed = asyncio.Event()
@@ -228,28 +217,8 @@ class AsyncStream(_Announced):
                 self._transport._unwatch(self._msg_id)
                 self._tell_soon(cancel=True)
             return
-        seq = note.get("seq") if note is not None else None
-        if not reply.ending:
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                if seq >= self._next and seq not in self._chunks:
-                    self._chunks[seq] = reply.result
-                    self._changed.set()
-            return
-        end = note.get("end") if note is not None else None
-        if reply.failure is not None:
-            try:
-                self._transport._outcome(reply)
-            except Exception as exc:  # noqa: BLE001 - the endpoint's error, raised in order
-                self._error = exc
-        elif isinstance(end, int) and not isinstance(end, bool):
-            self._end = end
-        else:
-            self._error = exceptions.StreamNotSupported(
-                f"the server answered the stream of {self.method!r} with a plain reply: it "
-                "does not stream (an oslo.messaging server, or a method that is not a "
-                "generator); use call() for it"
-            )
-        self._changed.set()
+        if self._take(reply, note):
+            self._changed.set()
 
     def expired(self) -> None:
         if self._error is None and not self._finished:

@@ -22,7 +22,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from rpcframe import exceptions, identity, options, wire
+from rpcframe import exceptions, options, wire
 from rpcframe import transport as msg_transport
 from rpcframe.drivers import asyncbase, base
 from rpcframe.replies import Watcher
@@ -111,16 +111,6 @@ class AsyncTransport(msg_transport.TransportCore):
 
     # -- sending --------------------------------------------------------------
 
-    def _body(
-        self,
-        message: dict[str, Any],
-        ctxt: Any,
-        **fields: Any,
-    ) -> bytes:
-        extra = fields.pop("extra", None) or {}
-        extra[wire.SENDER_KEY] = identity.local_wire()
-        return msg_transport._encode_request(message, ctxt, extra=extra, **fields)
-
     async def _send(
         self,
         target: Any,
@@ -135,7 +125,7 @@ class AsyncTransport(msg_transport.TransportCore):
         """
         address = self._address(target)
         mandatory = bool(transport_options and transport_options.at_least_once)
-        body = self._body(message, ctxt)
+        body = self._cast_body(ctxt, message)
         await self._driver.send(
             address, body, mandatory=mandatory, retry=retry, timeout=self._default_timeout()
         )
@@ -157,14 +147,14 @@ class AsyncTransport(msg_transport.TransportCore):
         address = self._address(target)
         mandatory = bool(transport_options and transport_options.at_least_once)
         inbox = await self._reply_inbox()
-        body = self._body(
-            message,
+        body = self._call_body(
             ctxt,
-            msg_id=msg_id,
-            reply_q=inbox.address.topic,
-            monitor_timeout=call_monitor_timeout,
-            deadline=time.time() + timeout,
-            extra={wire.calls.KEY: call_options.to_wire()},
+            message,
+            msg_id,
+            inbox.address.topic,
+            timeout,
+            call_monitor_timeout,
+            call_options,
         )
         self._watch(msg_id, watcher)
         try:

@@ -33,7 +33,15 @@ from rpcframe import exceptions, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe.wire import calls as wire_calls
 
-__all__ = ["ANNOUNCE_AFTER", "DEFAULT_WINDOW", "MAX_WINDOW", "CallHandle", "Stream"]
+__all__ = [
+    "ANNOUNCE_AFTER",
+    "DEFAULT_WINDOW",
+    "MAX_WINDOW",
+    "CallHandle",
+    "Stream",
+    "StreamChunks",
+    "note_announcement",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +58,69 @@ ANNOUNCE_AFTER = 0.05
 RESUME_AFTER = 1.0
 #: Seconds a control message (cancel, credit) may take to send.
 _CONTROL_TIMEOUT = 5.0
+
+
+def note_announcement(call: Any, reply: wire.Reply) -> dict[str, Any] | None:
+    """Read a reply's ``_rpcframe`` object; record a ``started`` announcement on ``call``.
+
+    Sets ``call._control`` (the server's inbox and control id) and
+    ``call.server``. Shared by the threaded and the asyncio handles.
+    """
+    note = wire_calls.annotation(reply.message)
+    started = note.get("started") if note is not None else None
+    if isinstance(started, dict):
+        inbox, control_id = started.get("control"), started.get("id")
+        if isinstance(inbox, str) and isinstance(control_id, str):
+            call._control = (inbox, control_id)
+            server = started.get("server")
+            call.server = server if isinstance(server, str) else None
+    return note
+
+
+class StreamChunks:
+    """What a stream has received: chunks by number, its end, its error.
+
+    The bookkeeping the threaded :class:`Stream` and the asyncio stream
+    share; each guards it with its own lock or loop. Needs ``method`` and
+    ``_transport`` on the object.
+    """
+
+    method: str
+    _transport: Any
+
+    def _init_chunks(self) -> None:
+        self._chunks: dict[int, Any] = {}
+        self._next = 0  # the next chunk to hand out
+        self._end: int | None = None
+        self._error: BaseException | None = None
+        self._stats = collections.Counter[str]()  # duplicates dropped, resumes asked
+
+    def _take(self, reply: wire.Reply, note: dict[str, Any] | None) -> bool:
+        """Record a chunk or the stream's last reply; True if a reader should look again."""
+        if not reply.ending:
+            seq = note.get("seq") if note is not None else None
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                return False  # a heartbeat
+            if seq < self._next or seq in self._chunks:
+                self._stats["duplicates"] += 1
+                return False
+            self._chunks[seq] = reply.result
+            return True
+        end = note.get("end") if note is not None else None
+        if reply.failure is not None:
+            try:
+                self._transport._outcome(reply)
+            except Exception as exc:  # noqa: BLE001 - the endpoint's error, raised in order
+                self._error = exc
+        elif isinstance(end, int) and not isinstance(end, bool):
+            self._end = end
+        else:
+            self._error = exceptions.StreamNotSupported(
+                f"the server answered the stream of {self.method!r} with a plain reply: it "
+                "does not stream (an oslo.messaging server, or a method that is not a "
+                "generator); use call() for it"
+            )
+        return True
 
 
 class _Controlled:
@@ -92,16 +163,7 @@ class _Controlled:
         Returns the message's ``_rpcframe`` object, recording an announcement.
         """
         self.deadline = self._next_deadline(time.monotonic())
-        note = wire_calls.annotation(reply.message)
-        if note is not None:
-            started = note.get("started")
-            if isinstance(started, dict):
-                inbox, control_id = started.get("control"), started.get("id")
-                if isinstance(inbox, str) and isinstance(control_id, str):
-                    self._control = (inbox, control_id)
-                    server = started.get("server")
-                    self.server = server if isinstance(server, str) else None
-        return note
+        return note_announcement(self, reply)
 
     def _timeout_error(self) -> exceptions.MessagingTimeout:
         if time.monotonic() < self._call_deadline and self._monitor_timeout is not None:
@@ -229,7 +291,7 @@ class CallHandle(_Controlled, concurrent.futures.Future):  # type: ignore[misc]
         return f"<CallHandle {self.method!r} id={self._msg_id} {self._state}>"
 
 
-class Stream(_Controlled):
+class Stream(StreamChunks, _Controlled):
     """The chunks a streaming endpoint yields, in order, as an iterator.
 
     The server sends at most ``window`` chunks ahead of what you have
@@ -260,16 +322,12 @@ class Stream(_Controlled):
         self._serializer = serializer
         self.window = window
         self._cond = threading.Condition()
-        self._chunks: dict[int, Any] = {}
-        self._next = 0  # the next chunk to hand out
+        self._init_chunks()
         self._credited = 0  # what the server was last told was consumed
-        self._end: int | None = None
-        self._error: BaseException | None = None
         self._finished = False  # ended, failed, timed out or closed: no more chunks
         self._closing = False
         self._last_heard = time.monotonic()
         self._last_resume = 0.0
-        self._stats = collections.Counter[str]()
 
     @property
     def position(self) -> int:
@@ -287,30 +345,8 @@ class Stream(_Controlled):
                     self._stop_watching()
                     self._tell_server(cancel=True)
                 return
-            seq = note.get("seq") if note is not None else None
-            if not reply.ending:
-                if isinstance(seq, int) and not isinstance(seq, bool):
-                    if seq >= self._next and seq not in self._chunks:
-                        self._chunks[seq] = reply.result
-                        self._cond.notify_all()
-                    else:
-                        self._stats["duplicates"] += 1
-                return  # or a heartbeat
-            end = note.get("end") if note is not None else None
-            if reply.failure is not None:
-                try:
-                    self._transport._outcome(reply)
-                except Exception as exc:  # noqa: BLE001 - the endpoint's error, raised in order
-                    self._error = exc
-            elif isinstance(end, int) and not isinstance(end, bool):
-                self._end = end
-            else:
-                self._error = exceptions.StreamNotSupported(
-                    f"the server answered the stream of {self.method!r} with a plain reply: it "
-                    "does not stream (an oslo.messaging server, or a method that is not a "
-                    "generator); use call() for it"
-                )
-            self._cond.notify_all()
+            if self._take(reply, note):
+                self._cond.notify_all()
 
     def expired(self) -> None:
         with self._cond:
