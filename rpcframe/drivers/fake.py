@@ -56,6 +56,7 @@ __all__ = ["AsyncFakeDriver", "FakeDriver", "FakeExchangeManager", "fake_opts"]
 LOG = logging.getLogger(__name__)
 
 _CLOSED = object()  # wakes a poll blocked on a closing listener
+_EXPIRED = object()  # a message that expired in a listener's buffer: poll reads on
 
 
 class _Delivery(base.IncomingMessage):
@@ -244,19 +245,30 @@ class _Listener(base.Inbox):
                     item = buffer.get(timeout=left) if left > 0 else buffer.get_nowait()
             except queue.Empty:
                 return None
-            if item is _CLOSED:
-                self._buffer.put(_CLOSED)  # and wake the next poller blocked here
+            delivered = self._hand_out(item)
+            if delivered is not _EXPIRED:
+                return delivered  # type: ignore[no-any-return]
+
+    def _hand_out(self, item: Any) -> Any:
+        """What ``poll`` returns for an item from the buffer.
+
+        None once closed (the closing marker, or closed meanwhile: the item
+        goes back to its queue); :data:`_EXPIRED` for an expired
+        message (poll reads on); else the delivery, now unacknowledged here.
+        """
+        if item is _CLOSED:
+            self._buffer.put(_CLOSED)  # and wake the next poller blocked here
+            return None
+        if item.expires_at is not None and item.expires_at < time.monotonic():
+            LOG.debug("fake: message on %s expired before delivery", item.queue.name)
+            return _EXPIRED
+        with self._lock:
+            if self._closed:
+                self._driver.broker.redeliver(item)
                 return None
-            if item.expires_at is not None and item.expires_at < time.monotonic():
-                LOG.debug("fake: message on %s expired before delivery", item.queue.name)
-                continue
-            with self._lock:
-                if self._closed:
-                    self._driver.broker.redeliver(item)
-                    return None
-                item.listener = self
-                self.unacked.add(item)
-            return item
+            item.listener = self
+            self.unacked.add(item)
+        return item
 
     def pending(self) -> bool:
         return not self._closed and not self._buffer.empty()
@@ -519,22 +531,9 @@ class _AsyncListener(_Listener, asyncbase.AsyncInbox):
                 item = buffer.get_nowait() if left == 0 else await buffer.get(left)
             except queue.Empty:
                 return None
-            if item is _CLOSED:
-                buffer.put(_CLOSED)
-                return None
-            if item.expires_at is not None and item.expires_at < time.monotonic():
-                LOG.debug("fake: message on %s expired before delivery", item.queue.name)
-                continue
-            with self._lock:
-                if self._closed:
-                    self._driver.broker.redeliver(item)
-                    return None
-                item.listener = self
-                self.unacked.add(item)
-            return item
-
-    def pending(self) -> bool:
-        return not self._closed and not self._buffer.empty()
+            delivered = self._hand_out(item)
+            if delivered is not _EXPIRED:
+                return delivered  # type: ignore[no-any-return]
 
 
 class _LoopFakeDriver(FakeDriver):
