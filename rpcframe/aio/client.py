@@ -94,14 +94,7 @@ class AsyncCallContext(rpc_client._CallSettings):
         self, ctxt: Any, method: str, *, window: int = rpc_handles.DEFAULT_WINDOW, **kwargs: Any
     ) -> handles.AsyncStream:
         """Call a generator endpoint; return an :class:`~rpcframe.aio.handles.AsyncStream`."""
-        if (
-            isinstance(window, bool)
-            or not isinstance(window, int)
-            or not (1 <= window <= wire.calls.MAX_WINDOW)
-        ):
-            raise ValueError(
-                f"window must be an integer from 1 to {wire.calls.MAX_WINDOW}, got {window!r}"
-            )
+        rpc_client._check_window(window)
         message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         msg_id = wire.new_id()
         chunks = handles.AsyncStream(

@@ -313,14 +313,7 @@ class _CallContext(_CallSettings):
         timeout bounds the whole stream. Use it in a ``with`` block, or
         ``close()`` it, to stop early: the server then closes the generator.
         """
-        if (
-            isinstance(window, bool)
-            or not isinstance(window, int)
-            or not (1 <= window <= wire.calls.MAX_WINDOW)
-        ):
-            raise ValueError(
-                f"window must be an integer from 1 to {wire.calls.MAX_WINDOW}, got {window!r}"
-            )
+        _check_window(window)
         message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         msg_id = wire.new_id()
         chunks = handles.Stream(
@@ -440,3 +433,14 @@ def _check_seconds(name: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _check_window(window: Any) -> None:
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, int)
+        or not (1 <= window <= wire.calls.MAX_WINDOW)
+    ):
+        raise ValueError(
+            f"window must be an integer from 1 to {wire.calls.MAX_WINDOW}, got {window!r}"
+        )
