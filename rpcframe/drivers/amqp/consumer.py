@@ -183,6 +183,9 @@ class Consumer(base.Inbox):
         self._buffer: collections.deque[Delivery] = collections.deque()
         self._lock = threading.Lock()
         self._closed = False
+        # Set once close() has unsubscribed (and deleted private queues):
+        # until then the connection is not let go, whoever settles last.
+        self._unsubscribed = threading.Event()
         self._released = False
         self._outstanding: set[Delivery] = set()
         self._channel: amqp.Channel | None = None
@@ -468,7 +471,9 @@ class Consumer(base.Inbox):
         finally:
             with self._lock:
                 self._outstanding.discard(delivery)
-                release = self._closed and not self._outstanding and not self._released
+                release = (
+                    self._unsubscribed.is_set() and not self._outstanding and not self._released
+                )
                 if release:
                     self._released = True
             if release:
@@ -490,7 +495,11 @@ class Consumer(base.Inbox):
                 return
             self._closed = True
         self.link.kick()
-        self._unsubscribe()
+        try:
+            self._unsubscribe()
+        finally:
+            with self._lock:
+                self._unsubscribed.set()
         with self._lock:
             release = not self._outstanding and not self._released
             if release:
@@ -535,9 +544,12 @@ class Consumer(base.Inbox):
     def shutdown(self) -> None:
         """Close, and drop the connection even if polled messages are unsettled.
 
-        The broker then requeues them. Used when the driver closes.
+        The broker then requeues them. Used when the driver closes. A close
+        under way in another thread is let finish its unsubscribing first
+        (within CLOSE_TIMEOUT), so that its private queues are deleted.
         """
         self.close()
+        self._unsubscribed.wait(CLOSE_TIMEOUT)
         with self._lock:
             release = not self._released
             self._released = True
