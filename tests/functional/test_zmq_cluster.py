@@ -25,6 +25,7 @@ import zmq
 from oslo_config import cfg
 
 import rpcframe
+from rpcframe.drivers.zmq import frames as zmq_frames
 from rpcframe.drivers.zmq import node as zmq_node
 from tests.conftest import child_process, require_service
 from tests.functional.peers import read_line
@@ -259,6 +260,43 @@ def test_malformed_frames_are_dropped_and_the_server_keeps_serving(transport, cl
     logged = proc.stderr.read()
     assert logged.count("dropping a malformed message") == len(garbage), logged
     assert "Traceback" not in logged
+
+
+def test_a_quiet_delivery_is_acknowledged_only_when_refused(transport, cluster, topic):
+    # A call request costs one message when a server takes it: the reply
+    # is its proof. Refused, it is acknowledged, so that the caller hears at once.
+    cluster.start("a")
+    endpoint = _endpoint_of(topic, "a")
+    cast = json.dumps(
+        {"oslo.version": "2.0", "oslo.message": json.dumps({"method": "whoami", "args": {}})}
+    ).encode()
+    taken, refused, confirmed = (zmq_frames.new_msg_id() for _ in range(3))
+
+    def header(msg_id: str, to: str, quiet: bool) -> bytes:
+        return zmq_frames.encode_header(
+            zmq_frames.Header(msg_id, "rpc", "openstack", to, "a", False, "", quiet)
+        )
+
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.DEALER)
+    raw.linger = 0
+    try:
+        raw.connect(endpoint)
+        raw.send_multipart([header(taken, topic, True), cast])
+        raw.send_multipart([header(refused, topic + "_nobody", True), cast])
+        raw.send_multipart([header(confirmed, topic, False), cast])
+        acks = []
+        poller = zmq.Poller()
+        poller.register(raw, zmq.POLLIN)
+        while len(acks) < 2 and poller.poll(5000):
+            acks.append(zmq_frames.decode_ack(raw.recv()))
+    finally:
+        raw.close(0)
+        ctx.term()
+    assert [(ack.msg_id, ack.status) for ack in acks] == [
+        (refused, zmq_frames.NOROUTE),
+        (confirmed, zmq_frames.OK),
+    ]
 
 
 class _Echo:

@@ -248,6 +248,7 @@ class ZmqDriver(base.Driver):
                     address.server or "",
                     address.fanout,
                     pool,
+                    quiet=not confirm,
                 ),
                 body,
                 candidates,

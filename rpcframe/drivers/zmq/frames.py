@@ -6,9 +6,9 @@ own. The receiving process answers every message with one acknowledgement
 frame. Both are NUL-separated UTF-8 fields after a magic word carrying the
 frame type and framing version:
 
-* ``RPZ1D\\0<msg id>\\0<kind>\\0<exchange>\\0<topic>\\0<server>\\0<fanout>\\0<pool>``
+* ``RPZ1D\\0<msg id>\\0<kind>\\0<exchange>\\0<topic>\\0<server>\\0<fanout>\\0<pool>\\0<quiet>``
   (a delivery: ``kind`` is ``rpc``, ``notify`` or ``reply``; ``server`` and
-  ``pool`` may be empty; ``fanout`` is ``1`` or empty);
+  ``pool`` may be empty; ``fanout`` and ``quiet`` are ``1`` or empty);
 * ``RPZ1A\\0<msg id>\\0<status>\\0<detail>`` (an acknowledgement: ``ok``,
   ``noroute`` when nothing in that process listens on the address, ``bad``
   when the frames were malformed; ``detail`` says why).
@@ -16,12 +16,20 @@ frame type and framing version:
 The message id is the sender's (32 hexadecimal digits, random): a sender
 that heard no acknowledgement sends the same id again and the receiver,
 which remembers recent ids, acknowledges the copy without delivering it.
+
+A *quiet* delivery (a call request, a stream's chunk: what the sender does
+not wait for) is acknowledged only when it is refused (``noroute``,
+``bad``); it is never sent again, so the receiver need not remember its id.
+Taken, it costs one message, not two.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
+
+import zmq
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
@@ -29,6 +37,7 @@ from rpcframe.drivers import base
 __all__ = [
     "BAD",
     "NOROUTE",
+    "NOBLOCK",
     "OK",
     "Ack",
     "Header",
@@ -38,6 +47,9 @@ __all__ = [
     "encode_header",
     "msg_id_of",
     "new_msg_id",
+    "readable",
+    "recv_parts",
+    "send_parts",
 ]
 
 _DELIVERY = b"RPZ1D"
@@ -45,6 +57,49 @@ _ACK = b"RPZ1A"
 OK, NOROUTE, BAD = "ok", "noroute", "bad"
 _STATUSES = (OK, NOROUTE, BAD)
 _MAX_HEADER = 64 * 1024
+
+
+# Plain ints: pyzmq's flag enums cost more to combine and convert than the
+# system calls they stand for.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_RCVMORE = int(zmq.RCVMORE)
+NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+
+
+def readable(sock: Any) -> bool:
+    """Whether ``sock`` has a message to read now.
+
+    Asked before each read of a batch: a read that finds nothing raises
+    ``zmq.Again``, and raising costs more than asking.
+    """
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
+
+
+def send_parts(sock: Any, parts: list[bytes]) -> None:
+    """Send ``parts`` as one message without blocking (``zmq.Again`` if it cannot go now).
+
+    Copied, never zero-copy: pyzmq frees zero-copy buffers from a thread of
+    its own that blocks in a native call, which in an eventlet-patched
+    process is a green thread and would stop the hub.
+    """
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        sock.send(part, NOBLOCK if i == last else _MORE)
+
+
+def recv_parts(sock: Any) -> tuple[Any, list[bytes]]:
+    """The next message of a readable ``sock``: its first frame, and its parts as bytes.
+
+    The first frame (a ``zmq.Frame``) still knows where the message came
+    from (``frame.get("Peer-Address")``), for the log.
+    """
+    first = sock.recv(NOBLOCK, copy=False)
+    parts = [first.bytes]
+    while sock.getsockopt(_RCVMORE):
+        parts.append(sock.recv(NOBLOCK))
+    return first, parts
 
 
 def new_msg_id() -> str:
@@ -60,6 +115,7 @@ class Header:
     server: str
     fanout: bool
     pool: str
+    quiet: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +134,7 @@ def encode_header(header: Header) -> bytes:
         header.server,
         "1" if header.fanout else "",
         header.pool,
+        "1" if header.quiet else "",
     )
     for value in fields:
         if "\0" in value:
@@ -94,15 +151,21 @@ def decode_header(frame: bytes) -> Header:
     parts = frame.split(b"\0")
     if parts[0] != _DELIVERY:
         raise exceptions.MalformedMessage(f"not a delivery header (starts {frame[:8]!r})")
-    if len(parts) != 8:
-        raise exceptions.MalformedMessage(f"delivery header has {len(parts) - 1} fields, not 7")
+    if len(parts) != 9:
+        raise exceptions.MalformedMessage(f"delivery header has {len(parts) - 1} fields, not 8")
     try:
-        msg_id, kind, exchange, topic, server, fanout, pool = (p.decode() for p in parts[1:])
+        msg_id, kind, exchange, topic, server, fanout, pool, quiet = (p.decode() for p in parts[1:])
     except UnicodeDecodeError:
         raise exceptions.MalformedMessage("delivery header is not UTF-8") from None
-    if len(msg_id) != 32 or kind not in base.KINDS or not topic or fanout not in ("", "1"):
+    if (
+        len(msg_id) != 32
+        or kind not in base.KINDS
+        or not topic
+        or fanout not in ("", "1")
+        or quiet not in ("", "1")
+    ):
         raise exceptions.MalformedMessage(f"delivery header fields are invalid: {frame[:200]!r}")
-    return Header(msg_id, kind, exchange, topic, server, fanout == "1", pool)
+    return Header(msg_id, kind, exchange, topic, server, fanout == "1", pool, quiet == "1")
 
 
 def msg_id_of(frame: bytes) -> str | None:

@@ -102,7 +102,7 @@ class Node:
                 return  # the loop has a wake-up to read, and runs every command after it
             self._wake_pending = True
             try:
-                self._wake_tx.send(b"", zmq.NOBLOCK)
+                self._wake_tx.send(b"", frames.NOBLOCK)
             except zmq.Again:
                 pass  # wake-ups are pending already
 
@@ -298,11 +298,11 @@ class Node:
         return [s for s, _ in poller.poll(0)]
 
     def _drain_wake(self) -> None:
+        wake = self._wake_rx
         for _ in range(_BATCH):
-            try:
-                self._wake_rx.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            if not frames.readable(wake):
                 break
+            wake.recv(frames.NOBLOCK)
         # Only now: a command queued before this runs in this turn, one queued
         # after it sends a wake-up again (at worst one wake-up too many).
         with self._wake_lock:
@@ -321,24 +321,29 @@ class Node:
     def _on_router(self) -> None:
         router = self._router
         for _ in range(_BATCH):
-            try:
-                parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not frames.readable(router):
                 return
-            identity = parts[0].bytes
+            first, parts = frames.recv_parts(router)
+            identity = parts[0]
             if len(parts) != 3:
-                self._refuse(identity, parts, f"{len(parts) - 1} frames, not 2")
+                self._refuse(identity, first, parts, f"{len(parts) - 1} frames, not 2")
                 continue
             try:
-                header = frames.decode_header(parts[1].bytes)
+                header = frames.decode_header(parts[1])
             except exceptions.MalformedMessage as exc:
-                self._refuse(identity, parts, exc.reason if hasattr(exc, "reason") else str(exc))
+                why = exc.reason if hasattr(exc, "reason") else str(exc)
+                self._refuse(identity, first, parts, why)
                 continue
-            status = self.seen.get(header.msg_id)
-            if status is None:
-                status = self._accept(header, parts[2].bytes)
-                self.seen.add(header.msg_id, status)
-            self._ack(identity, frames.encode_ack(header.msg_id, status))
+            if header.quiet:  # never sent twice; acknowledged only if refused
+                status = self._accept(header, parts[2])
+                if status != frames.OK:
+                    self._ack(identity, frames.encode_ack(header.msg_id, status))
+                continue
+            seen = self.seen.get(header.msg_id)
+            if seen is None:
+                seen = self._accept(header, parts[2])
+                self.seen.add(header.msg_id, seen)
+            self._ack(identity, frames.encode_ack(header.msg_id, seen))
 
     def _accept(self, header: frames.Header, body: bytes) -> str:
         record = record_of(
@@ -357,19 +362,19 @@ class Node:
             return frames.OK if self._deliver_all(record, body) else frames.NOROUTE
         return frames.OK if self._deliver_to(record, body) else frames.NOROUTE
 
-    def _refuse(self, identity: bytes, parts: list[Any], why: str) -> None:
+    def _refuse(self, identity: bytes, first: Any, parts: list[bytes], why: str) -> None:
         try:
-            peer = parts[-1].get("Peer-Address")
+            peer = first.get("Peer-Address")
         except (zmq.ZMQError, AttributeError, KeyError):
             peer = "?"
         LOG.warning("ZeroMQ: dropping a malformed message from %s: %s", peer, why)
-        msg_id = frames.msg_id_of(parts[1].bytes) if len(parts) > 1 else None
+        msg_id = frames.msg_id_of(parts[1]) if len(parts) > 1 else None
         if msg_id is not None:
             self._ack(identity, frames.encode_ack(msg_id, frames.BAD, why))
 
     def _ack(self, identity: bytes, frame: bytes) -> None:
         try:
-            self._router.send_multipart([identity, frame], zmq.NOBLOCK)
+            frames.send_parts(self._router, [identity, frame])
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the sender is gone; it resends elsewhere
             LOG.debug("ZeroMQ: could not acknowledge to a peer that left: %s", exc)
 

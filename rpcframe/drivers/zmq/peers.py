@@ -49,8 +49,9 @@ LOG = logging.getLogger(__name__)
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
-#: Acknowledged call requests kept per peer, to answer them if it dies.
-_CALLS_KEPT = 1024
+#: Quiet messages kept per peer after they were written (to move a call to
+#: the next candidate on a refusal, or to answer it if the peer dies).
+_QUIET_KEPT = 1024
 _MONITORED = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -66,7 +67,7 @@ class Outgoing:
 
     __slots__ = (
         "msg_id", "header", "body", "candidates", "record", "attempts", "deadline",
-        "ack_deadline", "peer", "written", "is_call", "expiry", "status", "error",
+        "ack_deadline", "peer", "written", "is_call", "quiet", "expiry", "status", "error",
         "on_done", "noroutes", "done", "reason", "released",
     )  # fmt: skip
 
@@ -83,6 +84,7 @@ class Outgoing:
         on_done: Callable[[Outgoing], None],
     ) -> None:
         self.msg_id = header.msg_id
+        self.quiet = header.quiet
         self.header = frames.encode_header(header)
         self.body = body
         self.candidates = candidates  # members; the first is the one being tried
@@ -100,7 +102,7 @@ class Outgoing:
         self.noroutes = 0
         self.done = False
         self.reason = ""  # why the last candidate did not take it
-        self.released = False  # a call whose sender went on once it was written
+        self.released = False  # a quiet message whose sender went on once it was written
 
 
 class Peer:
@@ -114,7 +116,8 @@ class Peer:
         self.connect_by = connect_by
         self.waiting: collections.deque[Outgoing] = collections.deque()
         self.inflight: dict[str, Outgoing] = {}
-        self.calls: collections.OrderedDict[str, tuple[bytes, float]] = collections.OrderedDict()
+        # Quiet messages written to it, by id: (message, until when it is kept).
+        self.quiet: collections.OrderedDict[str, tuple[Outgoing, float]] = collections.OrderedDict()
 
 
 class Peers:
@@ -172,35 +175,37 @@ class Peers:
 
     def _write(self, peer: Peer, outgoing: Outgoing) -> None:
         try:
-            # Copied, never zero-copy: pyzmq frees zero-copy buffers from a thread
-            # of its own that blocks in a native recv, which in an eventlet-patched
-            # process is a green thread and would stop the hub.
-            peer.sock.send_multipart([outgoing.header, outgoing.body], zmq.NOBLOCK)
+            frames.send_parts(peer.sock, [outgoing.header, outgoing.body])
         except zmq.Again:
             peer.waiting.append(outgoing)  # over the high-water mark: try on the next turn
             return
         outgoing.written = True
-        peer.inflight[outgoing.msg_id] = outgoing
-        if outgoing.is_call:
-            # Never sent again (calls run at most once), so no acknowledgement
-            # deadline; its caller waits for the reply, not for the acknowledgement.
+        if outgoing.quiet:
+            # Never sent again and acknowledged only if refused: kept a while
+            # for that refusal (or the peer's death), its sender goes on now.
+            now = time.monotonic()
+            keep = peer.quiet
+            keep[outgoing.msg_id] = (outgoing, now + (outgoing.expiry or self.settings.ack_timeout))
+            while keep and (len(keep) > _QUIET_KEPT or next(iter(keep.values()))[1] < now):
+                keep.popitem(last=False)
             self._release(outgoing)
         else:
-            outgoing.ack_deadline = time.monotonic() + self.settings.ack_timeout
+            peer.inflight[outgoing.msg_id] = outgoing
+            outgoing.ack_deadline = now = time.monotonic() + self.settings.ack_timeout
 
     def _release(self, outgoing: Outgoing) -> None:
-        """Let a call's sender go on: it is written, and its reply proves delivery."""
+        """Let a quiet message's sender go on: it is written (a call's reply proves delivery)."""
         if not outgoing.released:
             outgoing.released = True
             outgoing.status = frames.OK
             outgoing.on_done(outgoing)
 
     def on_dealer(self, peer: Peer) -> None:
+        sock = peer.sock
         for _ in range(_BATCH):
-            try:
-                frame = peer.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+            if not frames.readable(sock):
+                break
+            frame = sock.recv(frames.NOBLOCK)
             try:
                 ack = frames.decode_ack(frame)
             except exceptions.MalformedMessage as exc:
@@ -210,15 +215,11 @@ class Peers:
                 continue
             outgoing = peer.inflight.pop(ack.msg_id, None)
             if outgoing is None:
-                continue  # an acknowledgement of a copy sent again
+                kept = peer.quiet.pop(ack.msg_id, None)
+                if kept is None:
+                    continue  # an acknowledgement of a copy sent again, or of one forgotten
+                outgoing = kept[0]
             if ack.status == frames.OK:
-                if outgoing.is_call and outgoing.expiry:
-                    peer.calls[outgoing.msg_id] = (
-                        outgoing.body,
-                        time.monotonic() + outgoing.expiry,
-                    )
-                    if len(peer.calls) > _CALLS_KEPT:
-                        peer.calls.popitem(last=False)
                 self._finish(outgoing, frames.OK)
             elif ack.status == frames.NOROUTE:
                 outgoing.noroutes += 1
@@ -266,7 +267,7 @@ class Peers:
         if outgoing.released:
             # Its sender went on; a call that did not get there is answered
             # with an error reply, so that its caller need not time out.
-            if error is not None or status != frames.OK:
+            if outgoing.is_call and (error is not None or status != frames.OK):
                 self._answer_call(outgoing.body, str(error) if error else outgoing.reason)
             outgoing.peer = None
             outgoing.body = b""
@@ -331,15 +332,6 @@ class Peers:
             if auth:
                 outgoing.peer = None
                 self._finish(outgoing, error=exceptions.AuthenticationError(reason))
-            elif outgoing.written and outgoing.is_call:
-                # It may have reached the server: a call runs at most once.
-                outgoing.peer = None
-                self._finish(
-                    outgoing,
-                    error=exceptions.MessageDeliveryFailure(
-                        f"the server went away during the call: {reason}"
-                    ),
-                )
             else:
                 # Never written: that process is not there; the next one may be.
                 self.matchmaker.forget(outgoing.record, outgoing.candidates[0])
@@ -359,12 +351,16 @@ class Peers:
         peer.sock.close(0)
 
     def _fail_calls(self, peer: Peer, reason: str) -> None:
-        """Answer the calls ``peer`` was running, whose callers are still waiting, with an error."""
+        """Answer the calls ``peer`` was running, whose callers are still waiting, with an error.
+
+        A call may have reached the server: it runs at most once, so it is
+        not sent elsewhere.
+        """
         now = time.monotonic()
-        for body, expires in peer.calls.values():
-            if expires >= now:
-                self._answer_call(body, f"the server went away during the call: {reason}")
-        peer.calls.clear()
+        for outgoing, expires in peer.quiet.values():
+            if outgoing.is_call and expires >= now:
+                self._answer_call(outgoing.body, f"the server went away during the call: {reason}")
+        peer.quiet.clear()
 
     def _answer_call(self, body: bytes, reason: str) -> None:
         """Put an error reply, ``ConnectionError(reason)``, in the local inbox of a call."""
