@@ -262,11 +262,7 @@ class ZmqDriver(base.Driver):
             for pool, candidates in groups
         ]
 
-        def start() -> None:
-            for each in outgoing:
-                self._node.start(each)
-
-        self._node.call_soon(start)
+        self._node.send(outgoing)
         if not batch.done.wait(timeout + 1.0):
             raise exceptions.MessagingTimeout(
                 f"sending to {address.topic!r} did not finish in {timeout} s", timeout=timeout

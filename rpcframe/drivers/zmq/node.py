@@ -4,10 +4,22 @@ Every driver of a process on the same URL and options shares one node
 (:func:`acquire`, :func:`release`), so a process has one listening socket,
 a ROUTER bound once (lazily: a process that only sends never listens), and
 one connection, a DEALER, to each peer process it sends to, whatever the
-topics. ZeroMQ sockets belong to one thread: only the node's I/O loop (a
-thread named ``rpcframe-zmq-io``; a green thread in an eventlet-patched
-process) touches them. Other threads hand it work through a queue and a
-wake-up socket.
+topics. A ZeroMQ socket must never be used by two threads at once; here
+every use of a socket, and all of :mod:`.peers`' state, is under the node's
+I/O lock. The node's I/O loop (a thread named ``rpcframe-zmq-io``; a green
+thread in an eventlet-patched process) reads; a sending thread writes its
+message itself, under the lock, with no hand-off to the loop (a hand-off
+costs a thread wake-up each way, which is most of a call on the loopback).
+
+The loop takes the lock to read and lets it go to wait, and it waits on the
+sockets' ``ZMQ_FD`` descriptors, not on the sockets (which would be a use
+of them without the lock). Those descriptors only say that something may
+have changed, and any use of a socket may take that news: so the loop
+reads every socket until none is readable before it waits again, and a
+sender that finds, after its write, a socket readable (or a socket, or a
+timer, the sleeping loop does not know of) wakes the loop through its
+wake-up socket. Other work for the loop goes through a queue and the same
+wake-up socket (:meth:`Node.call_soon`).
 
 What the loop does:
 
@@ -40,15 +52,44 @@ from rpcframe.drivers.zmq.security import ZAP_ENDPOINT
 from rpcframe.drivers.zmq.seen import SeenIds
 from rpcframe.drivers.zmq.settings import Settings
 
-__all__ = ["Node", "Outgoing", "Settings", "acquire", "release"]
+__all__ = ["Node", "Outgoing", "Settings", "Watched", "acquire", "release"]
 
 LOG = logging.getLogger(__name__)
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
+#: Times the loop reads every socket in a turn before it looks at its timers' news.
+_ROUNDS = 8
+_POLLIN = int(zmq.POLLIN)
 #: Received ids remembered at most, to drop repeated copies (flat memory).
 _SEEN = 16_384
 _HWM = 100_000
+
+
+class Watched:
+    """The sockets the I/O loop watches, and their ``ZMQ_FD`` descriptors. I/O lock held."""
+
+    def __init__(self) -> None:
+        self.by_fd: dict[int, Any] = {}
+        self.by_sock: dict[Any, int] = {}
+        self.sockets: list[Any] = []
+        self.version = 0  # changes whenever the set does
+
+    def register(self, sock: Any, events: int = 0) -> None:
+        fd = sock.getsockopt(zmq.FD)
+        self.by_fd[fd] = sock
+        self.by_sock[sock] = fd
+        self._changed()
+
+    def unregister(self, sock: Any) -> None:
+        fd = self.by_sock.pop(sock, None)
+        if fd is not None:
+            self.by_fd.pop(fd, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.sockets = list(self.by_sock)
+        self.version += 1
 
 
 class Node:
@@ -78,15 +119,17 @@ class Node:
         self._router: Any = None
         self._zap: Any = None
         self.seen = SeenIds(settings.copy_window, _SEEN)
-        self._poller = zmq.Poller()
-        self._poller.register(self._wake_rx, zmq.POLLIN)
-        self.peers = Peers(settings, self._socket, self._poller, matchmaker, self._deliver_to)
+        self._io_lock = threading.Lock()
+        self._watched = Watched()
+        self._watched.register(self._wake_rx)
+        self._sleep_until: float | None = None  # the loop waits until then (None: no bound)
+        self.peers = Peers(settings, self._socket, self._watched, matchmaker, self._deliver_to)
         self._stopping = False
         if settings.curve is not None:
             self._zap = self._ctx.socket(zmq.REP)
             self._zap.linger = 0
             self._zap.bind(ZAP_ENDPOINT)
-            self._poller.register(self._zap, zmq.POLLIN)
+            self._watched.register(self._zap)
         self._thread = threading.Thread(target=self._run, name="rpcframe-zmq-io", daemon=True)
         self._thread.start()
 
@@ -95,16 +138,48 @@ class Node:
     def call_soon(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the I/O loop."""
         self._commands.append(command)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Make the loop look at everything again (any thread; never blocks)."""
         with self._wake_lock:
             if self._closed:
                 raise exceptions.TransportClosed("the ZeroMQ node is closed")
             if self._wake_pending:
-                return  # the loop has a wake-up to read, and runs every command after it
+                return  # the loop has a wake-up to read, and looks at everything after it
             self._wake_pending = True
             try:
                 self._wake_tx.send(b"", frames.NOBLOCK)
             except zmq.Again:
                 pass  # wake-ups are pending already
+
+    def send(self, outgoing: list[Outgoing]) -> None:
+        """Send each of ``outgoing`` to its first reachable candidate, from this thread.
+
+        Each is written now if its connection is up (else it waits for it);
+        its ``on_done`` tells the outcome, maybe before this returns. Raises
+        TransportClosed once the node is closing.
+        """
+        watched = self._watched
+        with self._io_lock:
+            if self._stopping:
+                raise exceptions.TransportClosed("the ZeroMQ node is closed")
+            known = watched.version
+            for each in outgoing:
+                self.peers.start(each)
+            # Never the wake-up socket: asking it would take the news of a
+            # pending wake-up that the loop still has to see.
+            wake = watched.version != known or any(
+                frames.readable(sock) for sock in watched.sockets if sock is not self._wake_rx
+            )
+            if not wake:
+                until = self._sleep_until
+                for each in outgoing:
+                    if not each.done and not each.released:
+                        due = min(each.deadline, each.ack_deadline or each.deadline)
+                        wake = wake or until is None or due < until
+        if wake:
+            self._wake()
 
     def listen_endpoint(self) -> str:
         """Bind the listening socket if it is not yet (any thread); its endpoint."""
@@ -117,7 +192,7 @@ class Node:
 
                 def adopt() -> None:
                     self._router = sock
-                    self._poller.register(sock, zmq.POLLIN)
+                    self._watched.register(sock)
                     ready.set()
 
                 self.call_soon(adopt)
@@ -226,10 +301,6 @@ class Node:
         delivered = [member.deliver(body, name) for member in members]
         return any(delivered)
 
-    def start(self, outgoing: Outgoing) -> None:
-        """Send ``outgoing`` to its first reachable candidate. I/O loop only."""
-        self.peers.start(outgoing)
-
     # -- closing --------------------------------------------------------------
 
     def close(self) -> None:
@@ -264,38 +335,64 @@ class Node:
         except Exception:
             LOG.exception("ZeroMQ I/O loop failed; the node stops")
         finally:
-            self._shutdown()
+            with self._io_lock:
+                self._stopping = True
+                self._shutdown()
 
     def _turn(self) -> None:
-        timeout = self._next_timeout()
-        ready = self._wait(timeout)
-        for sock in ready:
-            if sock is self._wake_rx:
-                self._drain_wake()
-            elif sock is self._router:
-                self._on_router()
-            elif sock is self._zap:
-                self._on_zap()
-            elif sock in self.peers.by_socket:
-                self.peers.on_dealer(self.peers.by_socket[sock])
-            elif sock in self.peers.by_monitor:
-                self.peers.on_monitor(self.peers.by_monitor[sock])
-        while self._commands:
-            self._commands.popleft()()
-        self.peers.check_timers()
+        with self._io_lock:
+            idle = self._read_all()
+            if self._stopping:
+                return
+            # Not idle: a socket may still be readable, and its descriptor
+            # would not say so again; the next turn comes at once.
+            timeout = self._next_timeout() if idle else 0.0
+            self._sleep_until = None if timeout is None else time.monotonic() + timeout
+            fds = list(self._watched.by_fd)
+        self._wait(fds, timeout)
 
-    def _wait(self, timeout: float | None) -> list[Any]:
-        poller = self._poller
-        if not green.patched():
-            return [s for s, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1)]
-        # The hub must keep running: ask without waiting, then wait on the
-        # sockets' descriptors through the hub, then ask again.
-        ready = [s for s, _ in poller.poll(0)]
-        if ready or timeout == 0:
-            return ready
-        fds = [sock.getsockopt(zmq.FD) for sock, _ in poller.sockets]
-        green.wait_readable(fds, timeout)
-        return [s for s, _ in poller.poll(0)]
+    def _read_all(self) -> bool:
+        """Read every socket until none is readable; run commands and timers. Lock held.
+
+        Returns whether it got there (False: it stopped after :data:`_ROUNDS`).
+        """
+        for _ in range(_ROUNDS):
+            busy = False
+            watched = self._watched
+            for sock in watched.sockets:
+                if sock not in watched.by_sock:
+                    continue  # closed by what an earlier socket's messages did
+                if frames.readable(sock):
+                    busy = True
+                    self._on(sock)
+            while self._commands:
+                busy = True
+                self._commands.popleft()()
+            self.peers.check_timers()
+            if not busy or self._stopping:
+                return True
+        return False
+
+    def _on(self, sock: Any) -> None:
+        if sock is self._wake_rx:
+            self._drain_wake()
+        elif sock is self._router:
+            self._on_router()
+        elif sock is self._zap:
+            self._on_zap()
+        elif sock in self.peers.by_socket:
+            self.peers.on_dealer(self.peers.by_socket[sock])
+        elif sock in self.peers.by_monitor:
+            self.peers.on_monitor(self.peers.by_monitor[sock])
+
+    def _wait(self, fds: list[int], timeout: float | None) -> None:
+        """Wait, without the lock, until a descriptor says something may have changed."""
+        if green.patched():
+            green.wait_readable(fds, timeout)  # the hub keeps running meanwhile
+            return
+        zmq.zmq_poll(
+            [(fd, _POLLIN) for fd in fds], -1 if timeout is None else int(timeout * 1000) + 1
+        )
 
     def _drain_wake(self) -> None:
         wake = self._wake_rx

@@ -2,8 +2,8 @@
 
 :class:`Peers` owns one DEALER (a :class:`Peer`) per process this one sends
 to, and the state of each message on its way (an :class:`Outgoing`). It is
-the node's (:mod:`.node`): only the node's I/O loop calls it, so nothing here
-locks.
+the node's (:mod:`.node`): it is only called under the node's I/O lock
+(by the I/O loop, or by a thread sending), so nothing here locks.
 
 * sending: a message goes to its first candidate process; once that
   connection's handshake is done it is written, then waits for the
@@ -63,7 +63,7 @@ _MONITORED = (
 
 
 class Outgoing:
-    """One message on its way to one process (of several candidates). I/O loop only."""
+    """One message on its way to one process (of several candidates). Under the I/O lock."""
 
     __slots__ = (
         "msg_id", "header", "body", "candidates", "record", "attempts", "deadline",
@@ -106,7 +106,7 @@ class Outgoing:
 
 
 class Peer:
-    """The connection to one peer process's listening socket. I/O loop only."""
+    """The connection to one peer process's listening socket. Under the I/O lock."""
 
     def __init__(self, endpoint: str, sock: Any, monitor: Any, connect_by: float) -> None:
         self.endpoint = endpoint
@@ -121,7 +121,7 @@ class Peer:
 
 
 class Peers:
-    """The node's DEALERs by endpoint, socket and monitor socket. I/O loop only."""
+    """The node's DEALERs by endpoint, socket and monitor socket. Under the I/O lock."""
 
     def __init__(
         self,
@@ -141,7 +141,7 @@ class Peers:
         self.by_monitor: dict[Any, Peer] = {}
 
     def start(self, outgoing: Outgoing) -> None:
-        """Send ``outgoing`` to its first reachable candidate. I/O loop only."""
+        """Send ``outgoing`` to its first reachable candidate."""
         while outgoing.candidates:
             _, endpoint = split_member(outgoing.candidates[0])
             peer = self._peer(endpoint)
