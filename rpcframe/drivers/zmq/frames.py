@@ -39,6 +39,7 @@ __all__ = [
     "NOROUTE",
     "NOBLOCK",
     "OK",
+    "POLLIN",
     "Ack",
     "Header",
     "decode_ack",
@@ -62,7 +63,7 @@ _MAX_HEADER = 64 * 1024
 # Plain ints: pyzmq's flag enums cost more to combine and convert than the
 # system calls they stand for.
 _EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
+POLLIN = int(zmq.POLLIN)
 _RCVMORE = int(zmq.RCVMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
@@ -74,7 +75,7 @@ def readable(sock: Any) -> bool:
     Asked before each read of a batch: a read that finds nothing raises
     ``zmq.Again``, and raising costs more than asking.
     """
-    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
+    return bool(sock.getsockopt(_EVENTS) & POLLIN)
 
 
 def send_parts(sock: Any, parts: list[bytes]) -> None:

@@ -60,7 +60,6 @@ LOG = logging.getLogger(__name__)
 _BATCH = 256
 #: Times the loop reads every socket in a turn before it looks at its timers' news.
 _ROUNDS = 8
-_POLLIN = int(zmq.POLLIN)
 #: Received ids remembered at most, to drop repeated copies (flat memory).
 _SEEN = 16_384
 _HWM = 100_000
@@ -75,7 +74,7 @@ class Watched:
         self.sockets: list[Any] = []
         self.version = 0  # changes whenever the set does
 
-    def register(self, sock: Any, events: int = 0) -> None:
+    def register(self, sock: Any) -> None:
         fd = sock.getsockopt(zmq.FD)
         self.by_fd[fd] = sock
         self.by_sock[sock] = fd
@@ -391,7 +390,7 @@ class Node:
             green.wait_readable(fds, timeout)  # the hub keeps running meanwhile
             return
         zmq.zmq_poll(
-            [(fd, _POLLIN) for fd in fds], -1 if timeout is None else int(timeout * 1000) + 1
+            [(fd, frames.POLLIN) for fd in fds], -1 if timeout is None else int(timeout * 1000) + 1
         )
 
     def _drain_wake(self) -> None:

@@ -127,14 +127,14 @@ class Peers:
         self,
         settings: Settings,
         make_socket: Callable[[int], Any],
-        poller: Any,
+        watched: Any,
         matchmaker: Matchmaker,
         deliver: Callable[[str, bytes], bool],
     ) -> None:
         self.settings = settings
         self.matchmaker = matchmaker
         self._socket = make_socket
-        self._poller = poller
+        self._watched = watched  # the node's Watched: the sockets its I/O loop waits on
         self._deliver_to = deliver  # to a local listener: an error reply to a local caller
         self.by_endpoint: dict[str, Peer] = {}
         self.by_socket: dict[Any, Peer] = {}
@@ -169,8 +169,8 @@ class Peers:
         self.by_endpoint[endpoint] = peer
         self.by_socket[sock] = peer
         self.by_monitor[monitor] = peer
-        self._poller.register(sock, zmq.POLLIN)
-        self._poller.register(monitor, zmq.POLLIN)
+        self._watched.register(sock)
+        self._watched.register(monitor)
         return peer
 
     def _write(self, peer: Peer, outgoing: Outgoing) -> None:
@@ -191,7 +191,7 @@ class Peers:
             self._release(outgoing)
         else:
             peer.inflight[outgoing.msg_id] = outgoing
-            outgoing.ack_deadline = now = time.monotonic() + self.settings.ack_timeout
+            outgoing.ack_deadline = time.monotonic() + self.settings.ack_timeout
 
     def _release(self, outgoing: Outgoing) -> None:
         """Let a quiet message's sender go on: it is written (a call's reply proves delivery)."""
@@ -344,8 +344,8 @@ class Peers:
         self.by_endpoint.pop(peer.endpoint, None)
         self.by_socket.pop(peer.sock, None)
         self.by_monitor.pop(peer.monitor, None)
-        self._poller.unregister(peer.sock)
-        self._poller.unregister(peer.monitor)
+        self._watched.unregister(peer.sock)
+        self._watched.unregister(peer.monitor)
         peer.sock.disable_monitor()
         peer.monitor.close(0)
         peer.sock.close(0)
