@@ -12,6 +12,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -48,6 +49,17 @@ def conf_for_exchange(exchange: str) -> cfg.ConfigOpts:
 
 def require_rabbitmq() -> None:
     require_service("RabbitMQ", RABBIT_HOST, RABBIT_PORT)
+
+
+def fresh_topic(prefix: str) -> Iterator[str]:
+    """A topic name of a test's own on RabbitMQ; its queues are deleted afterwards.
+
+    For a fixture to ``yield from``; fails (or skips) at once without the broker.
+    """
+    require_rabbitmq()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    yield name
+    delete_queues(prefixes=(name,))
 
 
 def rabbitmqctl(*args: str, timeout: float = 120.0) -> str:

@@ -10,7 +10,6 @@ the connection under that deletion; the link's hand-off hook
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -28,10 +27,7 @@ EXCHANGE = "openstack"
 
 @pytest.fixture
 def topic() -> Iterator[str]:
-    brokers.require_rabbitmq()
-    name = f"close_{uuid.uuid4().hex[:12]}"
-    yield name
-    brokers.delete_queues(prefixes=(name,))
+    yield from brokers.fresh_topic("close")
 
 
 @pytest.fixture

@@ -43,10 +43,7 @@ def _conf() -> cfg.ConfigOpts:
 
 @pytest.fixture
 def topic() -> Iterator[str]:
-    brokers.require_rabbitmq()
-    name = f"robust_{uuid.uuid4().hex[:12]}"
-    yield name
-    brokers.delete_queues(prefixes=(name,))
+    yield from brokers.fresh_topic("robust")
 
 
 MALFORMED = {
