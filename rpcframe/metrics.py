@@ -32,6 +32,8 @@ from typing import Any
 
 from oslo_config import cfg
 
+from rpcframe import confread
+
 __all__ = ["MetricsCollectorClient", "get_collector", "measure"]
 
 LOG = logging.getLogger(__name__)
@@ -193,10 +195,10 @@ def _enabled(conf: Any) -> bool:
     if not isinstance(conf, cfg.ConfigOpts):  # a test's mock transport has no options
         return False
     try:
-        return bool(conf.oslo_messaging_metrics.metrics_enabled)
+        return bool(confread.value(conf, "metrics_enabled", GROUP))
     except cfg.NoSuchOptError:  # registered with the core options; not here yet
         conf.register_opts(metrics_opts, group=GROUP)
-        return bool(conf.oslo_messaging_metrics.metrics_enabled)
+        return bool(confread.value(conf, "metrics_enabled", GROUP))
 
 
 _UNMEASURED = contextlib.nullcontext()

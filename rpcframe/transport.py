@@ -23,7 +23,7 @@ from oslo_config import cfg
 from stevedore import driver as stevedore_driver
 from stevedore import exception as stevedore_exception
 
-from rpcframe import exceptions, identity, leniency, options, redaction, wire
+from rpcframe import confread, exceptions, identity, leniency, options, redaction, wire
 from rpcframe.drivers import base
 from rpcframe.replies import ReplyWaiter, Watcher
 from rpcframe.url import TransportHost, TransportURL
@@ -106,7 +106,7 @@ class TransportCore:
         if not target.topic:
             raise exceptions.InvalidTarget("A topic is required to send", target)
         return base.Address(
-            target.exchange or self.conf.control_exchange,
+            target.exchange or confread.value(self.conf, "control_exchange"),
             target.topic,
             target.server,
             bool(target.fanout),
@@ -119,7 +119,7 @@ class TransportCore:
             raise exceptions.InvalidTarget(
                 "A server's target must have topic and server names specified", target
             )
-        exchange = target.exchange or self.conf.control_exchange
+        exchange = target.exchange or confread.value(self.conf, "control_exchange")
         addresses = [
             base.Address(exchange, target.topic),
             base.Address(exchange, target.topic, server=target.server),
@@ -179,7 +179,7 @@ class TransportCore:
                 raise exceptions.InvalidTarget("A target must have topic specified", target)
             addresses.append(
                 base.Address(
-                    target.exchange or self.conf.control_exchange,
+                    target.exchange or confread.value(self.conf, "control_exchange"),
                     f"{target.topic}.{priority}",
                     kind=base.NOTIFY,
                 )
@@ -198,7 +198,7 @@ class TransportCore:
         return reply.result
 
     def _default_timeout(self) -> float:
-        configured = self.conf.rpc_response_timeout
+        configured = confread.value(self.conf, "rpc_response_timeout")
         # oslo.messaging waits forever when the option is overridden to None;
         # here every wait has a deadline, so None means the option's default.
         return float(_DEFAULT_RESPONSE_TIMEOUT if configured is None else configured)

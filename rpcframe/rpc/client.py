@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rpcframe import exceptions, metrics, versions, wire
+from rpcframe import confread, exceptions, metrics, versions, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import transport as msg_transport
 from rpcframe.rpc import current, handles
@@ -170,10 +170,9 @@ class _CallSettings:
         if not isinstance(method, str) or not method:
             raise ValueError(f"method must be a non-empty string, got {method!r}")
         ser = self.serializer
-        message: dict[str, Any] = {
-            "method": method,
-            "args": {name: ser.serialize_entity(ctxt, value) for name, value in kwargs.items()},
-        }
+        if type(ser) is not msg_serializer.NoOpSerializer:  # it would hand back each value
+            kwargs = {name: ser.serialize_entity(ctxt, value) for name, value in kwargs.items()}
+        message: dict[str, Any] = {"method": method, "args": kwargs}
         target = self.target
         if target.namespace is not None:
             message["namespace"] = target.namespace
@@ -195,7 +194,7 @@ class _CallSettings:
         context = self.serializer.serialize_context(ctxt)
         timeout = self.timeout
         if timeout is None:
-            timeout = self.conf.rpc_response_timeout
+            timeout = confread.value(self.conf, "rpc_response_timeout")
         self._check(message.get("version"))
         return message, context, current.inherited_timeout(timeout)
 

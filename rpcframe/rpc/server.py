@@ -50,8 +50,8 @@ from typing import Any
 
 from oslo_config import cfg
 
+from rpcframe import confread, green, identity, leniency, wire
 from rpcframe import exceptions as msg_exceptions
-from rpcframe import green, identity, leniency, wire
 from rpcframe import serializer as msg_serializer
 from rpcframe import server as msg_server
 from rpcframe import transport as msg_transport
@@ -283,7 +283,7 @@ class RPCServer(msg_server.MessageHandlingServer):
             return None
         deadline = request.deadline
         if deadline is None:
-            deadline = time.time() + float(self.conf.rpc_response_timeout)
+            deadline = time.time() + float(confread.value(self.conf, "rpc_response_timeout"))
         control = streaming.Control(self.transport, call, deadline)
         address = base.Address("", request.reply_q or "", kind=base.REPLY)
         body = control.started_message(request.msg_id or "", self.target.server)
@@ -363,7 +363,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         # rpc_response_timeout from now, whatever the request says: callers
         # that send no deadline (oslo.messaging's) get that much, and a far
         # future deadline from the wire cannot keep retries going for ever.
-        deadline = time.time() + float(self.conf.rpc_response_timeout)
+        deadline = time.time() + float(confread.value(self.conf, "rpc_response_timeout"))
         if request is not None and request.deadline is not None:
             deadline = min(deadline, request.deadline)
         address = base.Address("", reply_q, kind=base.REPLY)
