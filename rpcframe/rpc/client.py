@@ -170,9 +170,10 @@ class _CallSettings:
         if not isinstance(method, str) or not method:
             raise ValueError(f"method must be a non-empty string, got {method!r}")
         ser = self.serializer
-        if type(ser) is not msg_serializer.NoOpSerializer:  # it would hand back each value
-            kwargs = {name: ser.serialize_entity(ctxt, value) for name, value in kwargs.items()}
-        message: dict[str, Any] = {"method": method, "args": kwargs}
+        message: dict[str, Any] = {
+            "method": method,
+            "args": {name: ser.serialize_entity(ctxt, value) for name, value in kwargs.items()},
+        }
         target = self.target
         if target.namespace is not None:
             message["namespace"] = target.namespace

@@ -185,9 +185,10 @@ class RPCDispatcher:
         func = self._find(method, message.get("namespace"), version)
         ser = self.serializer
         ctxt = ser.deserialize_context(incoming.ctxt)
-        args = message.get("args") or {}
-        if type(ser) is not msg_serializer.NoOpSerializer:  # it would hand back each value
-            args = {name: ser.deserialize_entity(ctxt, value) for name, value in args.items()}
+        args = {
+            name: ser.deserialize_entity(ctxt, value)
+            for name, value in (message.get("args") or {}).items()
+        }
         return func, ctxt, args
 
     def finish(self, incoming: Any, ctxt: Any, result: Any) -> Any:
