@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,17 +26,12 @@ from oslo_config import cfg
 import rpcframe
 from rpcframe.drivers.zmq import frames as zmq_frames
 from rpcframe.drivers.zmq import node as zmq_node
-from tests.conftest import child_process, require_service
+from tests.conftest import require_service
 from tests.functional.peers import read_line
+from tests.functional.zmq_common import PREFIX, URL, Cluster, endpoint_of, redis_cli
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
-PREFIX = f"rpcframe.functional.{uuid.uuid4().hex[:8]}"
-URL = (
-    "zmq+redis://127.0.0.1:6379/?rpc_zmq_host=127.0.0.1&rpc_zmq_bind_address=127.0.0.1"
-    f"&key_prefix={PREFIX}&zmq_target_expire=6&zmq_target_update=2&zmq_heartbeat_timeout=2"
-    "&zmq_heartbeat_interval=0.5"
-)
 REDIS_START = [
     "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
     "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
@@ -62,37 +56,6 @@ def transport() -> Iterator[rpcframe.Transport]:
     transport = rpcframe.get_rpc_transport(conf, URL)
     yield transport
     transport.cleanup()
-
-
-class Cluster:
-    """Server processes of one topic, by name; stopped (or killed) at the end."""
-
-    def __init__(self, topic: str, stack: contextlib.ExitStack) -> None:
-        self.topic = topic
-        self._stack = stack
-        self.procs: dict[str, subprocess.Popen[str]] = {}
-
-    def start(self, name: str) -> subprocess.Popen[str]:
-        command = [sys.executable, "-m", "tests.functional.zmq_server", URL, self.topic, name]
-        proc = self._stack.enter_context(child_process(command))
-        assert read_line(proc, 30) == "ready"
-        self.procs[name] = proc
-        return proc
-
-    def stop(self, name: str) -> int:
-        """Stop a server cleanly; how many casts it ran."""
-        proc = self.procs.pop(name)
-        assert proc.stdin is not None
-        proc.stdin.close()
-        line = read_line(proc, 30)
-        proc.wait(30)
-        assert line.startswith("casts "), line
-        return int(line.split()[1])
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.kill()
-        proc.wait(30)
 
 
 @pytest.fixture
@@ -170,21 +133,11 @@ def test_a_restarted_server_comes_back_into_rotation(transport, cluster, topic):
     assert seen == {"a", "b"}
 
 
-def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def _start_redis() -> None:
-    if _redis_cli("ping").stdout.strip() != "PONG":
+    if redis_cli("ping").stdout.strip() != "PONG":
         subprocess.run(REDIS_START, check=True, timeout=30)
     deadline = time.monotonic() + 30
-    while _redis_cli("ping").stdout.strip() != "PONG":
+    while redis_cli("ping").stdout.strip() != "PONG":
         assert time.monotonic() < deadline, "Redis did not start again"
 
 
@@ -193,16 +146,16 @@ def test_routing_goes_on_from_the_cache_while_redis_is_down(transport, cluster, 
     proc = cluster.start("a")
     rpc = client(transport, topic)
     assert rpc.call({}, "whoami") == "a"
-    assert _redis_cli("shutdown", "nosave").returncode in (0, 1)
+    assert redis_cli("shutdown", "nosave").returncode in (0, 1)
     try:
-        assert _redis_cli("ping").stdout.strip() != "PONG"
+        assert redis_cli("ping").stdout.strip() != "PONG"
         answers = [rpc.call({}, "whoami") for _ in range(20)]
         assert answers == ["a"] * 20
     finally:
         _start_redis()
     assert read_line(proc, 20) == "reregistered"
     key = f"{PREFIX}:" + json.dumps(["rpc", "openstack", topic], separators=(",", ":"))
-    assert _redis_cli("zcard", key).stdout.strip() == "1"
+    assert redis_cli("zcard", key).stdout.strip() == "1"
     assert rpc.call({}, "whoami") == "a"
 
 
@@ -222,16 +175,9 @@ def test_a_call_with_at_least_once_to_a_topic_without_servers_fails_at_once(tran
     assert time.monotonic() - started < 1
 
 
-def _endpoint_of(topic: str, server: str) -> str:
-    key = f"{PREFIX}:" + json.dumps(["rpc", "openstack", topic, server], separators=(",", ":"))
-    members = _redis_cli("zrange", key, "0", "-1").stdout.split()
-    assert len(members) == 1, members
-    return members[0]
-
-
 def test_malformed_frames_are_dropped_and_the_server_keeps_serving(transport, cluster, topic):
     proc = cluster.start("a")
-    endpoint = _endpoint_of(topic, "a")
+    endpoint = endpoint_of(topic, "a")
     ctx = zmq.Context()
     raw = ctx.socket(zmq.DEALER)
     raw.linger = 0
@@ -266,7 +212,7 @@ def test_a_quiet_delivery_is_acknowledged_only_when_refused(transport, cluster, 
     # A call request costs one message when a server takes it: the reply
     # is its proof. Refused, it is acknowledged, so that the caller hears at once.
     cluster.start("a")
-    endpoint = _endpoint_of(topic, "a")
+    endpoint = endpoint_of(topic, "a")
     cast = json.dumps(
         {"oslo.version": "2.0", "oslo.message": json.dumps({"method": "whoami", "args": {}})}
     ).encode()

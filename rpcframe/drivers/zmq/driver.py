@@ -75,8 +75,13 @@ class _Batch:
             self.done.set()
 
 
-class ZmqDriver(base.Driver):
-    """See the module documentation."""
+class ZmqRoutes:
+    """What the thread and asyncio ZeroMQ drivers share: options, name service and routing.
+
+    Everything here is free of waiting: looking a record up, which may need
+    the name service, is the driver's own business (:meth:`_groups` takes
+    what the look-up found).
+    """
 
     capabilities = base.Capabilities(
         requeue=True,
@@ -88,8 +93,12 @@ class ZmqDriver(base.Driver):
         concurrent_poll=True,
     )
 
-    def __init__(self, conf: cfg.ConfigOpts, url: Any) -> None:
-        super().__init__(conf, url)
+    _opts: Any
+    _turns: dict[str, int]
+    _lock: threading.Lock
+
+    def _settings(self, conf: cfg.ConfigOpts, url: Any) -> tuple[node.Settings, Any]:
+        """The node settings and the name service factory the URL and options give."""
         query = dict(url.query)
         zmq_opts = base.driver_options(
             conf, options.ZMQ_GROUP, options.zmq_opts, query, ignore=_REDIS_NAMES
@@ -124,14 +133,9 @@ class ZmqDriver(base.Driver):
             curve=curve,
             matchmaker_key=matchmaker_key,
         )
-        with errors.mapped("starting the ZeroMQ node"):
-            self._node = node.acquire(settings, make_matchmaker)
         self._lock = threading.Lock()
-        self._closed = False
-        self._turns: dict[str, int] = {}
-        self._listeners: weakref.WeakSet[ZmqListener] = weakref.WeakSet()
-        self._registrations: dict[int, list[tuple[str, str]]] = {}
-        self._release = weakref.finalize(self, node.release, self._node)
+        self._turns = {}
+        return settings, make_matchmaker
 
     @staticmethod
     def _matchmaker(url: Any, zmq_opts: Any, redis_opts: Any) -> tuple[Any, Any, Any]:
@@ -209,35 +213,31 @@ class ZmqDriver(base.Driver):
 
     # -- sending ------------------------------------------------------------
 
-    def send(
-        self,
-        address: base.Address,
-        body: bytes,
-        *,
-        expiry: float | None = None,
-        mandatory: bool = False,
-        retry: int | None = None,
-        timeout: float | None = None,
-        confirm: bool = True,
-    ) -> None:
+    def _check_send(self, body: bytes) -> None:
         if self._closed:
             raise errors.closed()
         if not isinstance(body, bytes):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
-        record = routing.record_of(
-            address.kind, address.exchange, address.topic, address.server, address.fanout
-        )
-        groups = self._candidates(address, record)
-        if not groups:
-            self._nobody(address, body, mandatory, confirm)
-            return
+
+    def _outgoing(
+        self,
+        address: base.Address,
+        body: bytes,
+        groups: list[tuple[str, list[str]]],
+        record: str,
+        retry: int | None,
+        timeout: float | None,
+        confirm: bool,
+        expiry: float | None,
+        on_done: Any,
+    ) -> tuple[list[node.Outgoing], float]:
+        """The messages to hand the node, one per group, and the time the send may take."""
         opts = self._opts
         attempts = opts.rpc_retry_attempts if retry is None or retry < 0 else retry
         if timeout is None:
             timeout = opts.rpc_zmq_connect_timeout + opts.rpc_ack_timeout_base * (attempts + 1)
         deadline = time.monotonic() + timeout
         is_call = not confirm and address.kind == base.RPC
-        batch = _Batch(len(groups))
         outgoing = [
             node.Outgoing(
                 frames.Header(
@@ -257,32 +257,34 @@ class ZmqDriver(base.Driver):
                 deadline,
                 is_call,
                 expiry,
-                batch.finished,
+                on_done,
             )
             for pool, candidates in groups
         ]
+        return outgoing, timeout
 
-        self._node.send(outgoing)
-        if not batch.done.wait(timeout + 1.0):
-            raise exceptions.MessagingTimeout(
-                f"sending to {address.topic!r} did not finish in {timeout} s", timeout=timeout
-            )
-        self._outcome(address, body, batch.outcomes, mandatory)
+    @staticmethod
+    def _record(address: base.Address) -> str:
+        return routing.record_of(
+            address.kind, address.exchange, address.topic, address.server, address.fanout
+        )
 
-    def _candidates(self, address: base.Address, record: str) -> list[tuple[str, list[str]]]:
+    @staticmethod
+    def _inbox_group(address: base.Address) -> list[tuple[str, list[str]]]:
+        endpoint = routing.endpoint_of_inbox(address.topic)
+        return [("", [endpoint])] if endpoint else []
+
+    def _groups(
+        self, address: base.Address, record: str, found: list[str]
+    ) -> list[tuple[str, list[str]]]:
         """(pool, members to try in turn) for each process group the message must reach."""
-        if address.kind == base.REPLY:
-            endpoint = routing.endpoint_of_inbox(address.topic)
-            return [("", [endpoint])] if endpoint else []
-        with errors.mapped(f"looking up {address.topic!r} in the name service"):
-            found = self._node.matchmaker.lookup(record)
         if not found:
             return []
         if address.kind == base.NOTIFY:
             pools: dict[str, list[str]] = {}
             spread = []
             for value in found:
-                pool, endpoint = split_member(value)
+                pool, _ = split_member(value)
                 if pool == "*":  # a static peer: each gets it, for whatever pools it has
                     spread.append(("*", [value]))
                 else:
@@ -360,31 +362,90 @@ class ZmqDriver(base.Driver):
 
     # -- receiving ----------------------------------------------------------
 
-    def listen(
-        self, addresses: Sequence[base.Address], *, pool: str | None = None
-    ) -> base.Listener:
+    @staticmethod
+    def _slots(
+        addresses: Sequence[base.Address], pool: str | None
+    ) -> tuple[list[str], list[tuple[str, str | None]]]:
+        """The local slots a listener of ``addresses`` takes, and the records it registers."""
         slots: list[str] = []
         records: list[tuple[str, str | None]] = []
         for address in addresses:
             if address.kind == base.REPLY:
                 raise ValueError("reply addresses come from open_inbox(), not listen()")
-            record = routing.record_of(
-                address.kind, address.exchange, address.topic, address.server, address.fanout
-            )
+            record = ZmqRoutes._record(address)
             if address.kind == base.NOTIFY:
                 slots.append(routing.slot(record, pool or ""))
                 records.append((record, pool or ""))
             else:
                 slots.append(record)
                 records.append((record, None))
-        return self._subscribe(slots, records)
+        return slots, records
+
+    @staticmethod
+    def _inbox_slots(endpoint: str) -> tuple[list[str], base.Address]:
+        name = routing.inbox_name(endpoint)
+        address = base.Address("", name, kind=base.REPLY)
+        return [routing.record_of(base.REPLY, "", name, None, False)], address
+
+    _node: node.Node
+    _closed: bool
+
+
+class ZmqDriver(ZmqRoutes, base.Driver):
+    """See the module documentation."""
+
+    def __init__(self, conf: cfg.ConfigOpts, url: Any) -> None:
+        super().__init__(conf, url)
+        settings, make_matchmaker = self._settings(conf, url)
+        with errors.mapped("starting the ZeroMQ node"):
+            self._node = node.acquire(settings, make_matchmaker)
+        self._closed = False
+        self._listeners: weakref.WeakSet[ZmqListener] = weakref.WeakSet()
+        self._registrations: dict[int, list[tuple[str, str]]] = {}
+        self._release = weakref.finalize(self, node.release, self._node)
+
+    def send(
+        self,
+        address: base.Address,
+        body: bytes,
+        *,
+        expiry: float | None = None,
+        mandatory: bool = False,
+        retry: int | None = None,
+        timeout: float | None = None,
+        confirm: bool = True,
+    ) -> None:
+        self._check_send(body)
+        record = self._record(address)
+        if address.kind == base.REPLY:
+            groups = self._inbox_group(address)
+        else:
+            with errors.mapped(f"looking up {address.topic!r} in the name service"):
+                groups = self._groups(address, record, self._node.matchmaker.lookup(record))
+        if not groups:
+            self._nobody(address, body, mandatory, confirm)
+            return
+        batch = _Batch(len(groups))
+        outgoing, timeout = self._outgoing(
+            address, body, groups, record, retry, timeout, confirm, expiry, batch.finished
+        )
+        self._node.send(outgoing)
+        if not batch.done.wait(timeout + 1.0):
+            raise exceptions.MessagingTimeout(
+                f"sending to {address.topic!r} did not finish in {timeout} s", timeout=timeout
+            )
+        self._outcome(address, body, batch.outcomes, mandatory)
+
+    def listen(
+        self, addresses: Sequence[base.Address], *, pool: str | None = None
+    ) -> base.Listener:
+        return self._subscribe(*self._slots(addresses, pool))
 
     def open_inbox(self) -> base.Inbox:
         with errors.mapped("opening the ZeroMQ listening socket"):
             endpoint = self._node.listen_endpoint()
-        name = routing.inbox_name(endpoint)
-        address = base.Address("", name, kind=base.REPLY)
-        return self._subscribe([routing.record_of(base.REPLY, "", name, None, False)], [], address)
+        slots, address = self._inbox_slots(endpoint)
+        return self._subscribe(slots, [], address)
 
     def _subscribe(
         self,

@@ -19,10 +19,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rpcframe.drivers import base
 
-__all__ = ["Delivery", "Mailbox", "ZmqListener"]
+__all__ = ["Delivery", "Mailbox", "Subscription", "ZmqListener"]
 
 LOG = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Delivery(base.IncomingMessage):
     def __init__(self, body: bytes, slot: str) -> None:
         super().__init__(body)
         self.slot = slot  # the local subscription it came through
-        self.listener: ZmqListener | None = None
+        self.listener: Subscription | None = None
 
     def _ack(self) -> None:
         # The sender had its acknowledgement when the message reached the
@@ -100,18 +101,24 @@ class Mailbox:
         return left
 
 
-class ZmqListener(base.Inbox):
-    """A subscription of one driver to some addresses, served by the process's node."""
+class Subscription:
+    """What a listener of either kind is to the node: slots, a mailbox, and how it hands over.
+
+    :param mailbox: where the node puts the listener's messages: a
+        :class:`Mailbox`, or a mailbox with the same ``put`` and ``close``
+        on an event loop.
+    """
 
     def __init__(
         self,
         slots: Sequence[str],
-        unsubscribe: Callable[[ZmqListener], None],
-        hand_over: Callable[[ZmqListener, list[Delivery]], int],
+        mailbox: Any,
+        unsubscribe: Callable[[Any], None],
+        hand_over: Callable[[Any, list[Delivery]], int],
         address: base.Address | None = None,
     ) -> None:
         self.slots = list(slots)
-        self.mailbox = Mailbox()
+        self.mailbox = mailbox
         self._unsubscribe = unsubscribe
         self._hand_over = hand_over
         self._lock = threading.Lock()
@@ -121,13 +128,7 @@ class ZmqListener(base.Inbox):
 
     def deliver(self, body: bytes, slot: str) -> bool:
         """Called by the node's I/O loop: take ``body``; False if closed."""
-        return self.mailbox.put(Delivery(body, slot))
-
-    def poll(self, timeout: float | None = None) -> base.IncomingMessage | None:
-        delivery = self.mailbox.get(timeout)
-        if delivery is not None:
-            delivery.listener = self
-        return delivery
+        return bool(self.mailbox.put(Delivery(body, slot)))
 
     def pending(self) -> bool:
         return bool(self.mailbox)
@@ -153,4 +154,25 @@ class ZmqListener(base.Inbox):
         self.hand_over(self.mailbox.close())
 
     def __repr__(self) -> str:
-        return f"<ZmqListener {self.slots}>"
+        return f"<{type(self).__name__} {self.slots}>"
+
+
+class ZmqListener(Subscription, base.Inbox):
+    """A subscription of one driver to some addresses, served by the process's node."""
+
+    mailbox: Mailbox
+
+    def __init__(
+        self,
+        slots: Sequence[str],
+        unsubscribe: Callable[[Any], None],
+        hand_over: Callable[[Any, list[Delivery]], int],
+        address: base.Address | None = None,
+    ) -> None:
+        super().__init__(slots, Mailbox(), unsubscribe, hand_over, address)
+
+    def poll(self, timeout: float | None = None) -> base.IncomingMessage | None:
+        delivery = self.mailbox.get(timeout)
+        if delivery is not None:
+            delivery.listener = self
+        return delivery

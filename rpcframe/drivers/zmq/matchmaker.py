@@ -31,8 +31,9 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rpcframe import exceptions
 
@@ -66,6 +67,8 @@ class Matchmaker(abc.ABC):
 
     #: Whether every member of a record is known (not a candidate to try).
     exact = True
+    #: Whether looking up, registering or unregistering may wait on the network.
+    blocking = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -100,6 +103,10 @@ class Matchmaker(abc.ABC):
     def lookup(self, record: str) -> list[str]:
         """The record's members (possibly from a cache); raise TransportBroken if unknowable."""
 
+    def cached(self, record: str) -> list[str] | None:
+        """What :meth:`lookup` would answer without waiting, or None if it would wait."""
+        return None if self.blocking else self.lookup(record)
+
     def forget(self, record: str, value: str) -> None:  # noqa: B027 - most keep no cache
         """A sender found ``value`` unreachable: do not offer it again for a while."""
 
@@ -114,20 +121,42 @@ class Matchmaker(abc.ABC):
 
 
 class StaticMatchmaker(Matchmaker):
-    """Fixed server endpoints; exact knowledge of this process's own members."""
+    """Fixed server endpoints; exact knowledge of this process's own members.
+
+    "This process's own" covers every node of the process on the same
+    endpoints (the thread node and each event loop's): they see each
+    other's listeners as a Redis name service would show them.
+    """
+
+    _live: ClassVar[list[weakref.ref[StaticMatchmaker]]] = []
+    _live_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, endpoints: Sequence[str]) -> None:
         super().__init__()
         self.endpoints = list(dict.fromkeys(endpoints))
         self.own: str | None = None
         self.exact = len(self.endpoints) <= 1
+        with self._live_lock:
+            StaticMatchmaker._live = [ref for ref in self._live if ref() is not None]
+            self._live.append(weakref.ref(self))
+
+    def _neighbours(self) -> list[StaticMatchmaker]:
+        with self._live_lock:
+            found = [ref() for ref in self._live]
+        return [m for m in found if m is not None and m.endpoints == self.endpoints]
 
     def lookup(self, record: str) -> list[str]:
-        mine = self.mine(record)
-        others = [e for e in self.endpoints if e != self.own]
+        neighbours = self._neighbours()
+        mine = list(dict.fromkeys(value for m in neighbours for value in m.mine(record)))
+        owned = {m.own for m in neighbours}
+        others = [e for e in self.endpoints if e not in owned]
         notify = record.startswith('["notify"')
         # Other endpoints may or may not serve it: candidates (every pool there).
         return mine + [member(e, "*") if notify else e for e in others]
+
+    def close(self) -> None:
+        with self._live_lock:
+            StaticMatchmaker._live = [ref for ref in self._live if ref() not in (None, self)]
 
     def _store(self, record: str, value: str) -> None:
         pass
@@ -150,6 +179,8 @@ def read_hosts_file(path: str) -> list[str]:
 
 class RedisMatchmaker(Matchmaker):
     """Records in Redis, refreshed by a background thread, looked up through a cache."""
+
+    blocking = True
 
     def __init__(
         self,
@@ -189,13 +220,23 @@ class RedisMatchmaker(Matchmaker):
     def _key(self, record: str) -> str:
         return f"{self._prefix}:{record}"
 
+    def cached(self, record: str) -> list[str] | None:
+        cached = self._cache.get(record)
+        if cached is None:
+            return None
+        now = time.monotonic()
+        if now - cached[0] < _CACHE_TTL:
+            return cached[1]
+        if self._down and now - self._last_probe < _RETRY_WHILE_DOWN:
+            return cached[1]  # Redis is down: do not wait for it on every send
+        return None
+
     def lookup(self, record: str) -> list[str]:
+        hit = self.cached(record)
+        if hit is not None:
+            return hit
         now = time.monotonic()
         cached = self._cache.get(record)
-        if cached is not None and now - cached[0] < _CACHE_TTL:
-            return cached[1]
-        if self._down and cached is not None and now - self._last_probe < _RETRY_WHILE_DOWN:
-            return cached[1]  # Redis is down: do not wait for it on every send
         self._last_probe = now
         try:
             found = self._client.zrangebyscore(self._key(record), time.time(), "+inf")

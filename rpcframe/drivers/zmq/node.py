@@ -44,7 +44,7 @@ import zmq
 
 from rpcframe import exceptions, green
 from rpcframe.drivers.zmq import frames
-from rpcframe.drivers.zmq.listener import Delivery, ZmqListener
+from rpcframe.drivers.zmq.listener import Delivery, Subscription
 from rpcframe.drivers.zmq.matchmaker import Matchmaker
 from rpcframe.drivers.zmq.peers import Outgoing, Peers
 from rpcframe.drivers.zmq.routing import record_of, slot
@@ -52,7 +52,7 @@ from rpcframe.drivers.zmq.security import ZAP_ENDPOINT
 from rpcframe.drivers.zmq.seen import SeenIds
 from rpcframe.drivers.zmq.settings import Settings
 
-__all__ = ["Node", "Outgoing", "Settings", "Watched", "acquire", "release"]
+__all__ = ["Node", "Outgoing", "Settings", "Watched", "acquire", "forget", "release"]
 
 LOG = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Node:
         self._bind_lock = threading.Lock()
         self._closed = False
         # slot -> local listeners; the I/O loop delivers, other threads (un)subscribe.
-        self._local: dict[str, list[ZmqListener]] = {}
+        self._local: dict[str, list[Subscription]] = {}
         self._turns: dict[str, int] = {}
         self._pools: dict[str, set[str]] = {}  # notify record -> local pool names
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
@@ -129,6 +129,10 @@ class Node:
             self._zap.linger = 0
             self._zap.bind(ZAP_ENDPOINT)
             self._watched.register(self._zap)
+        self._start()
+
+    def _start(self) -> None:
+        """Start the I/O loop: a thread of its own."""
         self._thread = threading.Thread(target=self._run, name="rpcframe-zmq-io", daemon=True)
         self._thread.start()
 
@@ -187,19 +191,23 @@ class Node:
                 raise exceptions.TransportClosed("the ZeroMQ node is closed")
             if self.endpoint is None:
                 sock, self.endpoint = self._bind()
-                ready = threading.Event()
-
-                def adopt() -> None:
-                    self._router = sock
-                    self._watched.register(sock)
-                    ready.set()
-
-                self.call_soon(adopt)
-                if not ready.wait(10):
-                    raise exceptions.TransportBroken("the ZeroMQ I/O loop did not answer")
+                self._adopt(sock)
                 if hasattr(self.matchmaker, "own"):
                     self.matchmaker.own = self.endpoint
             return self.endpoint
+
+    def _adopt(self, sock: Any) -> None:
+        """Give the bound listening socket to the I/O loop, and wait until it has it."""
+        ready = threading.Event()
+
+        def adopt() -> None:
+            self._router = sock
+            self._watched.register(sock)
+            ready.set()
+
+        self.call_soon(adopt)
+        if not ready.wait(10):
+            raise exceptions.TransportBroken("the ZeroMQ I/O loop did not answer")
 
     def _socket(self, kind: int) -> Any:
         """A socket with what every socket of the node has: finite linger, heartbeats."""
@@ -249,7 +257,7 @@ class Node:
             sock.close(0)
             raise
 
-    def subscribe(self, listener: ZmqListener, registrations: list[tuple[str, str]]) -> None:
+    def subscribe(self, listener: Subscription, registrations: list[tuple[str, str]]) -> None:
         """Start delivering ``listener``'s slots to it; register ``(record, member)`` pairs."""
         with self._lock:
             for name in listener.slots:
@@ -260,7 +268,7 @@ class Node:
         for record, value in registrations:
             self.matchmaker.register(record, value)
 
-    def unsubscribe(self, listener: ZmqListener, registrations: list[tuple[str, str]]) -> None:
+    def unsubscribe(self, listener: Subscription, registrations: list[tuple[str, str]]) -> None:
         for record, value in registrations:
             self.matchmaker.unregister(record, value)
         with self._lock:
@@ -277,7 +285,7 @@ class Node:
                         if not pools:
                             self._pools.pop(record, None)
 
-    def hand_over(self, listener: ZmqListener, deliveries: list[Delivery]) -> int:
+    def hand_over(self, listener: Subscription, deliveries: list[Delivery]) -> int:
         """Give ``deliveries`` to other local listeners of their slots; how many were taken."""
         taken = 0
         for delivery in deliveries:
@@ -285,7 +293,7 @@ class Node:
                 taken += 1
         return taken
 
-    def _deliver_to(self, name: str, body: bytes, exclude: ZmqListener | None = None) -> bool:
+    def _deliver_to(self, name: str, body: bytes, exclude: Subscription | None = None) -> bool:
         with self._lock:
             members = [m for m in self._local.get(name, ()) if m is not exclude]
             if not members:
@@ -306,6 +314,11 @@ class Node:
         with self._lock:
             if self._closed:
                 return
+        self.stop_io()
+        self.finish_close()
+
+    def stop_io(self) -> None:
+        """Stop the I/O loop; it closes its sockets as it ends."""
         done = threading.Event()
 
         def stop() -> None:
@@ -318,6 +331,9 @@ class Node:
             pass
         done.wait(10)
         self._thread.join(10)
+
+    def finish_close(self) -> None:
+        """Release what outlives the loop: the name service, the wake-up sockets, the context."""
         with self._lock, self._wake_lock:
             self._closed = True
         self.matchmaker.close()
@@ -504,24 +520,39 @@ _registry: dict[tuple[Any, ...], Node] = {}
 _registry_lock = threading.Lock()
 
 
-def acquire(settings: Settings, make_matchmaker: Callable[[], Matchmaker]) -> Node:
-    """The process's node for ``settings``, created on first use; counted."""
-    key = (os.getpid(), settings)
+def acquire(
+    settings: Settings,
+    make_matchmaker: Callable[[], Matchmaker],
+    *,
+    build: Callable[..., Node] = Node,
+    key: tuple[Any, ...] = (),
+) -> Node:
+    """The process's node for ``settings`` and ``key``, built on first use; counted.
+
+    A node is ``build(settings, matchmaker, *key)``.
+    """
+    full = (os.getpid(), settings, build, *key)
     with _registry_lock:
-        node = _registry.get(key)
+        node = _registry.get(full)
         if node is None:
-            node = _registry[key] = Node(settings, make_matchmaker())
+            node = _registry[full] = build(settings, make_matchmaker(), *key)
         node.users += 1
         return node
 
 
-def release(node: Node) -> None:
-    """One user less; the last one closes the node."""
+def forget(node: Node) -> bool:
+    """One user less; whether that was the last (the caller then closes the node)."""
     with _registry_lock:
         node.users -= 1
         if node.users > 0:
-            return
+            return False
         for key, known in list(_registry.items()):
             if known is node:
                 del _registry[key]
-    node.close()
+    return True
+
+
+def release(node: Node) -> None:
+    """One user less; the last one closes the node."""
+    if forget(node):
+        node.close()
