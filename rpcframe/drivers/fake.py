@@ -562,11 +562,14 @@ class AsyncFakeDriver(asyncbase.AsyncDriver):
         super().__init__(conf, url)
         self._sync: _LoopFakeDriver | None = None
         self._conf_url = (conf, url)
+        self._closed = False
         self.capabilities = dataclasses.replace(
             FakeDriver.capabilities, passes_objects=False, concurrent_poll=False
         )
 
     def _driver(self) -> _LoopFakeDriver:
+        if self._closed:
+            raise exceptions.TransportClosed("the fake transport is closed")
         if self._sync is None:
             conf, url = self._conf_url
             self._sync = _LoopFakeDriver(conf, url, asyncio.get_running_loop())
@@ -595,5 +598,6 @@ class AsyncFakeDriver(asyncbase.AsyncDriver):
         return self._driver().open_inbox()  # type: ignore[return-value]
 
     async def close(self) -> None:
+        self._closed = True
         if self._sync is not None:
             self._sync.close()

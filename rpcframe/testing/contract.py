@@ -59,21 +59,7 @@ class DriverContract(DriverInterfaceContract, RPCContract, NotificationContract,
     url: str
     executor: str | None = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.__name__.startswith("Test") and not isinstance(getattr(cls, "url", None), str):
-            raise TypeError(
-                f"{cls.__name__} must set url, the transport URL of the driver under test "
-                '(e.g. url = "mydriver://localhost/")'
-            )
-
-    # -- fixtures ----------------------------------------------------------------
-
-    @pytest.fixture
-    def conf(self) -> cfg.ConfigOpts:
-        conf = cfg.ConfigOpts()
-        conf([])
-        return conf
+    # -- fixtures (and ``conf``, from DriverInterfaceContract) -------------------
 
     @pytest.fixture
     def transport(self, conf: cfg.ConfigOpts) -> Iterator[rpcframe.Transport]:

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from oslo_config import cfg
 
 from rpcframe import exceptions
 from rpcframe import transport as msg_transport
@@ -27,6 +28,20 @@ class DriverInterfaceContract:
 
     require: Any
     url: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__.startswith("Test") and not isinstance(getattr(cls, "url", None), str):
+            raise TypeError(
+                f"{cls.__name__} must set url, the transport URL of the driver under test "
+                '(e.g. url = "mydriver://localhost/")'
+            )
+
+    @pytest.fixture
+    def conf(self) -> cfg.ConfigOpts:
+        conf = cfg.ConfigOpts()
+        conf([])
+        return conf
 
     def test_a_listener_receives_what_is_sent_to_its_topic(self, driver, topic):
         listener = driver.listen([base.Address("contract", topic)])
@@ -286,8 +301,12 @@ class DriverInterfaceContract:
         finally:
             listener.close()
 
+    def new_driver(self, conf: Any) -> Any:
+        """A driver of the suite's URL, apart from the ``driver`` fixture's."""
+        return msg_transport.load_driver(conf, self.url)
+
     def test_a_closed_driver_refuses_to_send(self, conf):
-        driver = msg_transport.load_driver(conf, self.url)
+        driver = self.new_driver(conf)
         driver.close()
         with pytest.raises(exceptions.TransportClosed):
             driver.send(base.Address("contract", "x"), b"late")

@@ -10,6 +10,7 @@ from oslo_config import cfg
 
 from rpcframe import green
 from rpcframe.testing.contract import DriverContract
+from rpcframe.testing.contract_aio import AsyncDriverContract
 from tests import brokers
 
 
@@ -20,6 +21,17 @@ class TestRabbitDriver(DriverContract):
     def _rabbitmq(self) -> Iterator[None]:
         brokers.require_rabbitmq()
         yield
+
+
+if not green.patched():  # asyncio drivers do not run in a monkey-patched process
+
+    class TestAsyncRabbitDriver(AsyncDriverContract):
+        url = brokers.RABBIT_URL
+
+        @pytest.fixture(autouse=True)
+        def _rabbitmq(self) -> Iterator[None]:
+            brokers.require_rabbitmq()
+            yield
 
 
 if green.patched():  # python -m tests.patched (tox -e eventlet)

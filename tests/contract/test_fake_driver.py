@@ -2,6 +2,7 @@
 
 from rpcframe import green
 from rpcframe.testing.contract import DriverContract
+from rpcframe.testing.contract_aio import AsyncDriverContract
 
 
 class TestFakeDriver(DriverContract):
@@ -14,6 +15,12 @@ class TestFakeDriverWithConcurrentPollers(TestFakeDriver):
     """The suite again with the concurrent_poll capability: every idle worker polls."""
 
     url = "fake://?strict=true&concurrent_poll=true"
+
+
+if not green.patched():  # asyncio drivers do not run in a monkey-patched process
+
+    class TestAsyncFakeDriver(AsyncDriverContract):
+        url = "fake://?strict=true"
 
 
 if green.patched():  # python -m tests.patched (tox -e eventlet)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -247,6 +248,8 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
     The options, URL forms, capabilities and guarantees are the thread
     driver's. Nothing is started until first use, on the loop that uses it.
     """
+
+    capabilities = dataclasses.replace(ZmqRoutes.capabilities, concurrent_poll=False)
 
     def __init__(self, conf: cfg.ConfigOpts, url: Any) -> None:
         super().__init__(conf, url)
