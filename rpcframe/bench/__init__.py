@@ -61,6 +61,7 @@ import importlib.util
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -120,6 +121,8 @@ def main(args: argparse.Namespace, out: TextIO) -> int:
     if args.eventlet:
         return _on_rabbit(args, out, "--eventlet", ("amqp", "eventlet"), _eventlet)
     if args.asyncio:
+        if args.url.startswith("zmq"):
+            return _on_zmq(args, out, "--asyncio", _asyncio)
         return _on_rabbit(args, out, "--asyncio", ("amqp", "aiormq"), _asyncio)
     if not args.no_progress or args.plot:
         missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
@@ -214,6 +217,34 @@ def _on_rabbit(
         )
         return 2
 
+    return _measured(args, out, option, measure)
+
+
+def _on_zmq(
+    args: argparse.Namespace,
+    out: TextIO,
+    option: str,
+    measure: Callable[[argparse.Namespace, Callable[[str], None]], _Measured],
+) -> int:
+    """Write what ``measure`` reports, if the URL lets processes find each other on ZeroMQ."""
+    url = urllib.parse.urlsplit(args.url)
+    if not _importable("zmq") or (url.scheme == "zmq" and not url.hostname):
+        print(
+            f"rpcframe bench: {option} on ZeroMQ runs its servers in processes of their own: "
+            "give a zmq+redis:// URL (or a zmq:// one naming the servers' host:port) and "
+            "install the zmq extra (pip install 'rpcframe[zmq]')",
+            file=sys.stderr,
+        )
+        return 2
+    return _measured(args, out, option, measure)
+
+
+def _measured(
+    args: argparse.Namespace,
+    out: TextIO,
+    option: str,
+    measure: Callable[[argparse.Namespace, Callable[[str], None]], _Measured],
+) -> int:
     def progress(what: str) -> None:
         if not args.no_progress:
             print(f"rpcframe bench {option}: {what}", file=sys.stderr)
@@ -340,9 +371,10 @@ def add_command(commands: Any) -> None:
     bench.add_argument(
         "--asyncio",
         action="store_true",
-        help="instead, measure on RabbitMQ rpcframe.aio's awaited calls and --in-flight calls "
-        "from one event loop, beside a raw aiormq round trip and threaded calls, in "
-        "interleaved rounds; print the ratios (see rpcframe.bench.aio)",
+        help="instead, measure on RabbitMQ (or ZeroMQ, zmq+redis://) rpcframe.aio's awaited "
+        "calls and --in-flight calls from one event loop, beside a raw aiormq (or pyzmq) round "
+        "trip and threaded calls, in interleaved rounds; print the ratios (see "
+        "rpcframe.bench.aio)",
     )
     bench.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     bench.add_argument("--plot", metavar="FILE.png", help="draw the figures (needs matplotlib)")

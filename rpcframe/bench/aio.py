@@ -22,11 +22,18 @@ process of its own (spawned):
 * ``threaded``: threaded rpcframe, ``threads`` threads calling a threaded
   server, as ``rpcframe bench`` measures its concurrent rate.
 
+On ZeroMQ (``zmq+redis://``, or ``zmq://`` naming its hosts: the server
+processes must be found) the raw reference is ``raw_zmq_sequential``
+instead, the same round trip on bare pyzmq: a ``zmq.asyncio`` REQ socket
+calling a REP socket in a process of its own that decodes each JSON
+request and answers with a JSON reply, and there is no protocol figure
+(the ZeroMQ driver's protocol is its own).
+
 Each figure is the median of ``rounds`` rounds, in calls per second, and
 the ratios are those of BENCHMARKS.md (awaited sequential ÷ raw aiormq,
 1,000 in flight ÷ threaded 8 threads). ``python -m rpcframe.bench.aio
 --url rabbit://...`` prints them as JSON. Needs the ``aio`` and ``amqp``
-extras.
+extras on RabbitMQ, the ``zmq`` one on ZeroMQ.
 """
 
 from __future__ import annotations
@@ -130,6 +137,57 @@ def _raw_echo(url: str, queue: str, protocol: bool, ready: Any, stop: Any) -> No
         await conn.close()
 
     asyncio.run(main())
+
+
+def _raw_zmq_echo(port: int, ready: Any, stop: Any) -> None:
+    """A bare pyzmq echo server on ``port``: a REP socket, JSON in, JSON out."""
+    import zmq
+
+    ctx = zmq.Context()
+    rep = ctx.socket(zmq.REP)
+    rep.linger = 0
+    rep.bind(f"tcp://127.0.0.1:{port}")
+    ready.set()
+    while not stop.is_set():
+        if not rep.poll(100):
+            continue
+        request = json.loads(rep.recv())
+        rep.send(json.dumps({"result": request["args"]["value"]}).encode())
+    rep.close(0)
+    ctx.term()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _RawZmqClient:
+    """The client half of the raw pyzmq round trip: a ``zmq.asyncio`` REQ socket."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+
+    async def __aenter__(self) -> _RawZmqClient:
+        import zmq
+        import zmq.asyncio
+
+        self._ctx = zmq.asyncio.Context()
+        self._req = self._ctx.socket(zmq.REQ)
+        self._req.linger = 0
+        self._req.connect(f"tcp://127.0.0.1:{self._port}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._req.close(0)
+        self._ctx.term()
+
+    async def call(self, value: Any) -> Any:
+        await self._req.send(json.dumps({"method": "echo", "args": {"value": value}}).encode())
+        return json.loads(await self._req.recv())["result"]
 
 
 @contextlib.contextmanager
@@ -265,8 +323,13 @@ async def _aio_rates(url: str, topic: str, calls: int, in_flight: int) -> tuple[
         await transport.cleanup()
 
 
+def is_zmq(url: str) -> bool:
+    return url.startswith("zmq")
+
+
 async def _raw_rate(url: str, queue: str, calls: int, protocol: bool = False) -> float:
-    async with _RawClient(url, queue, protocol) as raw:
+    raw_client: Any = _RawZmqClient(int(queue)) if is_zmq(url) else _RawClient(url, queue, protocol)
+    async with raw_client as raw:
 
         def call() -> Awaitable[Any]:
             return raw.call(PAYLOAD)
@@ -286,35 +349,41 @@ def measure(
 ) -> dict[str, Any]:
     """Run the rounds (see the module documentation); figures and ratios as a dict."""
     tag = uuid.uuid4().hex[:8]
+    zmq = is_zmq(url)
     aio_topic, threaded_topic, raw_queue, protocol_queue = (
         f"bench_aio_{tag}",
         f"bench_sync_{tag}",
-        f"bench_raw_{tag}",
+        str(_free_port()) if zmq else f"bench_raw_{tag}",
         f"bench_rawp_{tag}",
     )
+    raw = "raw_zmq_sequential" if zmq else "raw_sequential"
     figures: dict[str, list[float]] = {
         "aio_sequential": [],
-        "raw_sequential": [],
-        "raw_protocol_sequential": [],
+        raw: [],
         "aio_in_flight": [],
         "aio_in_flight_to_threaded_server": [],
         "threaded": [],
     }
+    if not zmq:
+        figures["raw_protocol_sequential"] = []
     say = progress or (lambda _: None)
     try:
-        with (
-            _process(_serve_aio, url, aio_topic),
-            _process(_raw_echo, url, raw_queue, False),
-            _process(_raw_echo, url, protocol_queue, True),
-            ServerProcess("rpcframe", url, threaded_topic),
-        ):
+        with contextlib.ExitStack() as servers:
+            servers.enter_context(_process(_serve_aio, url, aio_topic))
+            if zmq:
+                servers.enter_context(_process(_raw_zmq_echo, int(raw_queue)))
+            else:
+                servers.enter_context(_process(_raw_echo, url, raw_queue, False))
+                servers.enter_context(_process(_raw_echo, url, protocol_queue, True))
+            servers.enter_context(ServerProcess("rpcframe", url, threaded_topic))
             for number in range(rounds):
-                say(f"round {number + 1}/{rounds}: raw aiormq")
-                figures["raw_sequential"].append(asyncio.run(_raw_rate(url, raw_queue, calls)))
-                say(f"round {number + 1}/{rounds}: raw aiormq doing oslo's protocol")
-                figures["raw_protocol_sequential"].append(
-                    asyncio.run(_raw_rate(url, protocol_queue, calls, protocol=True))
-                )
+                say(f"round {number + 1}/{rounds}: raw {'pyzmq' if zmq else 'aiormq'}")
+                figures[raw].append(asyncio.run(_raw_rate(url, raw_queue, calls)))
+                if not zmq:
+                    say(f"round {number + 1}/{rounds}: raw aiormq doing oslo's protocol")
+                    figures["raw_protocol_sequential"].append(
+                        asyncio.run(_raw_rate(url, protocol_queue, calls, protocol=True))
+                    )
                 say(f"round {number + 1}/{rounds}: rpcframe.aio")
                 sequential, concurrent = asyncio.run(_aio_rates(url, aio_topic, calls, in_flight))
                 figures["aio_sequential"].append(sequential)
@@ -331,19 +400,26 @@ def measure(
         delete_queues(url, [threaded_topic, f"{threaded_topic}.bench-server"])
         delete_queues(url, [raw_queue, protocol_queue])
     medians = {name: statistics.median(values) for name, values in figures.items()}
-    return {
-        "calls_per_second": medians,
-        "rounds": figures,
-        "ratios": {
+    if zmq:
+        ratios = {
+            "aio_sequential / raw_zmq_sequential": medians["aio_sequential"] / medians[raw],
+        }
+    else:
+        ratios = {
             "aio_sequential / raw_aiormq_sequential": medians["aio_sequential"]
             / medians["raw_sequential"],
             "raw_protocol_sequential / raw_aiormq_sequential": medians["raw_protocol_sequential"]
             / medians["raw_sequential"],
             "aio_sequential / raw_protocol_sequential": medians["aio_sequential"]
             / medians["raw_protocol_sequential"],
-            f"aio_{in_flight}_in_flight / threaded_{threads}_threads": medians["aio_in_flight"]
-            / medians["threaded"],
-        },
+        }
+    ratios[f"aio_{in_flight}_in_flight / threaded_{threads}_threads"] = (
+        medians["aio_in_flight"] / medians["threaded"]
+    )
+    return {
+        "calls_per_second": medians,
+        "rounds": figures,
+        "ratios": ratios,
         "settings": {
             "calls": calls,
             "in_flight": in_flight,
@@ -370,6 +446,8 @@ def print_report(report: dict[str, Any], out: Any) -> None:
         "aio_sequential / raw_aiormq_sequential": 1.0,
         f"aio_{settings['in_flight']}_in_flight / threaded_{settings['threads']}_threads": 1.5,
     }
+    if "aio_sequential / raw_zmq_sequential" in report["ratios"]:
+        targets = {}  # BENCHMARKS.md sets the asyncio targets on RabbitMQ only
     print("ratios:", file=out)
     for name, value in report["ratios"].items():
         target = targets.get(name)

@@ -1,4 +1,4 @@
-"""``rpcframe bench --protocol-costs`` against the RabbitMQ on this machine, with small counts."""
+"""Benches against this machine's services, small counts: RabbitMQ's costs, asyncio on ZeroMQ."""
 
 from __future__ import annotations
 
@@ -48,3 +48,26 @@ def test_the_raw_references_of_compare_measure_and_clean_up_after_themselves():
         assert raw.protocol_confirmed_casts(7) > 0
     left = {q for q in set(list_queues()) - queues_before if not q.startswith("reply_")}
     assert not left, left
+
+
+def test_the_asyncio_bench_on_zmq_gives_every_figure_beside_raw_pyzmq():
+    from tests.conftest import require_service
+    from tests.functional.zmq_common import URL
+
+    require_service("Redis", "127.0.0.1", 6379)
+    out = io.StringIO()
+    argv = ["bench", "--url", URL, "--asyncio", "--calls", "40", "--in-flight", "20"]
+    assert cli.main([*argv, "--rounds", "1", "--no-progress", "--json", "-"], out=out) == 0
+    report = json.loads(out.getvalue())
+    rates = report["calls_per_second"]
+    assert set(rates) == {
+        "aio_sequential",
+        "raw_zmq_sequential",
+        "aio_in_flight",
+        "aio_in_flight_to_threaded_server",
+        "threaded",
+    }
+    assert all(rate > 0 for rate in rates.values()), rates
+    assert report["ratios"]["aio_sequential / raw_zmq_sequential"] == pytest.approx(
+        rates["aio_sequential"] / rates["raw_zmq_sequential"]
+    )

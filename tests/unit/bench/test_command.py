@@ -78,6 +78,32 @@ def test_the_asyncio_bench_needs_a_rabbit_url(capsys):
     assert "--asyncio measures RabbitMQ: give a rabbit:// URL" in error
 
 
+def test_the_asyncio_bench_on_zmq_needs_servers_other_processes_can_find(capsys):
+    assert cli.main(["bench", "--url", "zmq://", "--asyncio"], io.StringIO()) == 2
+    error = capsys.readouterr().err
+    assert "give a zmq+redis:// URL (or a zmq:// one naming the servers' host:port)" in error
+
+
+def test_the_asyncio_report_on_zmq_gives_the_raw_pyzmq_ratio_without_rabbitmq_targets():
+    from rpcframe.bench import aio
+
+    report = {
+        "settings": {"calls": 10, "rounds": 1, "in_flight": 5, "threads": 2},
+        "calls_per_second": {"aio_sequential": 500.0, "raw_zmq_sequential": 2000.0},
+        "rounds": {"aio_sequential": [500.0], "raw_zmq_sequential": [2000.0]},
+        "ratios": {
+            "aio_sequential / raw_zmq_sequential": 0.25,
+            "aio_5_in_flight / threaded_2_threads": 0.9,
+        },
+    }
+    out = io.StringIO()
+    aio.print_report(report, out)
+    text = out.getvalue()
+    assert "0.250  aio_sequential / raw_zmq_sequential\n" in text
+    assert "0.900  aio_5_in_flight / threaded_2_threads\n" in text
+    assert "target" not in text
+
+
 def test_the_asyncio_report_prints_each_figure_and_the_targets():
     from rpcframe.bench import aio
 
