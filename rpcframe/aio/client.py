@@ -20,7 +20,7 @@ from typing import Any
 
 from rpcframe import exceptions, wire
 from rpcframe import serializer as msg_serializer
-from rpcframe.aio import handles
+from rpcframe.aio import deadlines, handles
 from rpcframe.rpc import client as rpc_client
 from rpcframe.rpc import handles as rpc_handles
 from rpcframe.target import Target
@@ -86,7 +86,7 @@ class AsyncCallContext(rpc_client._CallSettings):
             msg_id,
             handle,
             wire.CallOptions(announce=announce_after or True),
-            timeout,
+            _on_the_wire(timeout),
         )
         return handle
 
@@ -101,7 +101,7 @@ class AsyncCallContext(rpc_client._CallSettings):
             self.transport, msg_id, method, timeout, ctxt, self.serializer, window
         )
         options = wire.CallOptions(announce=True, window=window)
-        await self._send_watched(message, context, msg_id, chunks, options, timeout)
+        await self._send_watched(message, context, msg_id, chunks, options, _on_the_wire(timeout))
         return chunks
 
     async def _send_watched(
@@ -134,6 +134,17 @@ class AsyncCallContext(rpc_client._CallSettings):
 
 
 AsyncCallContext._context_class = AsyncCallContext
+
+
+def _on_the_wire(timeout: float) -> float:
+    """The call's timeout as its request carries it: an ``asyncio.timeout()`` may shorten it.
+
+    Only the request's: the caller's own wait keeps the call's timeout, so
+    that the ``asyncio.timeout()`` ends it first, as asyncio users expect
+    (``TimeoutError``, the call cancelled on the server).
+    """
+    left = deadlines.seconds_left(timeout)
+    return timeout if left is None else max(left, 0.001)
 
 
 class AsyncRPCClient(AsyncCallContext):

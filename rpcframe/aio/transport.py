@@ -15,6 +15,8 @@ task that routes each reply by ``_msg_id`` to the watcher registered for it
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import Iterable
@@ -47,6 +49,7 @@ class AsyncTransport(msg_transport.TransportCore):
         self._inbox: asyncbase.AsyncInbox | None = None
         self._opening: asyncio.Future[asyncbase.AsyncInbox] | None = None
         self._routes: dict[str, Any] = {}
+        self._expiries = _Expiries(self)
         self._reader: asyncio.Task[None] | None = None
         self._cleaned = False
 
@@ -100,11 +103,11 @@ class AsyncTransport(msg_transport.TransportCore):
         if self._cleaned:
             raise exceptions.TransportClosed("the transport was cleaned up")
         self._routes[msg_id] = watcher
-        loop = asyncio.get_running_loop()
-        _Expiry(self, msg_id, watcher, loop).arm()
+        self._expiries.add(msg_id, watcher)
 
     def _unwatch(self, msg_id: str) -> None:
-        self._routes.pop(msg_id, None)
+        if self._routes.pop(msg_id, None) is not None:
+            self._expiries.dropped()
 
     async def _inbox_address(self) -> base.Address:
         return (await self._reply_inbox()).address
@@ -218,6 +221,7 @@ class AsyncTransport(msg_transport.TransportCore):
         if reader is not None:
             await reader
         routes, self._routes = self._routes, {}
+        self._expiries.close()
         for route in routes.values():
             route.closed()
         await self._driver.close()
@@ -229,38 +233,72 @@ class AsyncTransport(msg_transport.TransportCore):
         await self.cleanup()
 
 
-class _Expiry:
-    """Calls a watcher's ``expired`` at its deadline, which may move later."""
+class _Expiries:
+    """The watchers' deadlines, on one timer of the loop: the soonest.
 
-    __slots__ = ("_transport", "_msg_id", "_watcher", "_loop")
+    One timer for all, not one per call: a call that ended leaves no timer
+    behind (the heap forgets it once half of it is such leftovers), and the
+    loop's own timers stay few, which :mod:`rpcframe.aio.deadlines` counts
+    on. A watcher whose deadline moved later (a heartbeat) is put back at
+    its new deadline when the old one comes.
+    """
 
-    def __init__(
-        self,
-        transport: AsyncTransport,
-        msg_id: str,
-        watcher: Watcher,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
+    __slots__ = ("_transport", "_heap", "_order", "_dead", "_timer", "_armed_for")
+
+    def __init__(self, transport: AsyncTransport) -> None:
         self._transport = transport
-        self._msg_id = msg_id
-        self._watcher = watcher
-        self._loop = loop
+        self._heap: list[tuple[float, int, str, Watcher]] = []
+        self._order = itertools.count()
+        self._dead = 0  # entries of watchers no longer watched
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = float("inf")
 
-    def arm(self) -> None:
-        delay = self._watcher.deadline - time.monotonic()
-        self._loop.call_later(max(0.0, delay), self._check)
+    def add(self, msg_id: str, watcher: Watcher) -> None:
+        deadline = watcher.deadline
+        heapq.heappush(self._heap, (deadline, next(self._order), msg_id, watcher))
+        if deadline < self._armed_for:
+            self._arm(deadline)
 
-    def _check(self) -> None:
-        if self._transport._routes.get(self._msg_id) is not self._watcher:
-            return  # unwatched meanwhile
-        if time.monotonic() < self._watcher.deadline:
-            self.arm()  # a heartbeat moved it
-            return
-        self._transport._unwatch(self._msg_id)
-        try:
-            self._watcher.expired()
-        except Exception:
-            LOG.exception("A reply watcher failed")
+    def dropped(self) -> None:
+        """One watcher less: forget the leftovers once they are half of the heap."""
+        self._dead += 1
+        if self._dead * 2 > len(self._heap):
+            routes = self._transport._routes
+            self._heap = [entry for entry in self._heap if routes.get(entry[2]) is entry[3]]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._armed_for, self._heap, self._dead = None, float("inf"), [], 0
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_for = deadline
+        delay = max(0.0, deadline - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._due)
+
+    def _due(self) -> None:
+        self._timer, self._armed_for = None, float("inf")
+        heap, routes = self._heap, self._transport._routes
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            _, _, msg_id, watcher = heapq.heappop(heap)
+            if routes.get(msg_id) is not watcher:
+                self._dead = max(0, self._dead - 1)
+                continue  # unwatched meanwhile
+            if now < watcher.deadline:  # a heartbeat moved it
+                heapq.heappush(heap, (watcher.deadline, next(self._order), msg_id, watcher))
+                continue
+            routes.pop(msg_id, None)
+            try:
+                watcher.expired()
+            except Exception:
+                LOG.exception("A reply watcher failed")
+        if heap:
+            self._arm(heap[0][0])
 
 
 def get_rpc_transport(

@@ -66,6 +66,9 @@ class Endpoint:
     def plain(self, ctxt):
         return [1, 2, 3]
 
+    async def deadline(self, ctxt):
+        return current_call().deadline
+
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, WAIT * 2))
@@ -147,6 +150,61 @@ def test_a_call_times_out_at_its_deadline(conf):
             assert caught.value.timeout == 0.3
 
     run(main())
+
+
+def test_an_asyncio_timeout_around_a_call_is_the_deadline_its_request_carries(conf):
+    async def left(call):
+        return await call - time.time()
+
+    async def main():
+        async with Served(conf, Endpoint()) as s:  # the client's own timeout: WAIT
+            assert WAIT - 2 < await left(s.client.call({}, "deadline")) <= WAIT
+            async with asyncio.timeout(1.5):
+                assert 0 < await left(s.client.call({}, "deadline")) <= 1.5
+            async with asyncio.timeout(WAIT * 3):
+                async with asyncio.timeout(0.8):  # the soonest of those around it
+                    assert 0 < await left(s.client.call({}, "deadline")) <= 0.8
+                handle = await s.client.call_async({}, "deadline")
+                assert WAIT - 2 < await left(handle) <= WAIT  # longer: the client's wins
+            async with asyncio.timeout(1.5):
+                async with await s.client.stream({}, "acount", n=2) as chunks:
+                    assert [chunk["i"] async for chunk in chunks] == [0, 1]
+
+    run(main())
+
+
+def test_an_asyncio_timeout_of_another_task_is_not_this_calls(conf):
+    async def main():
+        async with Served(conf, Endpoint()) as s:
+            entered, release = asyncio.Event(), asyncio.Event()
+
+            async def elsewhere():
+                async with asyncio.timeout(0.9):
+                    entered.set()
+                    await release.wait()
+
+            other = asyncio.ensure_future(elsewhere())
+            await entered.wait()
+            deadline = await s.client.call({}, "deadline")
+            release.set()
+            await other
+            assert deadline - time.time() > 2
+
+    run(main())
+
+
+def test_calls_in_flight_share_one_loop_timer_and_leave_nothing_behind(conf):
+    async def main():
+        async with Served(conf, Endpoint()) as s:
+            loop = asyncio.get_running_loop()
+            before = len(loop._scheduled)
+            handles = [await s.client.call_async({}, "add", a=i, b=1) for i in range(500)]
+            in_flight = len(loop._scheduled)
+            assert await asyncio.gather(*handles) == [i + 1 for i in range(500)]
+            assert not s.transport._routes and not s.transport._expiries._heap
+            return in_flight - before
+
+    assert run(main()) <= 2
 
 
 def test_a_handle_gives_the_result_and_names_its_server(conf):
