@@ -78,8 +78,9 @@ class AsyncCallContext(rpc_client._CallSettings):
         message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         msg_id = wire.new_id()
         handle = handles.AsyncCallHandle(
-            self.transport, msg_id, method, timeout, ctxt, self.serializer
-        )
+            self.transport, msg_id, method, timeout, ctxt, self.serializer,
+            self.call_monitor_timeout,
+        )  # fmt: skip
         await self._send_watched(
             message,
             context,
@@ -98,8 +99,9 @@ class AsyncCallContext(rpc_client._CallSettings):
         message, context, timeout = self._prepare_call(ctxt, method, kwargs)
         msg_id = wire.new_id()
         chunks = handles.AsyncStream(
-            self.transport, msg_id, method, timeout, ctxt, self.serializer, window
-        )
+            self.transport, msg_id, method, timeout, ctxt, self.serializer, window,
+            self.call_monitor_timeout,
+        )  # fmt: skip
         options = wire.CallOptions(announce=True, window=window)
         await self._send_watched(message, context, msg_id, chunks, options, _on_the_wire(timeout))
         return chunks

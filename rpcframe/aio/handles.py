@@ -29,33 +29,24 @@ LOG = logging.getLogger(__name__)
 _CONTROL_TIMEOUT = 5.0
 
 
-class _Announced:
-    """A call's id, deadline and (once the server announced it) control channel."""
+class _Announced(rpc_handles._Controlled):
+    """A call's id, deadlines and (once the server announced it) control channel.
 
-    def __init__(self, transport: Any, msg_id: str, method: str, timeout: float) -> None:
-        self._transport = transport
-        self._msg_id = msg_id
-        self.method = method
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
-        self._control: tuple[str, str] | None = None
-        self.server: str | None = None
+    The deadlines are the threaded handles': the call's, and while
+    call-monitor heartbeats are expected, ``call_monitor_timeout`` after
+    the last message from the server (:meth:`_heard`).
+    """
+
+    def __init__(
+        self,
+        transport: Any,
+        msg_id: str,
+        method: str,
+        timeout: float,
+        monitor_timeout: float | None = None,
+    ) -> None:
+        super().__init__(transport, msg_id, method, timeout, monitor_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def id(self) -> str:
-        """The call's id (its ``_msg_id``)."""
-        return self._msg_id
-
-    def _note(self, reply: wire.Reply) -> dict[str, Any] | None:
-        return rpc_handles.note_announcement(self, reply)
-
-    def _timeout_error(self) -> exceptions.MessagingTimeout:
-        error = exceptions.MessagingTimeout(
-            f"Timed out waiting for a reply to message ID {self._msg_id}", timeout=self.timeout
-        )
-        error.method = self.method
-        return error
 
     async def _tell(self, **fields: Any) -> None:
         control = self._control
@@ -94,8 +85,9 @@ class AsyncCallHandle(_Announced):
         timeout: float,
         ctxt: Any,
         serializer: msg_serializer.Serializer,
+        monitor_timeout: float | None = None,
     ) -> None:
-        super().__init__(transport, msg_id, method, timeout)
+        super().__init__(transport, msg_id, method, timeout, monitor_timeout)
         self._ctxt = ctxt
         self._serializer = serializer
         self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -105,7 +97,7 @@ class AsyncCallHandle(_Announced):
     # -- the watcher side ------------------------------------------------------
 
     def deliver(self, reply: wire.Reply) -> None:
-        note = self._note(reply)
+        note = self._heard(reply)
         if note is not None and "started" in note:
             if self._cancel_pending:
                 self._transport._unwatch(self._msg_id)
@@ -192,8 +184,9 @@ class AsyncStream(rpc_handles.StreamChunks, _Announced):
         ctxt: Any,
         serializer: msg_serializer.Serializer,
         window: int,
+        monitor_timeout: float | None = None,
     ) -> None:
-        super().__init__(transport, msg_id, method, timeout)
+        super().__init__(transport, msg_id, method, timeout, monitor_timeout)
         self._ctxt = ctxt
         self._serializer = serializer
         self.window = window
@@ -210,7 +203,7 @@ class AsyncStream(rpc_handles.StreamChunks, _Announced):
         return self._next
 
     def deliver(self, reply: wire.Reply) -> None:
-        note = self._note(reply)
+        note = self._heard(reply)
         self._last_heard = time.monotonic()
         if note is not None and "started" in note:
             if self._closing:

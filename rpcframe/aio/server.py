@@ -48,6 +48,7 @@ from rpcframe import serializer as msg_serializer
 from rpcframe.drivers import base
 from rpcframe.rpc import current, streaming
 from rpcframe.rpc import dispatcher as rpc_dispatcher
+from rpcframe.rpc import server as rpc_server
 from rpcframe.target import Target
 from rpcframe.wire import calls as wire_calls
 
@@ -232,6 +233,11 @@ class AsyncRPCServer:
         call = current.Call(request.msg_id, request.method, request.deadline, sender)
         control = await self._announce(request, call)
         loop = asyncio.get_running_loop()
+        beating = (
+            loop.create_task(self._heartbeats(request))
+            if request.monitor_timeout and request.reply_q and request.msg_id
+            else None
+        )
         limit = self._call_seconds
         limit_timer = (
             loop.call_later(limit, lambda: loop.create_task(self._over_limit(request, call, limit)))
@@ -261,6 +267,8 @@ class AsyncRPCServer:
         finally:
             if limit_timer is not None:
                 limit_timer.cancel()
+            if beating is not None:
+                beating.cancel()
             if control is not None:
                 if control.announcement is not None:
                     control.announcement.cancel()
@@ -272,6 +280,24 @@ class AsyncRPCServer:
                      self._name, request.method, request.msg_id, call.cancel_reason)  # fmt: skip
             return
         await self._reply(request.reply_q, request.msg_id, result, failure, request)  # type: ignore[arg-type]
+
+    async def _heartbeats(self, request: wire.Request) -> None:
+        """Call-monitor heartbeats to the caller while its call runs, as the threaded server's.
+
+        One every :func:`~rpcframe.rpc.server.heartbeat_interval` (half the
+        caller's ``_timeout``, never more often than its minimum); a beat
+        that cannot be sent ends them (the caller then gives up on the call).
+        """
+        address = base.Address("", request.reply_q or "", kind=base.REPLY)
+        body = wire.encode_reply(request.msg_id or "", None, None, ending=False)
+        interval = rpc_server.heartbeat_interval(request.monitor_timeout)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.transport._send_reply(address, body, interval)
+            except exceptions.MessagingException as exc:
+                LOG.debug("Call-monitor heartbeat for %s failed: %s", request.msg_id, exc)
+                return
 
     async def _run(self, request: wire.Request, call: current.Call) -> Any:
         """Call the endpoint: on the loop if it is a coroutine function, else in the pool."""

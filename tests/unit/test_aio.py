@@ -69,6 +69,10 @@ class Endpoint:
     async def deadline(self, ctxt):
         return current_call().deadline
 
+    async def slow(self, ctxt, seconds):
+        await asyncio.sleep(seconds)  # the behaviour under test: a call outlasting the monitor
+        return "slept"
+
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, WAIT * 2))
@@ -387,6 +391,60 @@ def test_a_threaded_client_calls_an_asyncio_server_and_the_reverse(conf):
         server.stop()
         server.wait()
         threaded.cleanup()
+
+
+# -- call-monitor heartbeats ----------------------------------------------------------
+# The monitor timeout is 2 s, so the server beats each second (its minimum interval):
+# a call of 2.5 s gets through only if the beats reach the caller.
+
+
+def test_an_asyncio_caller_with_a_call_monitor_outlasts_it_on_heartbeats(conf):
+    async def main():
+        async with Served(conf, Endpoint()) as s:
+            client = s.client.prepare(call_monitor_timeout=2)
+            assert await client.call({}, "slow", seconds=2.5) == "slept"
+            async with await client.stream({}, "acount", n=3) as chunks:
+                assert [chunk["i"] async for chunk in chunks] == [0, 1, 2]
+
+    run(main())
+
+
+def test_a_threaded_caller_with_a_call_monitor_outlasts_it_on_an_asyncio_servers_beats(conf):
+    async def main():
+        async with Served(conf, Endpoint()) as s:
+            threaded = rpcframe.get_rpc_transport(conf, "fake://")
+            try:
+                client = rpcframe.get_rpc_client(
+                    threaded, rpcframe.Target(topic=s.topic), timeout=WAIT, call_monitor_timeout=2
+                )
+                return await asyncio.to_thread(client.call, {}, "slow", seconds=2.5)
+            finally:
+                threaded.cleanup()
+
+    assert run(main()) == "slept"
+
+
+def test_an_asyncio_caller_gives_up_when_no_heartbeat_comes(conf):
+    async def main():
+        transport = rpcframe.aio.get_rpc_transport(conf, "fake://")
+        topic = f"mute_{uuid.uuid4().hex[:8]}"
+        mute = await transport._listen(rpcframe.Target(topic=topic, server="mute"))
+        try:
+            client = rpcframe.aio.get_rpc_client(
+                transport, rpcframe.Target(topic=topic), timeout=WAIT, call_monitor_timeout=0.5
+            )
+            started = time.monotonic()
+            with pytest.raises(rpcframe.MessagingTimeout, match="no call-monitor heartbeat"):
+                await client.call({}, "anything")
+            took = time.monotonic() - started
+            taken = await mute.poll(0)
+            assert taken is not None  # the request reached a server that never answered
+            return took
+        finally:
+            mute.close()
+            await transport.cleanup()
+
+    assert run(main()) < WAIT / 2
 
 
 def test_an_unknown_async_driver_is_refused_naming_what_is_installed(conf):
