@@ -1,7 +1,8 @@
-"""CURVE on ZeroMQ: an authorized client is served, a client with another key is refused."""
+"""CURVE on ZeroMQ: an authorized client is served, another key refused; threads and asyncio."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import socket
 import uuid
@@ -12,6 +13,7 @@ import zmq.auth
 from oslo_config import cfg
 
 import rpcframe
+import rpcframe.aio
 from rpcframe import exceptions
 from rpcframe.testing.contract_rpc import _Endpoint
 
@@ -43,15 +45,22 @@ def _free_port() -> int:
 PORT = _free_port()
 
 
-def _transport(keys: dict[str, str], client_key: str) -> rpcframe.Transport:
-    conf = cfg.ConfigOpts()
-    conf([])
-    url = (
+def _url(keys: dict[str, str], client_key: str) -> str:
+    return (
         f"zmq://127.0.0.1:{PORT}/?rpc_zmq_host=127.0.0.1&rpc_zmq_bind_address=127.0.0.1"
         f"&zmq_curve_server_key_file={keys['server']}&zmq_curve_client_key_file={client_key}"
         f"&zmq_curve_authorized_keys_dir={keys['authorized']}"
     )
-    return rpcframe.get_rpc_transport(conf, url)
+
+
+def _conf() -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf([])
+    return conf
+
+
+def _transport(keys: dict[str, str], client_key: str) -> rpcframe.Transport:
+    return rpcframe.get_rpc_transport(_conf(), _url(keys, client_key))
 
 
 @pytest.fixture
@@ -96,3 +105,34 @@ def test_a_missing_key_file_is_a_clear_error(keys, tmp_path):
     keys = dict(keys, server=str(tmp_path / "nowhere.key_secret"))
     with pytest.raises(rpcframe.MessagingException, match="no such key file"):
         _transport(keys, keys["client"])
+
+
+def test_asyncio_clients_and_servers_speak_curve_and_a_strangers_key_is_refused(keys, served):
+    """The event loop's node answers CURVE handshakes (ZAP) as the I/O thread's does."""
+
+    async def main() -> None:
+        good = rpcframe.aio.get_rpc_transport(_conf(), _url(keys, keys["client"]))
+        stranger = rpcframe.aio.get_rpc_transport(_conf(), _url(keys, keys["stranger"]))
+        topic = f"curve_aio_{uuid.uuid4().hex[:8]}"
+        server = rpcframe.aio.get_rpc_server(
+            good, rpcframe.Target(topic=topic, server="a"), [_Endpoint("a")]
+        )
+        await server.start()
+        try:
+            to_threads = rpcframe.aio.get_rpc_client(good, rpcframe.Target(topic=served))
+            assert await to_threads.call({}, "echo", value="to threads") == "to threads"
+            to_loop = rpcframe.aio.get_rpc_client(good, rpcframe.Target(topic=topic), timeout=10)
+            assert await to_loop.call({}, "echo", value="to the loop") == "to the loop"
+            intruder = rpcframe.aio.get_rpc_client(stranger, rpcframe.Target(topic=topic))
+            with pytest.raises(
+                rpcframe.ClientSendError, match="refused this process's CURVE key"
+            ) as info:
+                await intruder.cast({}, "record", value="intruder")
+            assert isinstance(info.value.__cause__, exceptions.AuthenticationError)
+        finally:
+            await server.stop()
+            await server.wait(timeout=10)
+            await stranger.cleanup()
+            await good.cleanup()
+
+    asyncio.run(asyncio.wait_for(main(), 50))
