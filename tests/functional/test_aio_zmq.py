@@ -29,6 +29,7 @@ from oslo_config import cfg
 
 import rpcframe
 import rpcframe.aio
+from rpcframe import exceptions
 from tests.conftest import require_service
 from tests.functional import aio_common
 from tests.functional.aio_common import CTXT, WAIT, Rig, run
@@ -232,3 +233,26 @@ def test_asyncio_notifications_reach_asyncio_and_threaded_listeners(conf, names)
     expected = [("compute.start", {"n": n}) for n in range(3)]
     assert on_loop.seen == expected
     assert threaded_notes.seen == expected
+
+
+def test_a_transport_used_from_a_second_event_loop_says_so(conf, names):
+    transport = rpcframe.aio.get_rpc_transport(conf, LOCAL_URL)
+    client = rpcframe.aio.get_rpc_client(transport, rpcframe.Target(topic=names[1]))
+
+    async def first():
+        server = rpcframe.aio.get_rpc_server(
+            transport, rpcframe.Target(topic=names[1], server="s1"), [aio_common.Endpoint("s1")]
+        )
+        await server.start()
+        try:
+            assert await client.call(CTXT, "whoami") == "s1"
+        finally:
+            await server.stop()
+            await server.wait(timeout=WAIT)
+
+    async def second():
+        with pytest.raises(exceptions.ConfigurationError, match="belongs to the event loop"):
+            await client.cast(CTXT, "record", value=1)
+
+    run(first())
+    run(second())

@@ -264,6 +264,11 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
 
     async def _loop_node(self) -> LoopNode:
         if self._node is not None:
+            if self._node.loop is not asyncio.get_running_loop():
+                raise exceptions.ConfigurationError(
+                    "this asyncio ZeroMQ transport belongs to the event loop that first used "
+                    "it; build a transport for each event loop"
+                )
             return self._node
         if self._closed:
             raise errors.closed()
@@ -301,7 +306,7 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         **more: Any,
     ) -> None:
         self._check_send(body)
-        here = self._node if self._node is not None else await self._loop_node()
+        here = await self._loop_node()
         record = self._record(address)
         if address.kind == base.REPLY:
             groups = self._inbox_group(address)
