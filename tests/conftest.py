@@ -68,6 +68,21 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(reason)
 
 
+def delete_redis_keys(prefix: str) -> None:
+    """Delete what a test left in the local Redis under ``prefix`` (streams, records)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except (redis.RedisError, OSError):
+        pass  # Redis is not here: nothing was left in it
+    finally:
+        client.close()
+
+
 #: The checkout: where the test suite's own processes start.
 ROOT = Path(__file__).resolve().parents[1]
 

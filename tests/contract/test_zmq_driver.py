@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from rpcframe import green
 from rpcframe.testing.contract import DriverContract
 from rpcframe.testing.contract_aio import AsyncDriverContract
-from tests.conftest import require_service
+from tests.conftest import delete_redis_keys, require_service
 
 #: A fixed port for the static name service: this process listens there.
 STATIC_PORT = 47913
@@ -33,6 +34,30 @@ class TestZmqDriverOnRedis(DriverContract):
         yield
 
 
+#: Each run's own Redis keys: the streams of the notification store outlive its listeners.
+STORE_PREFIX = f"rpcframe.contract.store.{uuid.uuid4().hex[:8]}"
+
+
+class TestZmqDriverWithANotificationStore(DriverContract):
+    """The suite with notifications kept in Redis streams: the durable cases run too."""
+
+    url = (
+        "zmq+redis://127.0.0.1:6379/?rpc_zmq_host=127.0.0.1&rpc_zmq_bind_address=127.0.0.1"
+        f"&key_prefix={STORE_PREFIX}&zmq_notification_store=redis"
+    )
+
+    @pytest.fixture(autouse=True)
+    def _redis(self) -> Iterator[None]:
+        require_service("Redis", "127.0.0.1", 6379)
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_store_streams() -> Iterator[None]:
+    yield
+    delete_redis_keys(STORE_PREFIX)
+
+
 if green.patched():  # python -m tests.patched (tox -e eventlet)
 
     class TestZmqDriverOnTheEventletExecutor(TestZmqDriver):
@@ -48,6 +73,17 @@ if not green.patched():  # asyncio drivers do not run in a monkey-patched proces
 
     class TestAsyncZmqDriverOnRedis(AsyncDriverContract):
         url = TestZmqDriverOnRedis.url
+
+        @pytest.fixture(autouse=True)
+        def _redis(self) -> Iterator[None]:
+            require_service("Redis", "127.0.0.1", 6379)
+            yield
+
+
+if not green.patched():
+
+    class TestAsyncZmqDriverWithANotificationStore(AsyncDriverContract):
+        url = TestZmqDriverWithANotificationStore.url
 
         @pytest.fixture(autouse=True)
         def _redis(self) -> Iterator[None]:

@@ -7,7 +7,9 @@ way), :mod:`.listener` (listeners, inboxes and their mailboxes),
 :mod:`.matchmaker` (the name service: Redis or static), :mod:`.routing`
 (record and inbox names), :mod:`.frames` (the driver's own framing and
 acknowledgements), :mod:`.seen` (the ids received lately, to drop copies),
-:mod:`.security` (CURVE), :mod:`.options` (its
+:mod:`.security` (CURVE), :mod:`.store` (notifications kept in Redis
+streams, when asked), :mod:`.aio` (the asyncio driver: the node run by an
+event loop), :mod:`.options` (its
 ``[oslo_messaging_zmq]`` and ``[matchmaker_redis]`` options) and
 :mod:`.errors` (the one table from backend exceptions to rpcframe's).
 

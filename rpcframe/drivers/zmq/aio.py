@@ -38,12 +38,12 @@ from oslo_config import cfg
 
 from rpcframe import exceptions
 from rpcframe.drivers import asyncbase, base
-from rpcframe.drivers.zmq import errors, node
+from rpcframe.drivers.zmq import errors, node, store
 from rpcframe.drivers.zmq.driver import ZmqRoutes
 from rpcframe.drivers.zmq.listener import Delivery, Subscription
 from rpcframe.drivers.zmq.matchmaker import Matchmaker, member
 
-__all__ = ["AsyncZmqDriver", "LoopNode"]
+__all__ = ["AsyncZmqDriver", "LoopNode", "StoredAsyncListener"]
 
 LOG = logging.getLogger(__name__)
 
@@ -202,6 +202,9 @@ class AsyncMailbox:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def close(self) -> list[Delivery]:
         """Close, wake the reader, and return what was never taken."""
         self.closed = True
@@ -223,6 +226,12 @@ class AsyncZmqListener(Subscription, asyncbase.AsyncInbox):
         if delivery is not None:
             delivery.listener = self
         return delivery
+
+
+class StoredAsyncListener(store.StoredListener, AsyncZmqListener):
+    """An asyncio driver's listener of stored notifications, fed by its reader thread."""
+
+    joins = False
 
 
 class _Batch:
@@ -261,6 +270,7 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         self._registrations: dict[int, list[tuple[str, str]]] = {}
         self._unregistering: set[asyncio.Future[Any]] = set()
         self._release: weakref.finalize | None = None
+        self._store = self._store_factory() if self._store_factory is not None else None
 
     async def _loop_node(self) -> LoopNode:
         if self._node is not None:
@@ -306,6 +316,9 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         **more: Any,
     ) -> None:
         self._check_send(body)
+        if self._store is not None and address.kind == base.NOTIFY:
+            await asyncio.to_thread(self._store.add, address, body)
+            return
         here = await self._loop_node()
         record = self._record(address)
         if address.kind == base.REPLY:
@@ -340,7 +353,20 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
     async def listen(
         self, addresses: Sequence[base.Address], *, pool: str | None = None
     ) -> asyncbase.AsyncListener:
-        return await self._subscribe(*self._slots(addresses, pool))
+        slots, records = self._slots(addresses, pool)
+        if self._store is None or all(a.kind != base.NOTIFY for a in addresses):
+            return await self._subscribe(slots, records)
+        keys, group = store.stream_keys(self._store, addresses, pool)
+        if self._closed:
+            raise errors.closed()
+        here = await self._loop_node()
+        listener = StoredAsyncListener(
+            slots, AsyncMailbox(here.loop), self._unsubscribe, here.hand_over
+        )
+        with errors.mapped("joining the notification store"):
+            await asyncio.to_thread(listener.start_reading, self._store, keys, group)
+        self._listeners.add(listener)
+        return listener
 
     async def open_inbox(self) -> asyncbase.AsyncInbox:
         here = await self._loop_node()
@@ -402,10 +428,20 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         if self._closed:
             return
         self._closed = True
-        for listener in list(self._listeners):
+        listeners = list(self._listeners)
+        for listener in listeners:
             listener.close()
         if self._unregistering:
             await asyncio.gather(*self._unregistering, return_exceptions=True)
+        if self._store is not None:
+            stored = [each for each in listeners if isinstance(each, StoredAsyncListener)]
+
+            def stop_reading() -> None:
+                for each in stored:
+                    each.join_reader()
+                self._store.close()  # type: ignore[union-attr]
+
+            await asyncio.to_thread(stop_reading)
         here, self._node = self._node, None
         if here is None or self._release is None:
             return

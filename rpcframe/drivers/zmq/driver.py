@@ -19,12 +19,15 @@ request (``confirm=False``) returns once written: its reply proves
 delivery, and a call that cannot get there is answered with an error
 reply by the node. Nothing waits
 in the transport for a listener that is not running, which the capabilities
-say (no ``store_and_forward``, no ``durable_notifications``).
+say (no ``store_and_forward``, no ``durable_notifications``), unless
+``zmq_notification_store = redis`` keeps notifications in Redis streams
+(:mod:`.store`): then a notification is "accepted" once Redis has it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -36,7 +39,7 @@ from oslo_config import cfg
 
 from rpcframe import exceptions
 from rpcframe.drivers import base
-from rpcframe.drivers.zmq import errors, frames, node, options, routing, security
+from rpcframe.drivers.zmq import errors, frames, node, options, routing, security, store
 from rpcframe.drivers.zmq.listener import ZmqListener
 from rpcframe.drivers.zmq.matchmaker import (
     Matchmaker,
@@ -46,6 +49,7 @@ from rpcframe.drivers.zmq.matchmaker import (
     read_hosts_file,
     split_member,
 )
+from rpcframe.drivers.zmq.store import NotificationStore
 
 __all__ = ["ZmqDriver"]
 
@@ -96,6 +100,7 @@ class ZmqRoutes:
     _opts: Any
     _turns: dict[str, int]
     _lock: threading.Lock
+    _store_factory: Any
 
     def _settings(self, conf: cfg.ConfigOpts, url: Any) -> tuple[node.Settings, Any]:
         """The node settings and the name service factory the URL and options give."""
@@ -135,6 +140,22 @@ class ZmqRoutes:
         )
         self._lock = threading.Lock()
         self._turns = {}
+        self._store_factory = None
+        if zmq_opts.zmq_notification_store == "redis":
+            hosts = [h for h in url.hosts if h.hostname] if url.transport == "zmq+redis" else []
+            client, describe, _ = self._redis(hosts, redis_opts)
+            self._store_factory = functools.partial(
+                NotificationStore,
+                client,
+                redis_opts.key_prefix,
+                zmq_opts.zmq_notification_stream_length,
+                zmq_opts.zmq_notification_claim_after,
+                describe,
+                errors.REDIS_ERRORS,
+            )
+            self.capabilities = dataclasses.replace(
+                self.capabilities, durable_notifications=True, pools=True
+            )
         return settings, make_matchmaker
 
     @staticmethod
@@ -160,6 +181,23 @@ class ZmqRoutes:
                 endpoints = []  # this process only
             static = StaticMatchmaker(endpoints)
             return (lambda: StaticMatchmaker(endpoints)), ("static", tuple(endpoints)), static
+        client, describe, key = ZmqRoutes._redis(hosts, redis_opts)
+
+        def make() -> Matchmaker:
+            return RedisMatchmaker(
+                client,
+                redis_opts.key_prefix,
+                float(zmq_opts.zmq_target_expire),
+                float(zmq_opts.zmq_target_update),
+                describe,
+                errors.REDIS_ERRORS,
+            )
+
+        return make, key, StaticMatchmaker([])
+
+    @staticmethod
+    def _redis(hosts: list[Any], redis_opts: Any) -> tuple[Any, str, tuple[Any, ...]]:
+        """(client factory, description, identity) of the Redis the URL's hosts or options name."""
         host = hosts[0].hostname if hosts else redis_opts.host
         port = (hosts[0].port if hosts else None) or redis_opts.port
         password = (hosts[0].password if hosts else None) or redis_opts.password or None
@@ -198,18 +236,8 @@ class ZmqRoutes:
                 retry=no_retry,
             )
 
-        def make() -> Matchmaker:
-            return RedisMatchmaker(
-                client,
-                redis_opts.key_prefix,
-                float(zmq_opts.zmq_target_expire),
-                float(zmq_opts.zmq_target_update),
-                describe,
-                errors.REDIS_ERRORS,
-            )
-
         key = ("redis", host, port, tuple(sentinels), redis_opts.db, redis_opts.key_prefix)
-        return make, key, StaticMatchmaker([])
+        return client, describe, key
 
     # -- sending ------------------------------------------------------------
 
@@ -403,6 +431,7 @@ class ZmqDriver(ZmqRoutes, base.Driver):
         self._listeners: weakref.WeakSet[ZmqListener] = weakref.WeakSet()
         self._registrations: dict[int, list[tuple[str, str]]] = {}
         self._release = weakref.finalize(self, node.release, self._node)
+        self._store = self._store_factory() if self._store_factory is not None else None
 
     def send(
         self,
@@ -416,6 +445,9 @@ class ZmqDriver(ZmqRoutes, base.Driver):
         confirm: bool = True,
     ) -> None:
         self._check_send(body)
+        if self._store is not None and address.kind == base.NOTIFY:
+            self._store.add(address, body)
+            return
         record = self._record(address)
         if address.kind == base.REPLY:
             groups = self._inbox_group(address)
@@ -439,7 +471,19 @@ class ZmqDriver(ZmqRoutes, base.Driver):
     def listen(
         self, addresses: Sequence[base.Address], *, pool: str | None = None
     ) -> base.Listener:
-        return self._subscribe(*self._slots(addresses, pool))
+        slots, records = self._slots(addresses, pool)
+        if self._store is None or all(a.kind != base.NOTIFY for a in addresses):
+            return self._subscribe(slots, records)
+        keys, group = store.stream_keys(self._store, addresses, pool)
+        with self._lock:
+            if self._closed:
+                raise errors.closed()
+        listener = store.StoredZmqListener(slots, self._unsubscribe, self._node.hand_over)
+        with errors.mapped("joining the notification store"):
+            listener.start_reading(self._store, keys, group)
+        with self._lock:
+            self._listeners.add(listener)
+        return listener
 
     def open_inbox(self) -> base.Inbox:
         with errors.mapped("opening the ZeroMQ listening socket"):
@@ -480,4 +524,6 @@ class ZmqDriver(ZmqRoutes, base.Driver):
             listeners = list(self._listeners)
         for listener in listeners:
             listener.close()
+        if self._store is not None:
+            self._store.close()
         self._release()

@@ -91,6 +91,9 @@ class Mailbox:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def close(self) -> list[Delivery]:
         """Close, wake every poller, and return what was never taken."""
         with self._cond:

@@ -160,6 +160,38 @@ zmq_opts: list[cfg.Opt] = [
         "process accepts messages from (zmq.auth format). Required when "
         "zmq_curve_server_key_file is set.",
     ),
+    cfg.StrOpt(
+        "zmq_notification_store",
+        default="none",
+        choices=[
+            (
+                "none",
+                "notifications go straight to the listening processes; none is kept "
+                "for a pool that has no listener running",
+            ),
+            (
+                "redis",
+                "notifications are kept in Redis streams ([matchmaker_redis]) until a "
+                "listener of each pool took them: durable, as RabbitMQ's queues",
+            ),
+        ],
+        help="Where notifications wait for their listeners.",
+    ),
+    cfg.IntOpt(
+        "zmq_notification_stream_length",
+        default=100_000,
+        min=1,
+        help="With zmq_notification_store=redis: about how many notifications a "
+        "stream (one per topic and priority) keeps at most; the oldest go first.",
+    ),
+    cfg.FloatOpt(
+        "zmq_notification_claim_after",
+        default=30.0,
+        min=0.1,
+        help="With zmq_notification_store=redis: seconds a notification taken by "
+        "a listener that neither handled it nor gave it back (it crashed) waits "
+        "before another listener of its pool takes it over.",
+    ),
 ]
 
 redis_opts: list[cfg.Opt] = [
