@@ -38,8 +38,14 @@ class AsyncListener(abc.ABC):
     def close(self) -> None:
         """Stop receiving; a ``poll`` waiting returns None. Safe to call twice.
 
-        Messages delivered and not yet polled go back to their queues.
+        Messages delivered and not yet polled go back to their queues. It
+        does not wait: what the backend must still be told (a consumer to
+        cancel, a private queue to delete) goes on in the background, and
+        :meth:`wait_closed` waits for it.
         """
+
+    async def wait_closed(self) -> None:  # noqa: B027 - nothing to wait for by default
+        """Return once the backend has let go of what :meth:`close` released."""
 
 
 class AsyncInbox(AsyncListener):

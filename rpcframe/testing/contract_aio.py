@@ -92,7 +92,9 @@ class _ListenerView:
         return self._loop.run(self._listener.poll(timeout), None)
 
     def close(self) -> None:
+        """Close the listener, and wait until the backend let go of it (``wait_closed``)."""
         self._loop.call(self._listener.close)
+        self._loop.run(self._listener.wait_closed())
 
 
 class LoopView:

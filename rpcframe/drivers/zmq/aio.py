@@ -220,6 +220,12 @@ class AsyncZmqListener(Subscription, asyncbase.AsyncInbox):
     """A subscription of an asyncio driver, fed by its loop's node."""
 
     mailbox: AsyncMailbox
+    #: Its records being removed from the name service, once closed (a worker thread's).
+    unregistering: asyncio.Future[Any] | None = None
+
+    async def wait_closed(self) -> None:
+        if self.unregistering is not None:
+            await asyncio.shield(self.unregistering)
 
     async def poll(self, timeout: float | None = None) -> base.IncomingMessage | None:
         delivery = await self.mailbox.get(timeout)
@@ -421,6 +427,7 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
                 matchmaker.unregister(record, value)
 
         gone = here.loop.run_in_executor(None, unregister)
+        listener.unregistering = gone
         self._unregistering.add(gone)
         gone.add_done_callback(self._unregistering.discard)
 

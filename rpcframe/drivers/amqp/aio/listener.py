@@ -384,6 +384,10 @@ class Listener(asyncbase.AsyncInbox):
         self._wake()
         self._closing = self._loop.create_task(self._unsubscribe())
 
+    async def wait_closed(self) -> None:
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+
     async def _unsubscribe(self) -> None:
         """Cancel consumers, requeue unpolled deliveries, delete private queues."""
         async with self._subscribing:
