@@ -75,7 +75,15 @@ class _Control:
         self.credit = 0
         self.resume_from: int | None = None
         self.changed = asyncio.Event()
+        #: Until the call is announced: the timer that will; then the task announcing it.
+        self.announcing: asyncio.TimerHandle | None = None
         self.announcement: asyncio.Task[None] | None = None
+
+    def stop_announcing(self) -> None:
+        if self.announcing is not None:
+            self.announcing.cancel()
+        if self.announcement is not None:
+            self.announcement.cancel()
 
     def deliver(self, reply: wire.Reply) -> None:
         note = wire_calls.annotation(reply.message) or {}
@@ -270,8 +278,7 @@ class AsyncRPCServer:
             if beating is not None:
                 beating.cancel()
             if control is not None:
-                if control.announcement is not None:
-                    control.announcement.cancel()
+                control.stop_announcing()
                 self.transport._unwatch(control.id)
         if streamed or not request.wants_reply:
             return
@@ -333,24 +340,30 @@ class AsyncRPCServer:
         if deadline is None:
             deadline = time.time() + float(self.conf.rpc_response_timeout)
         control = _Control(call, deadline)
-        inbox = await self.transport._inbox_address()
-        self.transport._watch(control.id, control)
-        started = {"control": inbox.topic, "id": control.id, "server": self.target.server}
-        body = wire.encode_reply(
-            request.msg_id or "", None, None, ending=False,
-            extra={wire_calls.KEY: {"started": started}},
-        )  # fmt: skip
 
         async def announce() -> None:
-            if after:
-                await asyncio.sleep(after)  # announced only if the call runs that long
+            # Only now is there a control channel to watch and a body to encode:
+            # a call shorter than ``after`` costs neither.
+            inbox = await self.transport._inbox_address()
+            self.transport._watch(control.id, control)
+            started = {"control": inbox.topic, "id": control.id, "server": self.target.server}
+            body = wire.encode_reply(
+                request.msg_id or "", None, None, ending=False,
+                extra={wire_calls.KEY: {"started": started}},
+            )  # fmt: skip
             try:
                 await self.transport._send_reply(_reply_address(request.reply_q), body, 5.0)
             except exceptions.MessagingException as exc:
                 LOG.info("%s: could not announce %s: %s", self._name, request.msg_id, exc)
 
         if after:
-            control.announcement = asyncio.get_running_loop().create_task(announce())
+            loop = asyncio.get_running_loop()
+
+            def start() -> None:  # announced only if the call runs that long
+                control.announcing = None
+                control.announcement = loop.create_task(announce())
+
+            control.announcing = loop.call_later(after, start)
         else:
             await announce()
         return control
