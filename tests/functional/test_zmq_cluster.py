@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import subprocess
 import threading
 import time
@@ -93,7 +94,7 @@ def test_direct_calls_and_fanout_casts_reach_whom_they_name(transport, cluster, 
     assert all(count >= 20 for count in arrived.values()), arrived
 
 
-def test_a_server_killed_during_a_call_fails_the_call_at_once(transport, cluster, topic):
+def test_a_server_killed_during_a_call_fails_the_call_at_once(transport, cluster, topic, caplog):
     proc = cluster.start("a")
     rpc = client(transport, topic, timeout=60).prepare(server="a")
     outcome: list[BaseException] = []
@@ -115,6 +116,10 @@ def test_a_server_killed_during_a_call_fails_the_call_at_once(transport, cluster
     assert len(outcome) == 1
     assert isinstance(outcome[0], (ConnectionError, rpcframe.MessageDeliveryFailure)), outcome
     assert "went away" in str(outcome[0]) or "lost" in str(outcome[0])
+    # A peer lost with a call on it is worth a warning (one that leaves idle is not).
+    assert any(
+        r.levelno == logging.WARNING and "was lost" in r.getMessage() for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
 
 
 def test_a_restarted_server_comes_back_into_rotation(transport, cluster, topic):

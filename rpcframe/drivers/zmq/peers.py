@@ -324,7 +324,14 @@ class Peers:
                 return
 
     def _peer_down(self, peer: Peer, reason: str, auth: bool = False) -> None:
-        LOG.warning("ZeroMQ: %s", reason)
+        # A peer that leaves with nothing of ours on the way (a client that
+        # exited after its replies) is ordinary: worth a warning only when
+        # messages or calls had to go elsewhere or fail.
+        now = time.monotonic()
+        affected = any(not o.done for o in (*peer.waiting, *peer.inflight.values())) or any(
+            o.is_call and expires >= now for o, expires in peer.quiet.values()
+        )
+        LOG.log(logging.WARNING if affected or auth else logging.INFO, "ZeroMQ: %s", reason)
         self._drop_peer(peer)
         for outgoing in (*peer.waiting, *peer.inflight.values()):
             if outgoing.done:
