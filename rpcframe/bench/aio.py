@@ -22,6 +22,11 @@ process of its own (spawned):
 * ``threaded``: threaded rpcframe, ``threads`` threads calling a threaded
   server, as ``rpcframe bench`` measures its concurrent rate.
 
+With uvloop installed (``pip install 'rpcframe[uvloop]'``), the same
+awaited and in-flight calls again with client and server on uvloop
+(``aio_sequential_uvloop``, ``aio_in_flight_uvloop``, and their ratios
+to the same figures on asyncio's own loop).
+
 On ZeroMQ (``zmq+redis://``, or ``zmq://`` naming its hosts: the server
 processes must be found) the raw reference is ``raw_zmq_sequential``
 instead, the same round trip on bare pyzmq: a ``zmq.asyncio`` REQ socket
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import multiprocessing
 import statistics
@@ -49,7 +55,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from rpcframe.bench.rounds import shares
 from rpcframe.bench.server import CONTROL_TIMEOUT, ServerProcess, delete_queues
@@ -58,14 +64,30 @@ __all__ = ["main", "measure", "print_report"]
 
 PAYLOAD = "x" * 64
 
+_T = TypeVar("_T")
+
 
 class _AioEndpoint:
     async def echo(self, ctxt: Any, value: Any) -> Any:
         return value
 
 
-def _serve_aio(url: str, topic: str, ready: Any, stop: Any) -> None:
-    """An asyncio rpcframe server of ``topic`` until ``stop`` is set."""
+def uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def _run(coro: Awaitable[_T], on_uvloop: bool = False) -> _T:
+    """``asyncio.run(coro)``, on a uvloop event loop if asked."""
+    if not on_uvloop:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)  # type: ignore[arg-type]
+
+
+def _serve_aio(url: str, topic: str, on_uvloop: bool, ready: Any, stop: Any) -> None:
+    """An asyncio rpcframe server of ``topic`` until ``stop`` is set (on uvloop if asked)."""
     from oslo_config import cfg
 
     import rpcframe
@@ -85,7 +107,7 @@ def _serve_aio(url: str, topic: str, ready: Any, stop: Any) -> None:
         await server.wait()
         await transport.cleanup()
 
-    asyncio.run(main())
+    _run(main(), on_uvloop)
 
 
 def _aiormq_url(url: str) -> str:
@@ -357,6 +379,7 @@ def measure(
         f"bench_rawp_{tag}",
     )
     raw = "raw_zmq_sequential" if zmq else "raw_sequential"
+    uvloop, uv_topic = uvloop_installed(), f"bench_uv_{tag}"
     figures: dict[str, list[float]] = {
         "aio_sequential": [],
         raw: [],
@@ -366,10 +389,15 @@ def measure(
     }
     if not zmq:
         figures["raw_protocol_sequential"] = []
+    if uvloop:
+        figures["aio_sequential_uvloop"] = []
+        figures["aio_in_flight_uvloop"] = []
     say = progress or (lambda _: None)
     try:
         with contextlib.ExitStack() as servers:
-            servers.enter_context(_process(_serve_aio, url, aio_topic))
+            servers.enter_context(_process(_serve_aio, url, aio_topic, False))
+            if uvloop:
+                servers.enter_context(_process(_serve_aio, url, uv_topic, True))
             if zmq:
                 servers.enter_context(_process(_raw_zmq_echo, int(raw_queue)))
             else:
@@ -388,6 +416,13 @@ def measure(
                 sequential, concurrent = asyncio.run(_aio_rates(url, aio_topic, calls, in_flight))
                 figures["aio_sequential"].append(sequential)
                 figures["aio_in_flight"].append(concurrent)
+                if uvloop:
+                    say(f"round {number + 1}/{rounds}: rpcframe.aio on uvloop, both ends")
+                    sequential, concurrent = _run(
+                        _aio_rates(url, uv_topic, calls, in_flight), on_uvloop=True
+                    )
+                    figures["aio_sequential_uvloop"].append(sequential)
+                    figures["aio_in_flight_uvloop"].append(concurrent)
                 say(f"round {number + 1}/{rounds}: rpcframe.aio to a threaded server")
                 _, concurrent = asyncio.run(
                     _aio_rates(url, threaded_topic, min(200, calls), in_flight)
@@ -397,6 +432,7 @@ def measure(
                 figures["threaded"].append(_threaded_rate(url, threaded_topic, calls, threads))
     finally:
         delete_queues(url, [aio_topic, f"{aio_topic}.bench-server"])
+        delete_queues(url, [uv_topic, f"{uv_topic}.bench-server"])
         delete_queues(url, [threaded_topic, f"{threaded_topic}.bench-server"])
         delete_queues(url, [raw_queue, protocol_queue])
     medians = {name: statistics.median(values) for name, values in figures.items()}
@@ -416,6 +452,13 @@ def measure(
     ratios[f"aio_{in_flight}_in_flight / threaded_{threads}_threads"] = (
         medians["aio_in_flight"] / medians["threaded"]
     )
+    if uvloop:
+        ratios["aio_sequential_uvloop / aio_sequential"] = (
+            medians["aio_sequential_uvloop"] / medians["aio_sequential"]
+        )
+        ratios["aio_in_flight_uvloop / aio_in_flight"] = (
+            medians["aio_in_flight_uvloop"] / medians["aio_in_flight"]
+        )
     return {
         "calls_per_second": medians,
         "rounds": figures,
@@ -426,6 +469,7 @@ def measure(
             "threads": threads,
             "rounds": rounds,
             "payload_bytes": len(PAYLOAD),
+            "uvloop": uvloop,
         },
     }
 

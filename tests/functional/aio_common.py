@@ -112,6 +112,26 @@ async def events(*events: threading.Event) -> bool:
     return True
 
 
+def exercise_on_uvloop(conf: Any, topic: str, url: str) -> None:
+    """Calls, handles, a cast and a stream, client and server on a uvloop event loop."""
+    uvloop = pytest.importorskip("uvloop")  # the uvloop extra, which tox installs
+
+    async def main() -> list[Any]:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        async with Rig(conf, topic, "s1", url=url) as rig:
+            assert await rig.client.call(CTXT, "aadd", a=40, b=2) == 42
+            handles = [await rig.client.call_async(CTXT, "aadd", a=i, b=1) for i in range(200)]
+            assert await asyncio.gather(*handles) == [i + 1 for i in range(200)]
+            await rig.client.cast(CTXT, "record", value="on uvloop")
+            assert await tallied(rig, 1)
+            async with await rig.client.stream(CTXT, "count", n=50, window=8) as chunks:
+                assert [chunk["i"] async for chunk in chunks] == list(range(50))
+            return rig.endpoints["s1"].records
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(asyncio.wait_for(main(), WAIT * 3)) == ["on uvloop"]
+
+
 class AsyncRPCCases:
     """The cases; a subclass sets :attr:`url`."""
 

@@ -68,6 +68,10 @@ class TestAsyncioOnRabbitMQ(aio_common.AsyncRPCCases):
     url = brokers.RABBIT_URL
 
 
+def test_calls_casts_and_streams_work_on_uvloop(conf, names):
+    aio_common.exercise_on_uvloop(conf, names[1], brokers.RABBIT_URL)
+
+
 # -- what only RabbitMQ does -----------------------------------------------------------
 
 

@@ -298,3 +298,8 @@ def test_a_client_that_leaves_after_its_replies_is_no_warning_to_its_server(conf
         server.wait()
         threaded.cleanup()
     assert {record.levelno for record in lost.records} == {logging.INFO}, lost.records
+
+
+@pytest.mark.parametrize("url", [LOCAL_URL, "fake://"], ids=["zmq", "fake"])
+def test_calls_casts_and_streams_work_on_uvloop(conf, names, url):
+    aio_common.exercise_on_uvloop(conf, names[1], url)
