@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 
@@ -60,13 +61,21 @@ def test_the_asyncio_bench_on_zmq_gives_every_figure_beside_raw_pyzmq():
     assert cli.main([*argv, "--rounds", "1", "--no-progress", "--json", "-"], out=out) == 0
     report = json.loads(out.getvalue())
     rates = report["calls_per_second"]
-    assert set(rates) == {
+    expected = {
         "aio_sequential",
         "raw_zmq_sequential",
         "aio_in_flight",
         "aio_in_flight_to_threaded_server",
         "threaded",
     }
+    uvloop = importlib.util.find_spec("uvloop") is not None  # tox installs it
+    assert report["settings"]["uvloop"] is uvloop
+    if uvloop:
+        expected |= {"aio_sequential_uvloop", "aio_in_flight_uvloop"}
+        assert report["ratios"]["aio_sequential_uvloop / aio_sequential"] == pytest.approx(
+            rates["aio_sequential_uvloop"] / rates["aio_sequential"]
+        )
+    assert set(rates) == expected
     assert all(rate > 0 for rate in rates.values()), rates
     assert report["ratios"]["aio_sequential / raw_zmq_sequential"] == pytest.approx(
         rates["aio_sequential"] / rates["raw_zmq_sequential"]
