@@ -258,48 +258,6 @@ def test_a_transport_used_from_a_second_event_loop_says_so(conf, names):
     run(second())
 
 
-class _Lost(logging.Handler):
-    """Notes the "connection was lost" records of the ZeroMQ driver, and wakes a waiter."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.seen = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "was lost" in record.getMessage():
-            self.records.append(record)
-            self.seen.set()
-
-
-def test_a_client_that_leaves_after_its_replies_is_no_warning_to_its_server(conf, names):
-    topic = names[1]
-    threaded = rpcframe.get_rpc_transport(conf, LOCAL_URL)
-    server = rpcframe.get_rpc_server(
-        threaded, rpcframe.Target(topic=topic, server="t1"), [aio_common.Endpoint("t1")]
-    )
-    server.start()
-    lost = _Lost()
-    driver_log = logging.getLogger("rpcframe.drivers.zmq")
-    driver_log.addHandler(lost)
-    driver_log.setLevel(logging.DEBUG)
-    try:
-
-        async def main():
-            async with Rig(conf, topic, url=LOCAL_URL) as rig:  # the asyncio node: a peer
-                assert await rig.client.call(CTXT, "whoami") == "t1"
-
-        run(main())  # its node closes with the transport: the server's connection to it goes
-        assert lost.seen.wait(WAIT), "the server never noticed its client leave"
-    finally:
-        driver_log.removeHandler(lost)
-        driver_log.setLevel(logging.NOTSET)
-        server.stop()
-        server.wait()
-        threaded.cleanup()
-    assert {record.levelno for record in lost.records} == {logging.INFO}, lost.records
-
-
 @pytest.mark.parametrize("url", [LOCAL_URL, "fake://"], ids=["zmq", "fake"])
 def test_calls_casts_and_streams_work_on_uvloop(conf, names, url):
     aio_common.exercise_on_uvloop(conf, names[1], url)

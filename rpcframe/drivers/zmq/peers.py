@@ -201,8 +201,14 @@ class Peers:
             outgoing.on_done(outgoing)
 
     def on_dealer(self, peer: Peer) -> None:
+        self._take_acks(peer, _BATCH)
+        if peer.waiting and peer.up:
+            self._flush(peer)
+
+    def _take_acks(self, peer: Peer, most: int) -> None:
+        """Read up to ``most`` acknowledgements the peer's connection holds."""
         sock = peer.sock
-        for _ in range(_BATCH):
+        for _ in range(most):
             if not frames.readable(sock):
                 break
             frame = sock.recv(frames.NOBLOCK)
@@ -233,8 +239,6 @@ class Peers:
                         f"the process at {peer.endpoint} refused the message: {ack.detail}"
                     ),
                 )
-        if peer.waiting and peer.up:
-            self._flush(peer)
 
     def _flush(self, peer: Peer) -> None:
         waiting, peer.waiting = peer.waiting, collections.deque()
@@ -324,6 +328,12 @@ class Peers:
                 return
 
     def _peer_down(self, peer: Peer, reason: str, auth: bool = False) -> None:
+        # What it acknowledged before it went is delivered: the news of the
+        # loss (its monitor's) may be read before those acknowledgements.
+        try:
+            self._take_acks(peer, _QUIET_KEPT)
+        except zmq.ZMQError as exc:
+            LOG.debug("ZeroMQ: reading what %s acknowledged before it went: %s", peer.endpoint, exc)
         # A peer that leaves with nothing of ours on the way (a client that
         # exited after its replies) is ordinary: worth a warning only when
         # messages or calls had to go elsewhere or fail.
