@@ -295,7 +295,7 @@ class AsyncRPCServer:
         caller's ``_timeout``, never more often than its minimum); a beat
         that cannot be sent ends them (the caller then gives up on the call).
         """
-        address = base.Address("", request.reply_q or "", kind=base.REPLY)
+        address = _reply_address(request.reply_q)
         body = wire.encode_reply(request.msg_id or "", None, None, ending=False)
         interval = rpc_server.heartbeat_interval(request.monitor_timeout)
         while True:

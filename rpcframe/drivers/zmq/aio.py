@@ -143,7 +143,7 @@ class LoopNode(node.Node):
 
     def stop_io(self) -> None:
         with self._io_lock:
-            if self._readers or not self._stopping:
+            if not self._stopping:  # else the loop stopped itself, and closed its sockets
                 self._stop_here()
         if self._timer is not None:
             self._timer.cancel()
@@ -276,7 +276,6 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         self._registrations: dict[int, list[tuple[str, str]]] = {}
         self._unregistering: set[asyncio.Future[Any]] = set()
         self._release: weakref.finalize | None = None
-        self._store = self._store_factory() if self._store_factory is not None else None
 
     async def _loop_node(self) -> LoopNode:
         if self._node is not None:
@@ -360,9 +359,9 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         self, addresses: Sequence[base.Address], *, pool: str | None = None
     ) -> asyncbase.AsyncListener:
         slots, records = self._slots(addresses, pool)
-        if self._store is None or all(a.kind != base.NOTIFY for a in addresses):
+        streams = self._stream_keys(addresses, pool)
+        if self._store is None or streams is None:
             return await self._subscribe(slots, records)
-        keys, group = store.stream_keys(self._store, addresses, pool)
         if self._closed:
             raise errors.closed()
         here = await self._loop_node()
@@ -370,7 +369,7 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
             slots, AsyncMailbox(here.loop), self._unsubscribe, here.hand_over
         )
         with errors.mapped("joining the notification store"):
-            await asyncio.to_thread(listener.start_reading, self._store, keys, group)
+            await asyncio.to_thread(listener.start_reading, self._store, *streams)
         self._listeners.add(listener)
         return listener
 

@@ -27,7 +27,6 @@ say (no ``store_and_forward``, no ``durable_notifications``), unless
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 import time
@@ -49,7 +48,6 @@ from rpcframe.drivers.zmq.matchmaker import (
     read_hosts_file,
     split_member,
 )
-from rpcframe.drivers.zmq.store import NotificationStore
 
 __all__ = ["ZmqDriver"]
 
@@ -100,10 +98,14 @@ class ZmqRoutes:
     _opts: Any
     _turns: dict[str, int]
     _lock: threading.Lock
-    _store_factory: Any
+    _store: store.NotificationStore | None
 
     def _settings(self, conf: cfg.ConfigOpts, url: Any) -> tuple[node.Settings, Any]:
-        """The node settings and the name service factory the URL and options give."""
+        """The node settings and the name service factory the URL and options give.
+
+        Sets up what every driver keeps: the options, and the notification
+        store when ``zmq_notification_store`` asks for one.
+        """
         query = dict(url.query)
         zmq_opts = base.driver_options(
             conf, options.ZMQ_GROUP, options.zmq_opts, query, ignore=_REDIS_NAMES
@@ -140,12 +142,11 @@ class ZmqRoutes:
         )
         self._lock = threading.Lock()
         self._turns = {}
-        self._store_factory = None
+        self._store = None
         if zmq_opts.zmq_notification_store == "redis":
             hosts = [h for h in url.hosts if h.hostname] if url.transport == "zmq+redis" else []
             client, describe, _ = self._redis(hosts, redis_opts)
-            self._store_factory = functools.partial(
-                NotificationStore,
+            self._store = store.NotificationStore(
                 client,
                 redis_opts.key_prefix,
                 zmq_opts.zmq_notification_stream_length,
@@ -409,6 +410,15 @@ class ZmqRoutes:
                 records.append((record, None))
         return slots, records
 
+    def _stream_keys(
+        self, addresses: Sequence[base.Address], pool: str | None
+    ) -> tuple[list[str], str] | None:
+        """The streams and group a listener of ``addresses`` reads from the notification
+        store; None when it listens through the node (no store, or no notifications)."""
+        if self._store is None or all(a.kind != base.NOTIFY for a in addresses):
+            return None
+        return store.stream_keys(self._store, addresses, pool)
+
     @staticmethod
     def _inbox_slots(endpoint: str) -> tuple[list[str], base.Address]:
         name = routing.inbox_name(endpoint)
@@ -431,7 +441,6 @@ class ZmqDriver(ZmqRoutes, base.Driver):
         self._listeners: weakref.WeakSet[ZmqListener] = weakref.WeakSet()
         self._registrations: dict[int, list[tuple[str, str]]] = {}
         self._release = weakref.finalize(self, node.release, self._node)
-        self._store = self._store_factory() if self._store_factory is not None else None
 
     def send(
         self,
@@ -472,15 +481,15 @@ class ZmqDriver(ZmqRoutes, base.Driver):
         self, addresses: Sequence[base.Address], *, pool: str | None = None
     ) -> base.Listener:
         slots, records = self._slots(addresses, pool)
-        if self._store is None or all(a.kind != base.NOTIFY for a in addresses):
+        streams = self._stream_keys(addresses, pool)
+        if self._store is None or streams is None:
             return self._subscribe(slots, records)
-        keys, group = store.stream_keys(self._store, addresses, pool)
         with self._lock:
             if self._closed:
                 raise errors.closed()
         listener = store.StoredZmqListener(slots, self._unsubscribe, self._node.hand_over)
         with errors.mapped("joining the notification store"):
-            listener.start_reading(self._store, keys, group)
+            listener.start_reading(self._store, *streams)
         with self._lock:
             self._listeners.add(listener)
         return listener
