@@ -123,7 +123,7 @@ def main(args: argparse.Namespace, out: TextIO) -> int:
     if args.asyncio:
         if args.url.startswith("zmq"):
             return _on_zmq(args, out, "--asyncio", _asyncio)
-        return _on_rabbit(args, out, "--asyncio", ("amqp", "aiormq"), _asyncio)
+        return _on_rabbit(args, out, "--asyncio", ("aio", "bench"), _asyncio, ("amqp", "aiormq"))
     if not args.no_progress or args.plot:
         missing = [m for m in ("tqdm", "matplotlib") if not _importable(m)]
         needed = [m for m in missing if m == "tqdm" or args.plot]
@@ -186,7 +186,7 @@ def _eventlet(args: argparse.Namespace, progress: Callable[[str], None]) -> _Mea
 
 
 def _asyncio(args: argparse.Namespace, progress: Callable[[str], None]) -> _Measured:
-    """``rpcframe bench --asyncio``: needs py-amqp and aiormq (the aio extra)."""
+    """``rpcframe bench --asyncio``: needs py-amqp (the aio extra) and aiormq (the bench extra)."""
     from rpcframe.bench import aio
 
     report = aio.measure(
@@ -206,9 +206,14 @@ def _on_rabbit(
     option: str,
     extras: tuple[str, ...],
     measure: Callable[[argparse.Namespace, Callable[[str], None]], _Measured],
+    modules: tuple[str, ...] | None = None,
 ) -> int:
-    """Write what ``measure`` reports, if the URL is RabbitMQ's and the extras are installed."""
-    if not (args.url.startswith(("rabbit://", "amqp://")) and all(map(_importable, extras))):
+    """Write what ``measure`` reports, if the URL is RabbitMQ's and the extras are installed.
+
+    ``modules``: what the extras install, by module name (default: the extras' names).
+    """
+    needed = extras if modules is None else modules
+    if not (args.url.startswith(("rabbit://", "amqp://")) and all(map(_importable, needed))):
         names = " and ".join(extras) + (" extras" if len(extras) > 1 else " extra")
         print(
             f"rpcframe bench: {option} measures RabbitMQ: give a rabbit:// URL and install the "

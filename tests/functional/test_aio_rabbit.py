@@ -15,6 +15,7 @@ own and deletes them afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
@@ -28,10 +29,12 @@ import rpcframe.aio
 import rpcframe.opts
 from rpcframe import wire
 from rpcframe.drivers import base
+from rpcframe.drivers.amqp.aio import protocol
 from tests import brokers
 from tests.functional import aio_common, peers
 from tests.functional.aio_common import CTXT, WAIT, Endpoint, run, tallied
 from tests.functional.interop_common import InteropError
+from tests.functional.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
 
@@ -95,7 +98,7 @@ def test_a_refused_login_is_an_authentication_error(conf, names):
             address = base.Address(names[0], names[1])
             with pytest.raises(rpcframe.exceptions.AuthenticationError) as caught:
                 await transport._driver.send(address, b"{}", timeout=WAIT)
-            assert type(caught.value.__cause__).__module__.startswith("aiormq")
+            assert isinstance(caught.value.__cause__, protocol.LoginRefused)
         finally:
             await transport.cleanup()
 
@@ -241,6 +244,48 @@ def test_a_stream_completes_in_order_across_a_dropped_connection(conf, names):
             return got
 
     assert run(main()) == list(range(total))
+
+
+def test_a_server_serves_again_soon_after_a_blackhole_longer_than_the_heartbeat_timeout(
+    conf, names
+):
+    threshold, outage = 2, 6.0
+
+    async def main():
+        client_transport = rpcframe.aio.get_rpc_transport(conf, brokers.RABBIT_URL)
+        try:
+            with TcpProxy((brokers.RABBIT_HOST, brokers.RABBIT_PORT)) as proxy:
+                url = proxy.url() + f"?heartbeat_timeout_threshold={threshold}"
+                async with Rig(conf, names[1], "s1", url=url) as rig:
+                    client = rpcframe.aio.get_rpc_client(
+                        client_transport, rpcframe.Target(topic=names[1]), timeout=1
+                    )
+                    assert await client.call(CTXT, "aadd", a=1, b=1) == 2
+                    before = rig.generation
+                    silent = rig.transport._driver._link._conn
+                    proxy.blackhole()
+                    started = time.monotonic()
+                    # Nothing passes, not even the broker closing its end: only the
+                    # missed heartbeats can tell the server its connection is gone.
+                    with pytest.raises(protocol.ConnectionLost, match="heartbeats missed"):
+                        await asyncio.wait_for(asyncio.shield(silent.closing), 3 * threshold)
+                    # The rest of the outage: waiting it out is what is tested.
+                    await asyncio.sleep(max(0.0, outage - (time.monotonic() - started)))
+                    proxy.resume()
+                    healed = time.monotonic()
+                    answer = None
+                    while answer is None and time.monotonic() < healed + 2 * threshold:
+                        with contextlib.suppress(rpcframe.MessagingTimeout):
+                            answer = await client.call(CTXT, "aadd", a=2, b=2)
+                    took = time.monotonic() - healed
+                    assert answer == 4, f"no answer {took:.1f} s after the network healed"
+                    assert rig.generation > before  # the silent connection was given up
+                    for i in range(20):
+                        assert await client.call(CTXT, "aadd", a=i, b=0) == i
+        finally:
+            await client_transport.cleanup()
+
+    run(main())
 
 
 # -- sending and receiving at the driver level -----------------------------------------------

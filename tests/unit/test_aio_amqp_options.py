@@ -11,7 +11,7 @@ import zlib
 import pytest
 from oslo_config import cfg
 
-pytest.importorskip("aiormq")
+pytest.importorskip("amqp")
 
 from rpcframe import exceptions, opts
 from rpcframe.drivers import base

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import amqp
@@ -40,13 +40,18 @@ import amqp.exceptions
 from rpcframe.drivers.amqp import pyamqp
 
 __all__ = [
+    "HEADERS_FLAG_HIGH",
     "FrameReader",
     "Outgoing",
+    "PendingContent",
     "ack",
+    "decode_headers",
     "encode_properties",
     "encode_publish",
     "publish",
     "publish_arguments",
+    "split",
+    "with_message_id",
 ]
 
 # AMQP 0-9-1 method ids (class, method).
@@ -60,7 +65,8 @@ _CONTENT_ENCODING = 1 << 14
 _DELIVERY_MODE = 1 << 12
 _PRIORITY = 1 << 11
 _HEADERS = 1 << 13
-_HEADERS_HIGH = _HEADERS >> 8  # the flag in the first byte of the property flags
+#: The ``headers`` flag in the first byte of the property flags.
+HEADERS_FLAG_HIGH = _HEADERS >> 8
 _EXPIRATION = 1 << 8
 _MESSAGE_ID = 1 << 7
 
@@ -104,10 +110,13 @@ def encode_properties(
     ``headers`` is an :func:`encode_headers` table.
     """
     encoded = _expiring(expiration) if headers is None else _with_headers(expiration, headers)
-    if message_id is None:
-        return encoded
-    flags = struct.unpack_from(">H", encoded)[0] | _MESSAGE_ID
-    return struct.pack(">H", flags) + encoded[2:] + _shortstr(message_id)
+    return encoded if message_id is None else with_message_id(encoded, message_id)
+
+
+def with_message_id(properties: bytes, message_id: str) -> bytes:
+    """``properties`` made by :func:`encode_properties` without a ``message_id``, with one."""
+    flags = struct.unpack_from(">H", properties)[0] | _MESSAGE_ID
+    return struct.pack(">H", flags) + properties[2:] + _shortstr(message_id)
 
 
 #: A message body with its already-encoded properties.
@@ -176,7 +185,28 @@ _TAG = struct.Struct(">Q")
 _TAG_BITS = struct.Struct(">QB")
 
 
-class _Content:
+def split(buf: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """The whole frames at the start of ``buf``: (type, channel, payload start, payload end).
+
+    The next frame starts after the frame end byte, at payload end + 1.
+    Raises UnexpectedFrame for a frame whose end byte is wrong.
+    """
+    unpack_head = _HEAD.unpack_from
+    pos, length = 0, len(buf)
+    while length - pos >= 8:
+        kind, channel, size = unpack_head(buf, pos)
+        end = pos + 7 + size
+        if end >= length:
+            return
+        if buf[end] != _FRAME_END:
+            raise amqp.exceptions.UnexpectedFrame(
+                f"Received frame_end {buf[end]:#04x} while expecting 0xce"
+            )
+        yield kind, channel, pos + 7, end
+        pos = end + 1
+
+
+class PendingContent:
     """A delivery whose header and body frames are still coming."""
 
     __slots__ = ("handler", "tag", "size", "parts", "received", "headers")
@@ -206,7 +236,7 @@ class FrameReader:
         self.inbound = inbound
         self._deliveries: dict[int, OnDelivery] = {}
         self._confirms: dict[int, tuple[OnConfirm, OnConfirm]] = {}
-        self._content: dict[int, _Content] = {}
+        self._content: dict[int, PendingContent] = {}
         self._py_amqp = inbound.intercept(self._on_frame)
 
     def on_delivery(self, channel_id: int, handler: OnDelivery) -> None:
@@ -225,19 +255,10 @@ class FrameReader:
         """
         buf = self._whole_frame()
         inbound, handle, py_amqp = self.inbound, self._handle, self._py_amqp
-        unpack_head = _HEAD.unpack_from
-        pos, length, handled, passed_on = 0, len(buf), 0, 0
+        pos, handled, passed_on = 0, 0, 0
         try:
-            while length - pos >= 8:
-                kind, channel, size = unpack_head(buf, pos)
-                end = pos + 7 + size
-                if end >= length:
-                    break
-                if buf[end] != _FRAME_END:
-                    raise amqp.exceptions.UnexpectedFrame(
-                        f"Received frame_end {buf[end]:#04x} while expecting 0xce"
-                    )
-                start, pos = pos + 7, end + 1
+            for kind, channel, start, end in split(buf):
+                pos = end + 1
                 handled += 1
                 if not handle(kind, channel, buf, start, end):
                     passed_on += 1
@@ -269,7 +290,7 @@ class FrameReader:
                     return False
                 # consumer-tag (short string), then the delivery-tag
                 tag = _TAG.unpack_from(buf, start + 5 + buf[start + 4])[0]
-                self._content[channel] = _Content(handler, tag)
+                self._content[channel] = PendingContent(handler, tag)
             elif method in (_CONFIRM_ACK, _CONFIRM_NACK):
                 confirm = self._confirms.get(channel)
                 if confirm is None:
@@ -286,8 +307,8 @@ class FrameReader:
             if kind == _HEADER:
                 # class-id, weight, then the body size and the property flags
                 pending.size = _TAG.unpack_from(buf, start + 4)[0]
-                if buf[start + 12] & _HEADERS_HIGH:
-                    pending.headers = _headers(buf, start + 14, buf[start + 12] << 8)
+                if buf[start + 12] & HEADERS_FLAG_HIGH:
+                    pending.headers = decode_headers(buf, start + 14, buf[start + 12] << 8)
             else:
                 pending.parts.append(buf[start:end])
                 pending.received += end - start
@@ -326,7 +347,7 @@ _MALFORMED = (
 )
 
 
-def _headers(buf: bytes, pos: int, flags: int) -> dict[str, Any] | None:
+def decode_headers(buf: bytes, pos: int, flags: int) -> dict[str, Any] | None:
     """The ``headers`` table of the properties at ``buf[pos:]``; None if empty.
 
     A table that cannot be decoded counts as none: the body still reaches

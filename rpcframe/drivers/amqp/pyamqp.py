@@ -69,6 +69,7 @@ __all__ = [
     "UnsupportedPyAmqp",
     "buffered",
     "check",
+    "decode",
     "decode_table",
     "encode",
     "keep_channels_closed",
@@ -372,6 +373,15 @@ def encode(kinds: str, values: tuple[Any, ...]) -> bytes:
     """AMQP-encoded ``values``; ``kinds``: py-amqp's letters (``F`` table, ``s`` shortstr...)."""
     encoded: bytes = serialization.dumps(kinds, values)
     return encoded
+
+
+def decode(kinds: str, buf: bytes, offset: int) -> tuple[list[Any], int]:
+    """The AMQP-encoded values at ``buf[offset:]``, and the offset after them.
+
+    Raises on malformed input.
+    """
+    values, end = serialization.loads(kinds, buf, offset)
+    return values, end
 
 
 def decode_table(buf: bytes, offset: int) -> dict[str, Any]:

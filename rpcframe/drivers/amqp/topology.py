@@ -274,6 +274,13 @@ class Route:
     routing_key: str
     queue: Queue | None = None
 
+    @property
+    def declares(self) -> str:
+        """What a sender declares first, by name: the queue, else the exchange ("": nothing)."""
+        if self.queue is not None:
+            return self.queue.name
+        return self.exchange.name if self.exchange is not None else ""
+
 
 # -- refused declarations -----------------------------------------------------------------
 

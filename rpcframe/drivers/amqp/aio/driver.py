@@ -1,6 +1,7 @@
-"""AsyncRabbitDriver: RabbitMQ for :mod:`rpcframe.aio`, on aiormq, wire-compatible with oslo.
+"""AsyncRabbitDriver: RabbitMQ for :mod:`rpcframe.aio` on an asyncio.Protocol, as oslo speaks it.
 
-One connection per driver (a :class:`~rpcframe.drivers.amqp.aio.link.Link`,
+One connection per driver (a :class:`~rpcframe.drivers.amqp.aio.link.Link`
+speaking AMQP with :mod:`~rpcframe.drivers.amqp.aio.protocol`,
 opened on the running loop by the first send or subscription) carries
 everything: a *confirm* channel (publisher confirms) for what the sender
 waits to see owned by the broker, a *plain* channel for call requests sent
@@ -22,34 +23,27 @@ was confirmed, possibly twice (servers drop duplicate ``_unique_id``\\ s).
 Options and URL parameters are the threaded driver's
 (``[oslo_messaging_rabbit]``); ``kombu_compression`` is supported for
 ``gzip`` and ``bz2`` (kombu's encodings, done with the standard library),
-and received messages with either are decompressed. aiormq logs in with
-PLAIN or EXTERNAL only: ``rabbit_login_method = AMQPLAIN`` (the default)
-logs in with PLAIN, which RabbitMQ accepts with the same credentials, and
-RABBIT-CR-DEMO is refused when the driver is built. ``use_queue_manager``
-needs py-amqp installed too (the queue manager's lock is shared with the
-threaded driver's).
+and received messages with either are decompressed. It logs in with
+AMQPLAIN (the default), PLAIN or EXTERNAL; RABBIT-CR-DEMO is refused when
+the driver is built.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bz2
-import inspect
 import logging
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiormq
-import aiormq.abc
-from aiormq import spec
 from oslo_config import cfg
 
 from rpcframe import exceptions
 from rpcframe.drivers import asyncbase, base
+from rpcframe.drivers.amqp import frames, settings, topology
 from rpcframe.drivers.amqp import options as opts
-from rpcframe.drivers.amqp import settings, topology
-from rpcframe.drivers.amqp.aio import errors
+from rpcframe.drivers.amqp.aio import errors, protocol
 from rpcframe.drivers.amqp.aio.link import CONNECT_TIMEOUT, LOGIN_METHODS, Link, open_channel
 from rpcframe.drivers.amqp.aio.listener import Listener, declare_exchange, declare_queue
 
@@ -74,12 +68,6 @@ _DECOMPRESSIONS: dict[str, Callable[[bytes], bytes]] = {
 
 _CONFIRM, _PLAIN, _DECLARE = "confirm", "plain", "declare"
 
-#: Publishes do not wait for the write to drain where aiormq lets them (7.x):
-#: a confirm implies it, and a call's reply proves delivery.
-_NO_DRAIN: dict[str, Any] = (
-    {"wait": False} if "wait" in inspect.signature(aiormq.Channel.basic_publish).parameters else {}
-)
-
 
 class AsyncRabbitDriver(asyncbase.AsyncDriver):
     """RabbitMQ on an event loop; see the module documentation."""
@@ -101,6 +89,12 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
                     "driver compresses with gzip or bz2 only"
                 )
             self._compression = _COMPRESSIONS[name]
+        #: The encoded ``headers`` property of every message (kombu's ``compression``).
+        self._headers = (
+            None
+            if self._compression is None
+            else frames.encode_headers((("compression", self._compression[0]),))
+        )
         if self.options.rabbit_login_method.upper() not in LOGIN_METHODS:
             raise exceptions.ConfigurationError(
                 f"[{opts.RABBIT_GROUP}] rabbit_login_method "
@@ -125,8 +119,11 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
         self._listeners: set[Listener] = set()
         # Per connection generation: channels, and what is declared (or being declared).
         self._generation = 0
-        self._channels: dict[str, asyncio.Future[aiormq.abc.AbstractChannel]] = {}
+        self._channels: dict[str, asyncio.Future[protocol.Channel]] = {}
         self._declared: dict[str, asyncio.Future[None]] = {}
+        # The same, once done: what a send needs to publish without a wait.
+        self._ready: dict[str, protocol.Channel] = {}
+        self._done: set[str] = {""}
         # Exchanges that exist with other flags than ours: declared passively.
         self._foreign: set[str] = set()
         self._listen_timeout = max(
@@ -162,61 +159,52 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
             raise TypeError(f"a message body must be bytes, got {type(body).__name__}")
         # A returned mandatory message is only known once its confirm arrives.
         confirm = confirm or mandatory
+        kind = _CONFIRM if confirm else _PLAIN
         route = self._routes.get(address)
         if route is None:
             if len(self._routes) >= _ROUTE_CACHE_SIZE:
                 self._routes.clear()
             route = self._routes[address] = self.topology.route(address)
         exchange = route.exchange.name if route.exchange is not None else topology.DEFAULT_EXCHANGE
+        arguments = frames.publish_arguments(exchange, route.routing_key, mandatory)
         expiration = None if expiry is None else str(max(1, int(expiry * 1000)))
-        headers: dict[str, Any] | None = None
-        payload = body
-        if self._compression is not None:
-            mime, compress = self._compression
-            headers, payload = {"compression": mime}, compress(body)
+        properties = frames.encode_properties(expiration, None, self._headers)
+        payload = body if self._compression is None else self._compression[1](body)
+        # Connected, declared, channel open: publish at once, and wait for the confirm only.
+        future: asyncio.Future[None] | None = None
+        channel = self._ready.get(kind)
+        generation = self._generation
+        if channel is not None and route.declares in self._done and not channel.is_closed:
+            try:
+                future = channel.publish(arguments, properties, payload, tagged=mandatory)
+            except errors.IO_ERRORS:
+                pass  # the loop below reconnects and sends it
+            else:
+                if future is None:
+                    return
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    return
         left = retry if retry is not None and retry >= 0 else None
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         try:
             async with asyncio.timeout_at(deadline) as scope:
                 while True:
-                    conn, generation = await link.connection(left)
                     try:
-                        await self._declare(route, conn, generation)
-                        channel = await self._channel(
-                            conn, generation, _CONFIRM if confirm else _PLAIN
-                        )
-                        await channel.basic_publish(
-                            payload,
-                            exchange=exchange,
-                            routing_key=route.routing_key,
-                            properties=spec.Basic.Properties(
-                                content_type="application/json",
-                                content_encoding="utf-8",
-                                delivery_mode=2,
-                                priority=0,
-                                expiration=expiration,
-                                headers=headers,  # type: ignore[arg-type]
-                            ),
-                            mandatory=mandatory,
-                            **_NO_DRAIN,
-                        )
+                        if future is None:
+                            conn, generation = await link.connection(left)
+                            await self._declare(route, conn, generation)
+                            channel = await self._channel(conn, generation, kind)
+                            future = channel.publish(
+                                arguments, properties, payload, tagged=mandatory
+                            )
+                            if future is None:
+                                return
+                        assert channel is not None
+                        await self._confirmed(future, channel, exchange, route, body)
                         return
-                    except aiormq.exceptions.PublishError as exc:
-                        raise exceptions.MessageUndeliverable(
-                            None, exchange, route.routing_key, body
-                        ) from exc
-                    except aiormq.exceptions.DeliveryError as exc:
-                        raise exceptions.MessageDeliveryFailure(
-                            f"RabbitMQ refused the message to {exchange!r}/{route.routing_key!r}"
-                        ) from exc
                     except errors.IO_ERRORS as exc:
-                        if not conn.is_closed and _channel_error(exc):
-                            raise errors.translate(
-                                exc,
-                                f"RabbitMQ refused the message to {exchange!r}/"
-                                f"{route.routing_key!r}: {errors.describe(exc)}",
-                            ) from exc
+                        future = None
                         link.broken(generation)
                         if left is not None:
                             if left == 0:
@@ -236,19 +224,50 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
                 ) from None
             raise exceptions.TransportBroken(f"RabbitMQ did not answer: {exc}") from exc
 
-    async def _channel(
-        self, conn: aiormq.Connection, generation: int, kind: str
-    ) -> aiormq.abc.AbstractChannel:
-        """The connection's channel of ``kind``, opened (again) if need be."""
+    @staticmethod
+    async def _confirmed(
+        future: asyncio.Future[None],
+        channel: protocol.Channel,
+        exchange: str,
+        route: topology.Route,
+        body: bytes,
+    ) -> None:
+        """Wait for a publish's confirm; raises IO_ERRORS if the connection failed under it."""
+        try:
+            await future
+        except protocol.Returned as exc:
+            raise exceptions.MessageUndeliverable(None, exchange, route.routing_key, body) from exc
+        except protocol.Nacked as exc:
+            raise exceptions.MessageDeliveryFailure(
+                f"RabbitMQ refused the message to {exchange!r}/{route.routing_key!r}"
+            ) from exc
+        except protocol.ChannelClosed as exc:
+            if channel.connection.is_closed:
+                raise
+            raise errors.translate(
+                exc,
+                f"RabbitMQ refused the message to {exchange!r}/{route.routing_key!r}: "
+                f"{errors.describe(exc)}",
+            ) from exc
+
+    def _new_generation(self, generation: int) -> None:
         if generation != self._generation:
             self._generation = generation
             self._channels, self._declared = {}, {}
+            self._ready, self._done = {}, {""}
+
+    async def _channel(
+        self, conn: protocol.Connection, generation: int, kind: str
+    ) -> protocol.Channel:
+        """The connection's channel of ``kind``, opened (again) if need be."""
+        self._new_generation(generation)
         future = self._channels.get(kind)
         if future is not None and future.done() and not future.cancelled():
             if future.exception() is None and not future.result().is_closed:
                 return future.result()
             future = None
         if future is None:
+            self._ready.pop(kind, None)
             future = self._channels[kind] = asyncio.get_running_loop().create_future()
             try:
                 channel = await open_channel(conn, confirms=kind == _CONFIRM)
@@ -258,20 +277,20 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
                 future.exception()
                 raise
             future.set_result(channel)
+            if generation == self._generation:
+                self._ready[kind] = channel
             return channel
         return await asyncio.shield(future)
 
     async def _declare(
-        self, route: topology.Route, conn: aiormq.Connection, generation: int
+        self, route: topology.Route, conn: protocol.Connection, generation: int
     ) -> None:
         """Declare the route's exchange (and queue) once per connection."""
         exchange, queue = route.exchange, route.queue
-        key = queue.name if queue is not None else (exchange.name if exchange else "")
+        key = route.declares
         if not key:
             return
-        if generation != self._generation:
-            self._generation = generation
-            self._channels, self._declared = {}, {}
+        self._new_generation(generation)
         done = self._declared.get(key)
         if done is not None:
             if not done.done():
@@ -291,12 +310,14 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
             done.exception()
             raise
         done.set_result(None)
+        if generation == self._generation:
+            self._done.add(key)
 
     async def _declare_now(
         self,
         exchange: topology.Exchange | None,
         queue: topology.Queue | None,
-        conn: aiormq.Connection,
+        conn: protocol.Connection,
         generation: int,
     ) -> None:
         assert exchange is not None
@@ -310,7 +331,7 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
                         if bound.name:
                             await channel.queue_bind(queue.name, bound.name, routing_key=key)
                 return
-            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            except protocol.PreconditionFailed as exc:
                 text = errors.reply_text(exc)
                 what = topology.inequivalent(text)
                 exchange_flags = what in topology.TOLERATED or (what is None and queue is None)
@@ -404,13 +425,6 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
         link, self._link = self._link, None
         if link is not None:
             await link.close()
-
-
-def _channel_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is the broker closing one channel (not the connection)."""
-    return isinstance(exc, aiormq.exceptions.ChannelClosed) and not isinstance(
-        exc, aiormq.exceptions.ChannelInvalidStateError
-    )
 
 
 def _decompressed(body: bytes, headers: dict[str, Any]) -> bytes:

@@ -1,14 +1,13 @@
-"""What the asyncio RabbitMQ driver raises: aiormq's exceptions mapped to rpcframe's.
+"""What the asyncio RabbitMQ driver raises: its protocol's exceptions mapped to rpcframe's.
 
 Inside the driver, :data:`IO_ERRORS` mean "this connection (or channel)
 failed": the driver reconnects and tries again where it can. What escapes
 is an rpcframe exception, with the backend's as ``__cause__``:
 
-* a refused login (aiormq's ``AuthenticationError`` and
-  ``ProbableAuthenticationError``, a 403 on a channel) and a broker TLS
-  certificate that fails verification:
+* a refused login (:class:`~rpcframe.drivers.amqp.aio.protocol.LoginRefused`,
+  a 403 on a channel) and a broker TLS certificate that fails verification:
   :class:`~rpcframe.exceptions.AuthenticationError`, never retried;
-* anything else aiormq, pamqp or the socket layer raises:
+* anything else the protocol or the socket layer raises:
   :class:`~rpcframe.exceptions.TransportBroken`.
 
 The same rules as the threaded driver's table
@@ -17,13 +16,10 @@ The same rules as the threaded driver's table
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 
-import aiormq.exceptions
-import pamqp.exceptions
-
 from rpcframe import exceptions
+from rpcframe.drivers.amqp.aio import protocol
 
 __all__ = [
     "IO_ERRORS",
@@ -36,34 +32,23 @@ __all__ = [
     "translate",
 ]
 
-#: Everything aiormq, pamqp or the socket layer raises when a connection or channel fails.
-IO_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    aiormq.exceptions.AMQPError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    pamqp.exceptions.PAMQPException,
-    asyncio.IncompleteReadError,
-)
+#: Everything the protocol or the socket layer raises when a connection or channel fails.
+IO_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, protocol.AMQPError)
 
-#: IO_ERRORS, and a time limit of aiormq's or of the driver's own.
+#: IO_ERRORS, and a time limit of the driver's own.
 IO_OR_TIMEOUT: tuple[type[BaseException], ...] = (*IO_ERRORS, TimeoutError)
 
 #: What a connection attempt may fail with that no further attempt would mend.
-REFUSALS: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.AuthenticationError,
-    aiormq.exceptions.ProbableAuthenticationError,
-    ssl.SSLCertVerificationError,
-)
+REFUSALS: tuple[type[BaseException], ...] = (protocol.LoginRefused, ssl.SSLCertVerificationError)
 
-_AUTHENTICATION = (*REFUSALS, aiormq.exceptions.ChannelAccessRefused)
+_AUTHENTICATION = (*REFUSALS, protocol.AccessRefused)
 
 
 def refused(exc: BaseException) -> BaseException | None:
     """The refusal (one of :data:`REFUSALS`) behind a failed connection attempt, or None.
 
-    aiormq wraps the socket layer's errors, TLS verification included, in
-    its own ``AMQPConnectionError``: the refusal may be its cause.
+    A refusal may be the cause of another error (the socket layer's
+    wrapping a TLS verification failure).
     """
     seen: BaseException | None = exc
     for _ in range(3):
@@ -104,13 +89,12 @@ def closed(what: str = "transport") -> exceptions.TransportClosed:
 
 def describe(exc: BaseException) -> str:
     """A short text for an I/O error, without credentials."""
-    if isinstance(exc, aiormq.exceptions.ChannelClosed):
-        return f"{type(exc).__name__}: {reply_text(exc)}"
+    if isinstance(exc, protocol.ChannelClosed):
+        return f"{type(exc).__name__}: {exc.text}"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
 
 
-def reply_text(exc: BaseException) -> str:
+def reply_text(exc: protocol.ChannelClosed) -> str:
     """The broker's reply text of a channel it closed (``PRECONDITION_FAILED - ...``)."""
-    texts = [arg for arg in getattr(exc, "args", ()) if isinstance(arg, str)]
-    return texts[-1] if texts else str(exc)
+    return exc.text

@@ -1,4 +1,4 @@
-"""One aiormq connection of an asyncio driver, opened lazily and reopened when it drops.
+"""The connection of an asyncio driver, opened lazily and reopened when it drops.
 
 A :class:`Link` connects on the running loop the first time something needs
 the broker, going round the URL's hosts with the threaded driver's backoff
@@ -12,8 +12,8 @@ inboxes), the link reconnects at once in a task of its own and calls each
 subscriber's ``resume(connection, generation)`` so that it declares its
 queues and consumes again; senders simply wait for the next connection.
 A refused login or TLS certificate ends the attempts for good
-(AuthenticationError), as in the threaded driver. Heartbeats are aiormq's,
-negotiated from ``heartbeat_timeout_threshold``.
+(AuthenticationError), as in the threaded driver. Heartbeats are the
+protocol's (:mod:`.protocol`), negotiated from ``heartbeat_timeout_threshold``.
 """
 
 from __future__ import annotations
@@ -25,13 +25,9 @@ import logging
 import ssl
 import time
 from typing import Any, Protocol
-from urllib.parse import quote
-
-import aiormq
-from yarl import URL
 
 from rpcframe import exceptions
-from rpcframe.drivers.amqp.aio import errors
+from rpcframe.drivers.amqp.aio import errors, protocol
 from rpcframe.drivers.amqp.reconnect import Schedule
 from rpcframe.drivers.amqp.settings import Host, LinkSettings
 
@@ -42,12 +38,12 @@ LOG = logging.getLogger(__name__)
 #: Bound on one TCP connect plus AMQP handshake.
 CONNECT_TIMEOUT = 10.0
 
-#: rpcframe's login method names -> aiormq's (RabbitMQ takes PLAIN credentials for AMQPLAIN).
-LOGIN_METHODS = {"PLAIN": "plain", "AMQPLAIN": "plain", "EXTERNAL": "external"}
+#: The login methods (``rabbit_login_method``) the asyncio driver speaks.
+LOGIN_METHODS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
 
 
 class Subscriber(Protocol):
-    async def resume(self, connection: aiormq.Connection, generation: int) -> None:
+    async def resume(self, connection: protocol.Connection, generation: int) -> None:
         """Declare and consume again on a new connection; raises IO_ERRORS."""
 
     def broken(self, error: exceptions.TransportDriverError) -> None:
@@ -62,7 +58,7 @@ class Link:
         self.name = name
         self.generation = 0
         self._schedule = Schedule(settings)
-        self._conn: aiormq.Connection | None = None
+        self._conn: protocol.Connection | None = None
         self._connecting: asyncio.Task[None] | None = None
         # Set and replaced at each change: a connection up, an attempt failed.
         self._changed = asyncio.Event()
@@ -85,7 +81,7 @@ class Link:
 
     # -- getting a connection ----------------------------------------------------------------
 
-    async def connection(self, attempts: int | None = None) -> tuple[aiormq.Connection, int]:
+    async def connection(self, attempts: int | None = None) -> tuple[protocol.Connection, int]:
         """The current connection and its generation, connecting first if need be.
 
         ``attempts`` bounds the failed connection attempts this caller sits
@@ -170,7 +166,7 @@ class Link:
         for subscriber in list(self._subscribers):
             subscriber.broken(refused)
 
-    async def _resume(self, conn: aiormq.Connection, generation: int) -> bool:
+    async def _resume(self, conn: protocol.Connection, generation: int) -> bool:
         """Let every subscriber consume again; False if the connection failed meanwhile."""
         for subscriber in list(self._subscribers):
             try:
@@ -183,37 +179,22 @@ class Link:
                 )
         return not conn.is_closed
 
-    async def _open(self, host: Host) -> aiormq.Connection:
+    async def _open(self, host: Host) -> protocol.Connection:
         s = self.settings
         tls = s.ssl is not None
         if tls and self._ssl_context is None:
             self._ssl_context = ssl_context(s.ssl or {})
-        vhost = s.virtual_host
-        login = LOGIN_METHODS.get(s.login_method.upper(), "plain")
-        url = URL.build(
-            scheme="amqps" if tls else "amqp",
-            user=quote(host.username, safe=""),
-            password=quote(host.password, safe=""),
-            host=host.hostname,
-            port=host.port,
-            path="/" if vhost == "/" else "/" + quote(vhost, safe=""),
-            query_string=f"heartbeat={int(s.heartbeat)}&auth={login}",
-            encoded=True,
+        return await protocol.connect(
+            host.hostname,
+            host.port,
+            name=self.name,
+            login=protocol.login(s.login_method, host.username, host.password),
+            virtual_host=s.virtual_host,
+            heartbeat=int(s.heartbeat),
+            ssl_context=self._ssl_context if tls else None,
         )
-        conn = aiormq.Connection(
-            url,
-            context=self._ssl_context,
-            client_properties={"connection_name": self.name},
-        )
-        try:
-            await conn.connect()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
-        return conn
 
-    def _lost(self, conn: aiormq.Connection, generation: int, done: asyncio.Future[Any]) -> None:
+    def _lost(self, conn: protocol.Connection, generation: int, done: asyncio.Future[Any]) -> None:
         error = None if done.cancelled() else done.exception()
         if self._conn is not conn:
             return
@@ -257,14 +238,9 @@ class Link:
                     await conn.close()
 
 
-async def open_channel(conn: aiormq.Connection, confirms: bool = False) -> Any:
-    """A new channel on ``conn``; raises IO_ERRORS (aiormq's RuntimeError once it closed)."""
-    try:
-        return await conn.channel(publisher_confirms=confirms, on_return_raises=True)
-    except RuntimeError as exc:
-        if not conn.is_closed:
-            raise
-        raise ConnectionError(f"the connection closed: {exc}") from exc
+async def open_channel(conn: protocol.Connection, confirms: bool = False) -> protocol.Channel:
+    """A new channel on ``conn``; raises IO_ERRORS."""
+    return await conn.channel(confirms=confirms)
 
 
 def ssl_context(options: dict[str, Any]) -> ssl.SSLContext:

@@ -13,8 +13,8 @@ unpolled (the broker put it back when its channel closed) and settling
 one is a logged no-op. A consumer the broker cancels (its queue was
 deleted) is subscribed again after ``kombu_reconnect_delay``.
 
-``ack`` and ``requeue`` never wait: they schedule ``basic.ack`` /
-``basic.reject`` on the loop (from another thread too). Reply inboxes
+``ack`` and ``requeue`` never wait: they write ``basic.ack`` /
+``basic.reject`` (from another thread, through the loop). Reply inboxes
 consume without acknowledgements, as the threaded driver's do.
 
 Closing cancels the consumers, requeues what was received but not polled,
@@ -32,16 +32,13 @@ import collections
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import aiormq
-import aiormq.abc
 
 from rpcframe import exceptions
 from rpcframe.drivers import asyncbase, base
 from rpcframe.drivers.amqp import topology
-from rpcframe.drivers.amqp.aio import errors
+from rpcframe.drivers.amqp.aio import errors, protocol
 from rpcframe.drivers.amqp.aio.link import Link, open_channel
 
 __all__ = ["Listener"]
@@ -64,7 +61,7 @@ class Delivery(base.IncomingMessage):
         self,
         body: bytes,
         listener: Listener,
-        channel: aiormq.abc.AbstractChannel | None,
+        channel: protocol.Channel | None,
         tag: int,
         epoch: int,
         stream: bool = False,
@@ -115,8 +112,8 @@ class Listener(asyncbase.AsyncInbox):
         self._waiter: asyncio.Future[None] | None = None
         self._epoch = 0
         self._generation = 0
-        self._channels: list[aiormq.abc.AbstractChannel] = []
-        self._tags: list[tuple[aiormq.abc.AbstractChannel, str]] = []
+        self._channels: list[protocol.Channel] = []
+        self._tags: list[tuple[protocol.Channel, str]] = []
         self._outstanding: set[Delivery] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscribing = asyncio.Lock()
@@ -132,7 +129,7 @@ class Listener(asyncbase.AsyncInbox):
 
     # -- subscribing ---------------------------------------------------------------------
 
-    async def resume(self, connection: aiormq.Connection, generation: int) -> None:
+    async def resume(self, connection: protocol.Connection, generation: int) -> None:
         """Declare and consume on ``connection`` unless already done there; raises IO_ERRORS."""
         async with self._subscribing:
             if self._closed or (generation == self._generation and self._channels):
@@ -145,29 +142,29 @@ class Listener(asyncbase.AsyncInbox):
             await self._subscribe(connection, self._epoch)
             self._generation = generation
 
-    async def _subscribe(self, conn: aiormq.Connection, epoch: int) -> None:
+    async def _subscribe(self, conn: protocol.Connection, epoch: int) -> None:
         channel = await self._declare_all(conn)
         self._channels.append(channel)
         if self._prefetch:
-            await channel.basic_qos(prefetch_count=self._prefetch)
+            await channel.qos(self._prefetch)
         for queue in self.queues:
             consumer_channel = channel
             arguments = queue.consumer_arguments
             if queue.stream:
                 consumer_channel = await open_channel(conn)
                 self._channels.append(consumer_channel)
-                await consumer_channel.basic_qos(prefetch_count=self._prefetch)
+                await consumer_channel.qos(self._prefetch)
                 arguments = {**(arguments or {}), "x-stream-offset": self._offsets[queue.name]}
-            consumer_channel.on_consumer_cancel_callbacks.add(self._cancelled(epoch, queue))
-            ok = await consumer_channel.basic_consume(
+            tag = await consumer_channel.consume(
                 queue.name,
                 self._receiver(consumer_channel, epoch, queue),
                 no_ack=self._no_ack,
                 arguments=arguments,
+                on_cancel=self._cancelled(epoch, queue),
             )
-            self._tags.append((consumer_channel, ok.consumer_tag or ""))
+            self._tags.append((consumer_channel, tag))
 
-    async def _declare_all(self, conn: aiormq.Connection) -> aiormq.abc.AbstractChannel:
+    async def _declare_all(self, conn: protocol.Connection) -> protocol.Channel:
         """Declare every queue, exchange and binding; returns an open channel.
 
         The broker closes the channel of a refused declaration: what the
@@ -185,12 +182,12 @@ class Listener(asyncbase.AsyncInbox):
         return channel
 
     async def _declare_queue(
-        self, conn: aiormq.Connection, channel: Any, queue: topology.Queue
+        self, conn: protocol.Connection, channel: Any, queue: topology.Queue
     ) -> Any:
         try:
             await declare_queue(channel, queue)
             return channel
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        except protocol.PreconditionFailed as exc:
             text = errors.reply_text(exc)
             if not (queue.durable and topology.exists_transient(text)):
                 raise exceptions.TransportBroken(topology.refusal(queue, text)) from exc
@@ -203,19 +200,19 @@ class Listener(asyncbase.AsyncInbox):
         channel = await open_channel(conn)
         try:
             await declare_queue(channel, dataclasses.replace(queue, durable=False))
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        except protocol.PreconditionFailed as exc:
             raise exceptions.TransportBroken(
                 topology.refusal(queue, errors.reply_text(exc))
             ) from exc
         return channel
 
     async def _declare_exchange(
-        self, conn: aiormq.Connection, channel: Any, exchange: topology.Exchange
+        self, conn: protocol.Connection, channel: Any, exchange: topology.Exchange
     ) -> Any:
         try:
             await declare_exchange(channel, exchange, passive=exchange.name in self._foreign)
             return channel
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        except protocol.PreconditionFailed as exc:
             text = errors.reply_text(exc)
             if topology.inequivalent(text) not in topology.TOLERATED:
                 raise exceptions.TransportBroken(
@@ -233,20 +230,17 @@ class Listener(asyncbase.AsyncInbox):
         return channel
 
     def _receiver(
-        self, channel: aiormq.abc.AbstractChannel, epoch: int, queue: topology.Queue
-    ) -> Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]]:
+        self, channel: protocol.Channel, epoch: int, queue: topology.Queue
+    ) -> protocol.OnDelivery:
         buffer = self._buffer
         stream = queue.stream
 
-        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
-            tag: int = message.delivery.delivery_tag or 0  # type: ignore[union-attr]
+        def on_message(tag: int, body: bytes, headers: dict[str, Any] | None) -> None:
             if self._closed and not self._no_ack:
                 # Arrived after close: straight back to the queue.
                 if not stream:
-                    self._spawn(channel.basic_reject(tag, requeue=True))
+                    channel.reject(tag, requeue=True)
                 return
-            headers = message.header.properties.headers
-            body = message.body
             if headers:
                 if stream:
                     offset = headers.get("x-stream-offset")
@@ -261,14 +255,14 @@ class Listener(asyncbase.AsyncInbox):
 
         return on_message
 
-    def _cancelled(self, epoch: int, queue: topology.Queue) -> Callable[[Any], None]:
-        def on_cancel(frame: Any) -> None:
+    def _cancelled(self, epoch: int, queue: topology.Queue) -> protocol.OnCancel:
+        def on_cancel(consumer_tag: str) -> None:
             if epoch != self._epoch or self._closed:
                 return
             LOG.warning(
                 "%s: RabbitMQ cancelled consumer %s (queue %s deleted or moved); subscribing again",
                 self.name,
-                getattr(frame, "consumer_tag", "?"),
+                consumer_tag,
                 queue.name,
             )
             if queue.stream:
@@ -358,9 +352,9 @@ class Listener(asyncbase.AsyncInbox):
             LOG.debug("%s: not settling a message of a lost channel; RabbitMQ redelivers it",
                       self.name)  # fmt: skip
         elif requeue:
-            self._spawn(channel.basic_reject(delivery._tag, requeue=True, wait=False))
+            channel.reject(delivery._tag, requeue=True)
         else:
-            self._spawn(channel.basic_ack(delivery._tag, wait=False))
+            channel.ack(delivery._tag)
         if self._unsubscribed and not self._outstanding:
             self._release()
 
@@ -396,16 +390,16 @@ class Listener(asyncbase.AsyncInbox):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     for channel, tag in tags:
                         if not channel.is_closed:
-                            await channel.basic_cancel(tag)
+                            await channel.cancel(tag)
                     while self._buffer and not self._no_ack:
                         delivery = self._buffer.popleft()
                         channel_ = delivery._channel
                         if delivery._epoch != self._epoch or channel_ is None or channel_.is_closed:
                             continue
                         if delivery._stream:
-                            await channel_.basic_ack(delivery._tag)
+                            channel_.ack(delivery._tag)
                         else:
-                            await channel_.basic_reject(delivery._tag, requeue=True)
+                            channel_.reject(delivery._tag, requeue=True)
                     private = [queue for queue in self.queues if queue.private]
                     if private and channels and not channels[0].is_closed:
                         for queue in private:
@@ -436,7 +430,7 @@ class Listener(asyncbase.AsyncInbox):
             await asyncio.wait(set(self._tasks), timeout=CLOSE_TIMEOUT)
 
 
-async def _close_channel(channel: aiormq.abc.AbstractChannel) -> None:
+async def _close_channel(channel: protocol.Channel) -> None:
     if channel.is_closed:
         return
     with contextlib.suppress(*errors.IO_OR_TIMEOUT):
@@ -444,7 +438,7 @@ async def _close_channel(channel: aiormq.abc.AbstractChannel) -> None:
             await channel.close()
 
 
-async def declare_queue(channel: Any, queue: topology.Queue) -> None:
+async def declare_queue(channel: protocol.Channel, queue: topology.Queue) -> None:
     await channel.queue_declare(
         queue.name,
         durable=queue.durable,
@@ -454,11 +448,11 @@ async def declare_queue(channel: Any, queue: topology.Queue) -> None:
 
 
 async def declare_exchange(
-    channel: Any, exchange: topology.Exchange, passive: bool = False
+    channel: protocol.Channel, exchange: topology.Exchange, passive: bool = False
 ) -> None:
     await channel.exchange_declare(
         exchange.name,
-        exchange_type=exchange.type,
+        exchange.type,
         passive=passive,
         durable=exchange.durable,
         auto_delete=exchange.auto_delete,
