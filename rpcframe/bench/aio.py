@@ -15,8 +15,9 @@ process of its own (spawned):
   work of oslo.messaging's protocol (topic exchange, expiration, requests
   acknowledged, replies mandatory and confirmed): what that work costs is
   the part of the gap to the raw figure no implementation can close;
-* ``aio_in_flight``: ``in_flight`` awaited calls at once from one event
-  loop (``asyncio.gather``), repeated until ``calls`` are done;
+* ``aio_in_flight``: ``in_flight`` awaited calls kept in flight from one
+  event loop (as many tasks, each calling again as its call returns, as the
+  threaded figure's threads do), until ``calls`` are done;
 * ``aio_in_flight_to_threaded_server``: the same, calling the threaded
   rpcframe server of the next figure instead of an asyncio one;
 * ``threaded``: threaded rpcframe, ``threads`` threads calling a threaded
@@ -286,9 +287,14 @@ async def _rate(count: int, call: Callable[[], Awaitable[Any]]) -> float:
 
 
 async def _rate_in_flight(count: int, in_flight: int, call: Callable[[], Awaitable[Any]]) -> float:
+    """Calls a second with ``in_flight`` of them kept in flight: a call starts as one ends."""
+
+    async def one_after_another(calls: int) -> None:
+        for _ in range(calls):
+            await call()
+
     started = time.perf_counter()
-    for share in shares(count, max(1, count // in_flight)):
-        await asyncio.gather(*(call() for _ in range(share)))
+    await asyncio.gather(*map(one_after_another, shares(count, min(count, in_flight))))
     return count / (time.perf_counter() - started)
 
 
