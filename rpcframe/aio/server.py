@@ -70,7 +70,8 @@ class _Control:
 
     def __init__(self, call: current.Call, deadline: float) -> None:
         self.call = call
-        self.id = wire.new_id()
+        # Made when the call is announced: most calls end before.
+        self._id: str | None = None
         self.deadline = time.monotonic() + max(0.0, deadline - time.time())
         self.credit = 0
         self.resume_from: int | None = None
@@ -78,6 +79,18 @@ class _Control:
         #: Until the call is announced: the timer that will; then the task announcing it.
         self.announcing: asyncio.TimerHandle | None = None
         self.announcement: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        """The control channel's id, the caller's address for its cancel and credit."""
+        if self._id is None:
+            self._id = wire.new_id()
+        return self._id
+
+    @property
+    def announced(self) -> bool:
+        """Whether the call was announced (and its control channel watched)."""
+        return self._id is not None
 
     def stop_announcing(self) -> None:
         if self.announcing is not None:
@@ -279,7 +292,8 @@ class AsyncRPCServer:
                 beating.cancel()
             if control is not None:
                 control.stop_announcing()
-                self.transport._unwatch(control.id)
+                if control.announced:
+                    self.transport._unwatch(control.id)
         if streamed or not request.wants_reply:
             return
         if call.cancelled:
