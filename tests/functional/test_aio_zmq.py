@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -34,8 +35,8 @@ from tests.conftest import require_service
 from tests.functional import aio_common
 from tests.functional.aio_common import CTXT, WAIT, Rig, run
 from tests.functional.peers import read_line
+from tests.functional.zmq_common import PREFIX, Cluster, endpoint_of, redis_cli, start_redis
 from tests.functional.zmq_common import URL as REDIS_URL
-from tests.functional.zmq_common import Cluster, endpoint_of
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -119,6 +120,40 @@ def test_a_server_process_killed_during_an_asyncio_call_fails_the_call_at_once(
     took, error = run(main())
     assert took < 15, f"the call waited {took:.1f} s for a dead server"
     assert "went away" in str(error) or "lost" in str(error), error
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_asyncio_routing_goes_on_from_the_cache_while_redis_is_down(conf, names, redis, caplog):
+    key = f"{PREFIX}:" + json.dumps(["rpc", "openstack", names[1]], separators=(",", ":"))
+
+    async def main():
+        async with Rig(conf, names[1], "s1", url=REDIS_URL) as rig:
+            assert await rig.client.call(CTXT, "whoami") == "s1"
+            assert redis_cli("shutdown", "nosave").returncode in (0, 1)
+            try:
+                assert redis_cli("ping").stdout.strip() != "PONG"
+                caplog.set_level(logging.WARNING)
+                # Down until a refresh of the server's records has failed (one
+                # each zmq_target_update): calls go on from the cache meanwhile.
+                answers = []
+                deadline = time.monotonic() + 30
+                while "routing from the cached records" not in caplog.text:
+                    assert time.monotonic() < deadline, "no refresh noticed that Redis is down"
+                    answers.append(await rig.client.call(CTXT, "whoami"))
+                answers += [await rig.client.call(CTXT, "whoami") for _ in range(20)]
+                assert set(answers) == {"s1"}
+            finally:
+                await asyncio.to_thread(start_redis)
+            # The server registers again at its next refresh (zmq_target_update).
+            deadline = time.monotonic() + 30
+            while redis_cli("zcard", key).stdout.strip() != "1":
+                assert time.monotonic() < deadline, "the asyncio server did not register again"
+                await asyncio.sleep(0.2)  # polling Redis, which has no event to wait on
+            assert await rig.client.call(CTXT, "whoami") == "s1"
+            assert "answers again" in caplog.text
+
+    run(main())
 
 
 @pytest.mark.parametrize("url", [LOCAL_URL, REDIS_URL], ids=["zmq", "zmq+redis"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import subprocess
 import threading
 import time
 import uuid
@@ -29,15 +28,9 @@ from rpcframe.drivers.zmq import frames as zmq_frames
 from rpcframe.drivers.zmq import node as zmq_node
 from tests.conftest import require_service
 from tests.functional.peers import read_line
-from tests.functional.zmq_common import PREFIX, URL, Cluster, endpoint_of, redis_cli
+from tests.functional.zmq_common import PREFIX, URL, Cluster, endpoint_of, redis_cli, start_redis
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
-
-REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-    "--logfile", "/var/log/redis/ci.log",
-]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -138,14 +131,6 @@ def test_a_restarted_server_comes_back_into_rotation(transport, cluster, topic):
     assert seen == {"a", "b"}
 
 
-def _start_redis() -> None:
-    if redis_cli("ping").stdout.strip() != "PONG":
-        subprocess.run(REDIS_START, check=True, timeout=30)
-    deadline = time.monotonic() + 30
-    while redis_cli("ping").stdout.strip() != "PONG":
-        assert time.monotonic() < deadline, "Redis did not start again"
-
-
 @pytest.mark.slow
 def test_routing_goes_on_from_the_cache_while_redis_is_down(transport, cluster, topic):
     proc = cluster.start("a")
@@ -157,7 +142,7 @@ def test_routing_goes_on_from_the_cache_while_redis_is_down(transport, cluster, 
         answers = [rpc.call({}, "whoami") for _ in range(20)]
         assert answers == ["a"] * 20
     finally:
-        _start_redis()
+        start_redis()
     assert read_line(proc, 20) == "reregistered"
     key = f"{PREFIX}:" + json.dumps(["rpc", "openstack", topic], separators=(",", ":"))
     assert redis_cli("zcard", key).stdout.strip() == "1"

@@ -6,6 +6,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 from tests.conftest import child_process
@@ -65,3 +66,19 @@ def endpoint_of(topic: str, server: str) -> str:
     members = redis_cli("zrange", key, "0", "-1").stdout.split()
     assert len(members) == 1, members
     return members[0]
+
+
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+def start_redis() -> None:
+    """Start Redis again as this machine runs it (nothing kept on disk), and wait for it."""
+    if redis_cli("ping").stdout.strip() != "PONG":
+        subprocess.run(REDIS_START, check=True, timeout=30)
+    deadline = time.monotonic() + 30
+    while redis_cli("ping").stdout.strip() != "PONG":
+        assert time.monotonic() < deadline, "Redis did not start again"
