@@ -40,7 +40,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from rpcframe import exceptions, identity, wire
@@ -326,13 +326,7 @@ class AsyncRPCServer:
         loop = asyncio.get_running_loop()
         try:
             if inspect.iscoroutinefunction(func):
-                task = loop.create_task(func(ctxt, **args))
-
-                def cancel_task() -> None:
-                    loop.call_soon_threadsafe(task.cancel)
-
-                call.add_cancel_callback(cancel_task)
-                result = await task
+                result = await _cancellable(loop, call, func(ctxt, **args))
             else:
                 context = contextvars.copy_context()
                 result = await loop.run_in_executor(
@@ -512,6 +506,38 @@ def _last(msg_id: str, count: int, failure: str | None) -> bytes:
 
 def _failure_of(exc: BaseException) -> str:
     return wire.serialize_remote_exception((type(exc), exc, exc.__traceback__))
+
+
+async def _cancellable(
+    loop: asyncio.AbstractEventLoop, call: current.Call, endpoint: Awaitable[Any]
+) -> Any:
+    """Await a coroutine endpoint in this (the request's) task; the caller's cancel cancels it.
+
+    No task of its own: a cancel while the endpoint runs cancels the
+    request's task there (and is taken back once the CancelledError is out,
+    so nothing later in the task takes it for its own); one that comes
+    after the endpoint returned does nothing.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    running = True
+
+    def cancel_there() -> None:
+        if running:
+            task.cancel()
+
+    def on_cancel() -> None:  # in the thread that learnt of the cancel
+        loop.call_soon_threadsafe(cancel_there)
+
+    call.add_cancel_callback(on_cancel)
+    try:
+        return await endpoint
+    except asyncio.CancelledError:
+        if call.cancelled and task.cancelling():
+            task.uncancel()
+        raise
+    finally:
+        running = False
 
 
 async def _chunks_of(iterator: Any, pool: concurrent.futures.Executor | None) -> Any:

@@ -8,7 +8,8 @@ threaded server processes found in Redis and counts what arrived, a server
 process killed during an asyncio call fails the call at once, a cast to a
 topic without servers is refused at once, malformed frames sent to an
 asyncio server's socket are logged and refused while it goes on serving,
-and notifications reach asyncio and threaded listeners.
+notifications reach asyncio and threaded listeners, and while Redis is down
+routing goes on from the cache and servers register again once it is back.
 """
 
 from __future__ import annotations
