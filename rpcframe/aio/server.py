@@ -45,6 +45,7 @@ from typing import Any
 
 from rpcframe import exceptions, identity, wire
 from rpcframe import serializer as msg_serializer
+from rpcframe.aio import later
 from rpcframe.drivers import base
 from rpcframe.rpc import current, streaming
 from rpcframe.rpc import dispatcher as rpc_dispatcher
@@ -77,7 +78,7 @@ class _Control:
         self.resume_from: int | None = None
         self.changed = asyncio.Event()
         #: Until the call is announced: the timer that will; then the task announcing it.
-        self.announcing: asyncio.TimerHandle | None = None
+        self.announcing: later.Scheduled | None = None
         self.announcement: asyncio.Task[None] | None = None
 
     @property
@@ -156,6 +157,7 @@ class AsyncRPCServer:
         self._max_concurrent_calls = max_concurrent_calls
         self._listener: Any = None
         self._receiving: asyncio.Task[None] | None = None
+        self._later: later.Later | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._seen: collections.deque[str] = collections.deque(maxlen=_DEDUP_SIZE)
         self._seen_set: set[str] = set()
@@ -183,7 +185,9 @@ class AsyncRPCServer:
             self._pool = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix=self._name)
         self._call_seconds = self._limit("max_call_seconds")  # read once per start
         cap = self._limit("max_concurrent_calls") or size
-        self._receiving = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        self._later = later.Later(loop)
+        self._receiving = loop.create_task(
             self._receive(self._listener, asyncio.Semaphore(cap)), name=self._name
         )
 
@@ -371,7 +375,8 @@ class AsyncRPCServer:
                 control.announcing = None
                 control.announcement = loop.create_task(announce())
 
-            control.announcing = loop.call_later(after, start)
+            assert self._later is not None  # made by start()
+            control.announcing = self._later.call_later(after, start)
         else:
             await announce()
         return control
