@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from rpcframe.bench import aio
 
 
-def test_the_in_flight_rate_keeps_that_many_calls_going_until_the_last_ones():
-    in_flight, count = 10, 95
-    going: list[int] = []  # how many were in flight as each call started
+def counting_call() -> tuple[list[int], Callable[[], Awaitable[None]]]:
+    """A call that notes how many calls were in flight as it started."""
+    going: list[int] = []
     now = 0
 
     async def call() -> None:
@@ -18,6 +19,13 @@ def test_the_in_flight_rate_keeps_that_many_calls_going_until_the_last_ones():
         going.append(now)
         await asyncio.sleep(0)
         now -= 1
+
+    return going, call
+
+
+def test_the_in_flight_rate_keeps_that_many_calls_going_until_the_last_ones():
+    in_flight, count = 10, 95
+    going, call = counting_call()
 
     rate = asyncio.run(aio._rate_in_flight(count, in_flight, call))
 
@@ -30,15 +38,6 @@ def test_the_in_flight_rate_keeps_that_many_calls_going_until_the_last_ones():
 
 
 def test_fewer_calls_than_the_window_are_all_in_flight_at_once():
-    going: list[int] = []
-    now = 0
-
-    async def call() -> None:
-        nonlocal now
-        now += 1
-        going.append(now)
-        await asyncio.sleep(0)
-        now -= 1
-
+    going, call = counting_call()
     asyncio.run(aio._rate_in_flight(3, 1000, call))
     assert going == [1, 2, 3]
