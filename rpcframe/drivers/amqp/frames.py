@@ -48,6 +48,7 @@ __all__ = [
     "decode_headers",
     "encode_properties",
     "encode_publish",
+    "frame",
     "publish",
     "publish_arguments",
     "split",
@@ -156,13 +157,14 @@ def encode_publish(
     """
     method = _PUBLISH_METHOD + arguments
     header = _CONTENT_HEADER.pack(60, 0, len(body)) + properties
-    parts = [_frame(1, channel_id, method), _frame(2, channel_id, header)]
+    parts = [frame(1, channel_id, method), frame(2, channel_id, header)]
     chunk = frame_max - 8
-    parts.extend(_frame(3, channel_id, body[i : i + chunk]) for i in range(0, len(body), chunk))
+    parts.extend(frame(3, channel_id, body[i : i + chunk]) for i in range(0, len(body), chunk))
     return b"".join(parts)
 
 
-def _frame(kind: int, channel_id: int, payload: bytes) -> bytes:
+def frame(kind: int, channel_id: int, payload: bytes) -> bytes:
+    """One frame: its type, channel and size, the payload and the frame end."""
     return struct.pack(">BHI", kind, channel_id, len(payload)) + payload + b"\xce"
 
 
@@ -218,6 +220,22 @@ class PendingContent:
         self.parts: list[bytes] = []
         self.received = 0
         self.headers: dict[str, Any] | None = None
+
+    def on_header(self, buf: bytes, start: int) -> bytes | None:
+        """Take the content header frame at ``buf[start:]``; the body if that is all (empty)."""
+        # class-id, weight, then the body size and the property flags
+        self.size = _TAG.unpack_from(buf, start + 4)[0]
+        if buf[start + 12] & HEADERS_FLAG_HIGH:
+            self.headers = decode_headers(buf, start + 14, buf[start + 12] << 8)
+        return b"".join(self.parts) if self.received >= self.size else None
+
+    def on_body(self, buf: bytes, start: int, end: int) -> bytes | None:
+        """Take the body frame ``buf[start:end]``; the whole body once it is all there."""
+        if not self.parts and end - start == self.size:
+            return buf[start:end]  # the usual case: a body in one frame
+        self.parts.append(buf[start:end])
+        self.received += end - start
+        return b"".join(self.parts) if self.received >= self.size >= 0 else None
 
 
 class FrameReader:
@@ -305,19 +323,12 @@ class FrameReader:
             if pending is None:
                 return False
             if kind == _HEADER:
-                # class-id, weight, then the body size and the property flags
-                pending.size = _TAG.unpack_from(buf, start + 4)[0]
-                if buf[start + 12] & HEADERS_FLAG_HIGH:
-                    pending.headers = decode_headers(buf, start + 14, buf[start + 12] << 8)
+                body = pending.on_header(buf, start)
             else:
-                pending.parts.append(buf[start:end])
-                pending.received += end - start
-            if pending.received >= pending.size >= 0:
+                body = pending.on_body(buf, start, end)
+            if body is not None:
                 del self._content[channel]
-                parts = pending.parts
-                pending.handler(
-                    pending.tag, parts[0] if len(parts) == 1 else b"".join(parts), pending.headers
-                )
+                pending.handler(pending.tag, body, pending.headers)
                 return True
         else:
             return False

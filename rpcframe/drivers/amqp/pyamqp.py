@@ -386,5 +386,5 @@ def decode(kinds: str, buf: bytes, offset: int) -> tuple[list[Any], int]:
 
 def decode_table(buf: bytes, offset: int) -> dict[str, Any]:
     """The AMQP field table at ``buf[offset:]``; raises on malformed input."""
-    table: dict[str, Any] = serialization.loads("F", buf, offset)[0][0]
+    table: dict[str, Any] = decode("F", buf, offset)[0][0]
     return table

@@ -121,7 +121,8 @@ class AsyncRabbitDriver(asyncbase.AsyncDriver):
         self._generation = 0
         self._channels: dict[str, asyncio.Future[protocol.Channel]] = {}
         self._declared: dict[str, asyncio.Future[None]] = {}
-        # The same, once done: what a send needs to publish without a wait.
+        # The same, once done: what a send needs to publish without a wait
+        # (by Route.declares; "" is a route with nothing to declare).
         self._ready: dict[str, protocol.Channel] = {}
         self._done: set[str] = {""}
         # Exchanges that exist with other flags than ours: declared passively.

@@ -212,12 +212,8 @@ _PROPERTIES = (
 )
 
 
-def _frame(kind: int, channel: int, payload: bytes) -> bytes:
-    return _HEAD.pack(kind, channel, len(payload)) + payload + b"\xce"
-
-
 def _method(channel: int, method: int, arguments: bytes = b"") -> bytes:
-    return _frame(_METHOD, channel, _METHOD_ID.pack(method) + arguments)
+    return frames.frame(_METHOD, channel, _METHOD_ID.pack(method) + arguments)
 
 
 def decode_properties(buf: bytes, pos: int) -> dict[str, Any]:
@@ -236,7 +232,7 @@ def decode_properties(buf: bytes, pos: int) -> dict[str, Any]:
 # -- content ------------------------------------------------------------------------------
 
 #: A consumer's handler: (delivery tag, body, application headers or None).
-OnDelivery = Callable[[int, bytes, "dict[str, Any] | None"], None]
+OnDelivery = frames.OnDelivery
 #: What a broker cancelling a consumer calls: (consumer tag).
 OnCancel = Callable[[str], None]
 
@@ -249,6 +245,14 @@ class _Content(frames.PendingContent):
     def __init__(self, handler: OnDelivery, tag: int, returned: Returned | None) -> None:
         super().__init__(handler, tag)
         self.returned = returned
+
+    def on_header(self, buf: bytes, start: int) -> bytes | None:
+        body = super().on_header(buf, start)
+        if self.returned is not None:
+            # A returned message's tag is its message_id (Channel.publish, tagged).
+            message_id = decode_properties(buf, start + 12).get("message_id")
+            self.tag = int(message_id) if message_id and message_id.isdigit() else 0
+        return body
 
 
 class Channel:
@@ -474,27 +478,17 @@ class Channel:
         content = self._content
         if content is None:
             raise ProtocolError(f"a content header without a method on {self!r}")
-        # class-id, weight, then the body size and the property flags
-        content.size = _TAG.unpack_from(buf, start + 4)[0]
-        if content.returned is not None:
-            message_id = decode_properties(buf, start + 12).get("message_id")
-            content.tag = int(message_id) if message_id and message_id.isdigit() else 0
-        elif buf[start + 12] & frames.HEADERS_FLAG_HIGH:
-            content.headers = frames.decode_headers(buf, start + 14, buf[start + 12] << 8)
-        if content.size == 0:
-            self._delivered(content, b"")
+        body = content.on_header(buf, start)
+        if body is not None:
+            self._delivered(content, body)
 
     def _body(self, buf: bytes, start: int, end: int) -> None:
         content = self._content
         if content is None or content.size < 0:
             raise ProtocolError(f"a content body without a header on {self!r}")
-        if not content.parts and end - start == content.size:
-            self._delivered(content, buf[start:end])
-            return
-        content.parts.append(buf[start:end])
-        content.received += end - start
-        if content.received >= content.size:
-            self._delivered(content, b"".join(content.parts))
+        body = content.on_body(buf, start, end)
+        if body is not None:
+            self._delivered(content, body)
 
     def _delivered(self, content: _Content, body: bytes) -> None:
         self._content = None
