@@ -90,6 +90,8 @@ class TransportCore:
         self._driver = driver
         # The lenient fake hands objects over beside the body (rpcframe.leniency).
         self._passes_objects = driver.capabilities.passes_objects
+        # Replies wait for their outcome only where an inbox can come back.
+        self._lasting_inboxes = driver.capabilities.lasting_inboxes
         #: Modules whose exceptions callers may rebuild (set by the factories).
         self.allowed_remote_exmods: list[str] = []
 
@@ -396,9 +398,10 @@ class Transport(TransportCore):
             waiter.unwatch(msg_id)
 
     def _send_control(self, inbox: str, control_id: str, timeout: float, **fields: Any) -> None:
-        """Send a control message (credit, resume, cancel) to a server's call."""
+        """Send a control message (credit, resume, cancel) to a server's call; mandatory."""
         address = base.Address("", inbox, kind=base.REPLY)
-        self._send_reply(address, wire.encode_control(control_id, **fields), timeout)
+        body = wire.encode_control(control_id, **fields)
+        self._driver.send(address, body, mandatory=True, timeout=timeout)
 
     def _send_notification(
         self, target: Any, ctxt: Any, message: dict[str, Any], version: float, retry: Any = None
@@ -421,13 +424,18 @@ class Transport(TransportCore):
     ) -> None:
         """Send an encoded reply (or call-monitor heartbeat) to a caller's inbox.
 
-        Mandatory: raises MessageUndeliverable while the inbox is missing
-        (after a broker restart, until the caller declares it again), so the
-        server can retry; other failures as :meth:`Driver.send`. Waits at
-        most ``timeout``.
+        Mandatory where inboxes can come back (``lasting_inboxes``): raises
+        MessageUndeliverable while the inbox is missing (after a broker
+        restart, until the caller declares it again), so the server can
+        retry. Elsewhere it returns once the reply is written (an inbox
+        missing there is closed for good). Other failures as
+        :meth:`Driver.send`. Waits at most ``timeout``.
         """
         more: dict[str, Any] = {} if attachments is None else {"attachments": attachments}
-        self._driver.send(address, body, mandatory=True, timeout=timeout, **more)
+        if self._lasting_inboxes:
+            self._driver.send(address, body, mandatory=True, timeout=timeout, **more)
+        else:
+            self._driver.send(address, body, timeout=timeout, confirm=False, **more)
 
     def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
         """Send a stream's chunk to a caller's inbox without waiting for a confirm.

@@ -175,8 +175,14 @@ class AsyncTransport(msg_transport.TransportCore):
             raise
 
     async def _send_reply(self, address: base.Address, body: bytes, timeout: float) -> None:
-        """Send a reply (or heartbeat, or announcement) to a caller's inbox; mandatory."""
-        await self._driver.send(address, body, mandatory=True, timeout=timeout)
+        """Send a reply (or heartbeat, or announcement) to a caller's inbox.
+
+        As the threaded transport's: mandatory where inboxes can come back.
+        """
+        if self._lasting_inboxes:
+            await self._driver.send(address, body, mandatory=True, timeout=timeout)
+        else:
+            await self._driver.send(address, body, timeout=timeout, confirm=False)
 
     async def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
         """A stream's chunk, without waiting for a confirm (see the threaded transport's)."""
@@ -187,7 +193,8 @@ class AsyncTransport(msg_transport.TransportCore):
     ) -> None:
         """Send a control message (credit, resume, cancel) to a server's call."""
         address = base.Address("", inbox, kind=base.REPLY)
-        await self._send_reply(address, wire.encode_control(control_id, **fields), timeout)
+        body = wire.encode_control(control_id, **fields)
+        await self._driver.send(address, body, mandatory=True, timeout=timeout)
 
     async def _send_notification(
         self, target: Any, ctxt: Any, message: dict[str, Any], version: float, retry: Any = None

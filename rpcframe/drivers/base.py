@@ -87,6 +87,14 @@ class Capabilities:
     :param concurrent_poll: a listener may be polled by several threads at
         once, each message going to one of them, and ``close`` wakes them
         all; servers then let every idle worker wait in ``poll``.
+    :param lasting_inboxes: an inbox can be missing for a while and come back
+        (a broker restarted and its caller has not declared it again yet), so
+        a server sends each reply ``mandatory``, waits for the outcome, and
+        sends it again while the inbox is missing. Without it an inbox lives
+        as long as its caller's listener and no longer (a brokerless driver:
+        the inbox is in the caller's process), and a server sends replies with
+        ``confirm=False``: once written, the reply is the driver's, which logs
+        a reply whose inbox closed, and retrying would not help.
     :param passes_objects: the driver hands in-process objects over beside
         the body: ``send`` takes ``attachments`` (a dict) and the receiving
         :class:`IncomingMessage` has them as its ``attachments`` attribute.
@@ -102,6 +110,7 @@ class Capabilities:
     fanout: bool = True
     mandatory: bool = True
     concurrent_poll: bool = False
+    lasting_inboxes: bool = True
     passes_objects: bool = False
 
 

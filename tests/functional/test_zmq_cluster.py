@@ -261,3 +261,30 @@ def test_a_server_remembers_a_bounded_number_of_message_ids(monkeypatch, topic):
         server.stop()
         server.wait()
         transport.cleanup()
+
+
+def test_a_reply_is_written_without_waiting_and_one_to_a_closed_inbox_is_logged(transport, caplog):
+    # An inbox lives in its caller's process: closed, it does not come back,
+    # so a reply is not waited for; the caller's process refuses it, and the
+    # sender's log says it was dropped.
+    driver = transport._driver
+    inbox = driver.open_inbox()
+    address = inbox.address
+    inbox.close()
+    dropped = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "a reply (or a call's heartbeat) was dropped" in record.getMessage():
+                dropped.set()
+
+    watch = Watch()
+    logger = logging.getLogger("rpcframe.drivers.zmq")
+    logger.addHandler(watch)
+    try:
+        with caplog.at_level(logging.INFO, logger="rpcframe.drivers.zmq"):
+            driver.send(address, b'{"oslo.version": "2.0"}', timeout=5.0, confirm=False)
+            assert dropped.wait(10)
+    finally:
+        logger.removeHandler(watch)
+    assert "nothing listens on it" in caplog.text

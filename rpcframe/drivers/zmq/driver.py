@@ -93,6 +93,7 @@ class ZmqRoutes:
         fanout=True,
         mandatory=True,
         concurrent_poll=True,
+        lasting_inboxes=False,
     )
 
     _opts: Any

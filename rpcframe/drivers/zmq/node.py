@@ -170,10 +170,15 @@ class Node:
             known = watched.version
             for each in outgoing:
                 self.peers.start(each)
-            # Never the wake-up socket: asking it would take the news of a
-            # pending wake-up that the loop still has to see.
+            # Writing to a socket may take the news its descriptor had for the
+            # loop (an acknowledgement arrived): ask the sockets written to.
+            # Only those: the others were not used. A message finished here
+            # may have touched a socket it no longer names: then all of them,
+            # but never the wake-up socket, whose pending news the loop must see.
+            written = [each.peer.sock for each in outgoing if each.peer is not None]
+            asked = written if len(written) == len(outgoing) else watched.sockets
             wake = watched.version != known or any(
-                frames.readable(sock) for sock in watched.sockets if sock is not self._wake_rx
+                frames.readable(sock) for sock in asked if sock is not self._wake_rx
             )
             if not wake:
                 until = self._sleep_until

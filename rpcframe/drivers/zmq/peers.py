@@ -67,8 +67,8 @@ class Outgoing:
 
     __slots__ = (
         "msg_id", "header", "body", "candidates", "record", "attempts", "deadline",
-        "ack_deadline", "peer", "written", "is_call", "quiet", "expiry", "status", "error",
-        "on_done", "noroutes", "done", "reason", "released",
+        "ack_deadline", "peer", "written", "is_call", "is_reply", "quiet", "expiry", "status",
+        "error", "on_done", "noroutes", "done", "reason", "released",
     )  # fmt: skip
 
     def __init__(
@@ -95,6 +95,7 @@ class Outgoing:
         self.peer: Peer | None = None
         self.written = False
         self.is_call = is_call
+        self.is_reply = header.kind == "reply"
         self.expiry = expiry
         self.status: str | None = None  # frames.OK or frames.NOROUTE once done
         self.error: BaseException | None = None
@@ -271,8 +272,12 @@ class Peers:
         if outgoing.released:
             # Its sender went on; a call that did not get there is answered
             # with an error reply, so that its caller need not time out.
-            if outgoing.is_call and (error is not None or status != frames.OK):
-                self._answer_call(outgoing.body, str(error) if error else outgoing.reason)
+            if error is not None or status != frames.OK:
+                why = str(error) if error else outgoing.reason
+                if outgoing.is_call:
+                    self._answer_call(outgoing.body, why)
+                elif outgoing.is_reply:
+                    LOG.info("ZeroMQ: a reply (or a call's heartbeat) was dropped: %s", why)
             outgoing.peer = None
             outgoing.body = b""
             return
