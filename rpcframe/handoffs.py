@@ -1,10 +1,13 @@
 """Test hook points at the hand-offs of rpcframe's turn-taking schemes.
 
-The server workers' turns (:mod:`rpcframe.server`) and the reply waiter's
-leader/follower scheme (:mod:`rpcframe.replies`) call :func:`reached` at every
-point where one thread hands something to another (a turn, the inbox, a
-wake-up). In production :data:`hook` is None and each call is one global
-lookup; a stress test sets it to a function that sleeps a random moment, to
+The server workers' turns (:mod:`rpcframe.server`), the reply waiter's
+leader/follower scheme (:mod:`rpcframe.replies`) and the ZeroMQ node (its
+I/O lock, the loop's wait and the senders' wake-ups:
+:mod:`rpcframe.drivers.zmq.node`) call :func:`reached`, or the hook
+directly, at every point where one thread hands something to another (a
+turn, the inbox, a wake-up, a socket written while the loop may wait). In
+production :data:`hook` is None and each call is one global lookup; a
+stress test sets it to a function that sleeps a random moment, to
 shake out orderings that the scheduler rarely produces (see
 ``tests/unit/test_stress.py``).
 """

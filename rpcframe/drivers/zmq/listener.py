@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rpcframe import handoffs
 from rpcframe.drivers import base
 
 __all__ = ["Delivery", "Mailbox", "Subscription", "ZmqListener"]
@@ -62,6 +63,8 @@ class Mailbox:
 
     def put(self, item: Delivery, front: bool = False) -> bool:
         """Add ``item``; False when the mailbox is closed (the item is not taken)."""
+        if handoffs.hook is not None:
+            handoffs.hook("zmq.deliver")
         with self._cond:
             if self.closed:
                 return False

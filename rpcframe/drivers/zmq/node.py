@@ -27,6 +27,10 @@ What the loop does:
   address, and acknowledged ``ok``; ``noroute`` when there is none;
   malformed frames are logged and refused (``bad``), and the loop goes on.
 * sending and peers: :mod:`.peers`.
+
+:mod:`rpcframe.handoffs` marks where a sender and the loop meet (written,
+sent, the loop's lock let go before it waits; a mailbox given a delivery),
+for the stress test in ``tests/unit/test_stress.py``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 
 import zmq
 
-from rpcframe import exceptions, green
+from rpcframe import exceptions, green, handoffs
 from rpcframe.drivers.zmq import frames
 from rpcframe.drivers.zmq.listener import Delivery, Subscription
 from rpcframe.drivers.zmq.matchmaker import Matchmaker
@@ -170,6 +174,8 @@ class Node:
             known = watched.version
             for each in outgoing:
                 self.peers.start(each)
+            if handoffs.hook is not None:
+                handoffs.hook("zmq.written")
             # Writing to a socket may take the news its descriptor had for the
             # loop (an acknowledgement arrived): ask the sockets written to.
             # Only those: the others were not used. A message finished here
@@ -186,6 +192,8 @@ class Node:
                     if not each.done and not each.released:
                         due = min(each.deadline, each.ack_deadline or each.deadline)
                         wake = wake or until is None or due < until
+        if handoffs.hook is not None:
+            handoffs.hook("zmq.sent")
         if wake:
             self._wake()
 
@@ -369,6 +377,8 @@ class Node:
             timeout = self._next_timeout() if idle else 0.0
             self._sleep_until = None if timeout is None else time.monotonic() + timeout
             fds = list(self._watched.by_fd)
+        if handoffs.hook is not None:
+            handoffs.hook("zmq.unlocked")  # a sender may take the lock before the loop waits
         self._wait(fds, timeout)
 
     def _read_all(self) -> bool:

@@ -1,0 +1,111 @@
+"""A sender's write and the node's loop: the news a write takes is passed on to the loop.
+
+A ZeroMQ socket's descriptor is edge-triggered, and any use of the socket
+may take its news: a sender that writes to a connection on which an
+acknowledgement has just arrived takes the news the sleeping loop was
+waiting for. The sender must then wake the loop, or the acknowledgement
+stays unread. The loop is not started here, so that nothing else reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+
+from rpcframe.drivers.zmq import frames
+from rpcframe.drivers.zmq.matchmaker import StaticMatchmaker
+from rpcframe.drivers.zmq.node import Node, Outgoing, Settings
+
+WAIT_MS = 5000
+
+
+class _StillNode(Node):
+    """A node whose loop never runs: the test reads what the loop would."""
+
+    def _start(self) -> None:
+        self.wakes = 0
+
+    def _wake(self) -> None:
+        self.wakes += 1
+
+
+def _settings() -> Settings:
+    return Settings(
+        bind_address="127.0.0.1", host="127.0.0.1", min_port=49153, max_port=65535,
+        port_retries=100, static_binds=(), linger=0.0, heartbeat_interval=0.0,
+        heartbeat_timeout=0.0, connect_timeout=10.0, ack_timeout=10.0, copy_window=30.0,
+        curve=None, matchmaker_key=("test",),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[Any, str]]:
+    """A raw ROUTER standing for the peer process."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    yield router, f"tcp://127.0.0.1:{port}"
+    router.close(0)
+    ctx.term()
+
+
+def _cast(endpoint: str, done: list[Outgoing]) -> Outgoing:
+    header = frames.Header(frames.new_msg_id(), "rpc", "openstack", "t", "", False, "")
+    return Outgoing(
+        header, b"{}", [endpoint], "r", 0, time.monotonic() + 30, False, None, done.append
+    )
+
+
+def _connect(node: Node, endpoint: str) -> Any:
+    """Connect to ``endpoint`` as the loop would: until the handshake's news is read."""
+    peer = node.peers._peer(endpoint)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not peer.up and time.monotonic() < deadline:
+        if peer.monitor.poll(WAIT_MS):
+            node.peers.on_monitor(peer)
+    assert peer.up, "no connection to the raw peer"
+    return peer.sock
+
+
+def test_a_write_on_a_connection_holding_an_acknowledgement_wakes_the_loop(peer):
+    router, endpoint = peer
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    try:
+        done: list[Outgoing] = []
+        first = _cast(endpoint, done)
+        sock = _connect(node, endpoint)
+        node.send([first])
+        assert router.poll(WAIT_MS), "the peer got nothing"
+        identity, _, _ = router.recv_multipart()
+        router.send_multipart([identity, frames.encode_ack(first.msg_id, frames.OK)])
+        assert sock.poll(WAIT_MS), "the acknowledgement never arrived"
+        node._sleep_until = time.monotonic() + 1.0  # sooner than any acknowledgement's deadline
+        woken = node.wakes
+        node.send([_cast(endpoint, done)])  # this write may take the acknowledgement's news
+        assert node.wakes == woken + 1
+        node.peers.on_dealer(node.peers.by_socket[sock])  # what the woken loop then does
+        assert [o.status for o in done] == [frames.OK]
+    finally:
+        node.peers.shutdown()
+        node.finish_close()
+
+
+def test_a_write_on_a_quiet_connection_leaves_the_loop_asleep(peer):
+    router, endpoint = peer
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    try:
+        done: list[Outgoing] = []
+        _connect(node, endpoint)
+        node._sleep_until = time.monotonic() + 1.0  # the loop looks again within 1 s
+        woken = node.wakes
+        node.send([_cast(endpoint, done)])  # acknowledged within 10 s: nothing sooner
+        assert router.poll(WAIT_MS)
+        assert node.wakes == woken  # nothing to read, nothing the loop must do sooner
+    finally:
+        node.peers.shutdown()
+        node.finish_close()
