@@ -175,7 +175,9 @@ class RPCContract:
         client = self.client(transport, topic)
         with pytest.raises(rpcframe.MessagingTimeout):
             client.prepare(timeout=0.3).call({}, "block", seconds=WAIT)
-        assert endpoint.started.is_set()
+        # On a busy machine the server may start the call only after the
+        # caller gave up: the late reply comes all the same.
+        assert endpoint.started.wait(WAIT)
         endpoint.release.set()
         assert client.call({}, "echo", value="next") == "next"
 
