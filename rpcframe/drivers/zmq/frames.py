@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 _DELIVERY = b"RPZ1D"
+_DELIVERY_PREFIX = _DELIVERY + b"\0"
 _ACK = b"RPZ1A"
 OK, NOROUTE, BAD = "ok", "noroute", "bad"
 _STATUSES = (OK, NOROUTE, BAD)
@@ -137,27 +138,29 @@ def encode_header(header: Header) -> bytes:
         header.pool,
         "1" if header.quiet else "",
     )
-    for value in fields:
-        if "\0" in value:
-            raise exceptions.InvalidTarget(
-                f"a name sent over ZeroMQ cannot contain NUL: {value!r}", None
-            )
-    return b"\0".join((_DELIVERY, *(value.encode() for value in fields)))
+    joined = "\0".join(fields)
+    if joined.count("\0") != len(fields) - 1:
+        value = next(value for value in fields if "\0" in value)
+        raise exceptions.InvalidTarget(
+            f"a name sent over ZeroMQ cannot contain NUL: {value!r}", None
+        )
+    return _DELIVERY_PREFIX + joined.encode()
 
 
 def decode_header(frame: bytes) -> Header:
     """Parse a delivery header; MalformedMessage saying what is wrong."""
     if len(frame) > _MAX_HEADER:
         raise exceptions.MalformedMessage(f"delivery header of {len(frame)} bytes")
-    parts = frame.split(b"\0")
-    if parts[0] != _DELIVERY:
+    if not frame.startswith(_DELIVERY_PREFIX):
         raise exceptions.MalformedMessage(f"not a delivery header (starts {frame[:8]!r})")
-    if len(parts) != 9:
-        raise exceptions.MalformedMessage(f"delivery header has {len(parts) - 1} fields, not 8")
     try:
-        msg_id, kind, exchange, topic, server, fanout, pool, quiet = (p.decode() for p in parts[1:])
+        # One decode for every field: a NUL byte never falls inside a UTF-8 sequence.
+        parts = frame[len(_DELIVERY_PREFIX) :].decode().split("\0")
     except UnicodeDecodeError:
         raise exceptions.MalformedMessage("delivery header is not UTF-8") from None
+    if len(parts) != 8:
+        raise exceptions.MalformedMessage(f"delivery header has {len(parts)} fields, not 8")
+    msg_id, kind, exchange, topic, server, fanout, pool, quiet = parts
     if (
         len(msg_id) != 32
         or kind not in base.KINDS
