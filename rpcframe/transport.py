@@ -90,8 +90,12 @@ class TransportCore:
         self._driver = driver
         # The lenient fake hands objects over beside the body (rpcframe.leniency).
         self._passes_objects = driver.capabilities.passes_objects
-        # Replies wait for their outcome only where an inbox can come back.
-        self._lasting_inboxes = driver.capabilities.lasting_inboxes
+        # How a server's replies go out: mandatory (so that they can be sent
+        # again) where an inbox can come back, written and not waited for
+        # where it cannot (see Capabilities.lasting_inboxes).
+        self._reply_options: dict[str, bool] = (
+            {"mandatory": True} if driver.capabilities.lasting_inboxes else {"confirm": False}
+        )
         #: Modules whose exceptions callers may rebuild (set by the factories).
         self.allowed_remote_exmods: list[str] = []
 
@@ -432,10 +436,7 @@ class Transport(TransportCore):
         :meth:`Driver.send`. Waits at most ``timeout``.
         """
         more: dict[str, Any] = {} if attachments is None else {"attachments": attachments}
-        if self._lasting_inboxes:
-            self._driver.send(address, body, mandatory=True, timeout=timeout, **more)
-        else:
-            self._driver.send(address, body, timeout=timeout, confirm=False, **more)
+        self._driver.send(address, body, timeout=timeout, **self._reply_options, **more)
 
     def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
         """Send a stream's chunk to a caller's inbox without waiting for a confirm.

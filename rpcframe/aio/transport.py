@@ -179,10 +179,7 @@ class AsyncTransport(msg_transport.TransportCore):
 
         As the threaded transport's: mandatory where inboxes can come back.
         """
-        if self._lasting_inboxes:
-            await self._driver.send(address, body, mandatory=True, timeout=timeout)
-        else:
-            await self._driver.send(address, body, timeout=timeout, confirm=False)
+        await self._driver.send(address, body, timeout=timeout, **self._reply_options)
 
     async def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
         """A stream's chunk, without waiting for a confirm (see the threaded transport's)."""

@@ -38,6 +38,7 @@ import zmq
 from zmq.utils import monitor as zmq_monitor
 
 from rpcframe import exceptions, wire
+from rpcframe.drivers import base
 from rpcframe.drivers.zmq import frames
 from rpcframe.drivers.zmq.matchmaker import Matchmaker, split_member
 from rpcframe.drivers.zmq.routing import record_of
@@ -95,7 +96,7 @@ class Outgoing:
         self.peer: Peer | None = None
         self.written = False
         self.is_call = is_call
-        self.is_reply = header.kind == "reply"
+        self.is_reply = header.kind == base.REPLY
         self.expiry = expiry
         self.status: str | None = None  # frames.OK or frames.NOROUTE once done
         self.error: BaseException | None = None
