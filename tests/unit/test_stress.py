@@ -31,6 +31,9 @@ from rpcframe.replies import ReplyWaiter
 BIG = os.environ.get("RPCFRAME_STRESS") == "big"
 SEED = int(os.environ.get("RPCFRAME_STRESS_SEED", "20261202"))
 BOUND = 120.0 if BIG else 60.0  # nothing may take longer than this
+#: No call may take this long: a lost wake-up shows as a call that waited out its
+#: deadline (BOUND) and then found its reply; jitter delays a call by milliseconds.
+STALL = 10.0
 
 
 class Jitter:
@@ -103,6 +106,7 @@ def _serve_plans(transport, topic, plans, jitter) -> tuple[_Recorder, float]:
     )
     client = rpcframe.get_rpc_client(transport, rpcframe.Target(topic=topic), timeout=BOUND)
     wrong: list[tuple[str, object]] = []
+    stalled: list[tuple[str, float]] = []
     failures: list[BaseException] = []
 
     def caller(plan):
@@ -111,9 +115,13 @@ def _serve_plans(transport, topic, plans, jitter) -> tuple[_Recorder, float]:
                 if is_cast:
                     client.cast({}, "cast", item=item, busy=busy)
                 else:
+                    began = time.monotonic()
                     got = client.call({}, "call", item=item, busy=busy)
+                    took = time.monotonic() - began
                     if got != item:
                         wrong.append((item, got))
+                    if took > STALL:
+                        stalled.append((item, round(took, 1)))
         except BaseException as exc:  # reported below, with the seed
             failures.append(exc)
 
@@ -136,6 +144,7 @@ def _serve_plans(transport, topic, plans, jitter) -> tuple[_Recorder, float]:
 
     assert not failures, f"seed {SEED}: {failures[:3]}"
     assert not wrong, f"seed {SEED}: replies crossed: {wrong[:5]}"
+    assert not stalled, f"seed {SEED}: calls waited out their deadline: {stalled[:5]}"
     sent = {item for plan in plans for item, _, _ in plan}
     assert set(endpoint.handled) == sent, f"seed {SEED}: lost {sent - set(endpoint.handled)}"
     assert [i for i, n in endpoint.handled.items() if n != 1] == [], f"seed {SEED}: duplicates"
@@ -176,10 +185,16 @@ def test_the_zeromq_node_loses_and_duplicates_nothing_under_random_hand_off_dela
         port = probe.getsockname()[1]
     url = f"zmq://127.0.0.1:{port}/?rpc_zmq_host=127.0.0.1&rpc_zmq_bind_address=127.0.0.1"
     transport = rpcframe.get_rpc_transport(conf, url)
-    jitter = Jitter(SEED)
+    # Up to 3 ms: longer than the parked loop's look (2 ms), so the loop
+    # comes back between two readers and reads beside the next one.
+    jitter = Jitter(SEED, most=0.003)
     plans = _plans(*((16, 1000) if BIG else (8, 250)))
     _serve_plans(transport, f"stress_{uuid.uuid4().hex[:8]}", plans, jitter)
-    for point in ("zmq.written", "zmq.sent", "zmq.unlocked", "zmq.deliver"):
+    points = ("zmq.written", "zmq.sent", "zmq.unlocked", "zmq.deliver")
+    # ... and where a waiting thread takes the reading role, waits on the
+    # sockets itself, and the parked loop comes back.
+    points += ("zmq.claimed", "zmq.reader-unlocked", "zmq.released", "zmq.resumed")
+    for point in points:
         assert jitter.points[point], f"the hand-off point {point} was never reached"
 
 

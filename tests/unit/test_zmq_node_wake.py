@@ -9,6 +9,7 @@ stays unread. The loop is not started here, so that nothing else reads.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 import zmq
 
+from rpcframe import handoffs
 from rpcframe.drivers.zmq import frames
+from rpcframe.drivers.zmq.listener import Delivery, Mailbox, ZmqListener
 from rpcframe.drivers.zmq.matchmaker import StaticMatchmaker
 from rpcframe.drivers.zmq.node import Node, Outgoing, Settings
 
@@ -108,4 +111,81 @@ def test_a_write_on_a_quiet_connection_leaves_the_loop_asleep(peer):
         assert node.wakes == woken  # nothing to read, nothing the loop must do sooner
     finally:
         node.peers.shutdown()
+        node.finish_close()
+
+
+def test_a_delivery_by_another_thread_wakes_the_thread_reading_in_the_loops_place():
+    # A poller that reads the node's sockets itself waits on their
+    # descriptors. The loop may be reading beside it (it came back between
+    # two readers) and put the poller's message in its mailbox: the loop then
+    # drains the wake-up socket itself, so the reader must be woken by a
+    # descriptor of its own. Here the loop's wake-ups go nowhere (a counter).
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    mailbox = Mailbox()
+    got: list[Any] = []
+    waiting = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "zmq.reader-unlocked":
+            waiting.set()
+
+    def reader() -> None:
+        assert node.read_for(mailbox, time.monotonic() + 30)
+        got.append(mailbox.take())
+
+    try:
+        with handoffs.installed(hook):
+            thread = threading.Thread(target=reader)
+            thread.start()
+            assert waiting.wait(WAIT_MS / 1000), "the reader never waited on the sockets"
+            with node._io_lock:  # what the loop does when it reads beside the reader
+                assert mailbox.put(Delivery(b"reply", "inbox"))
+                node._read_all()
+            thread.join(WAIT_MS / 1000)
+            assert not thread.is_alive(), "the reader was not woken by the delivery"
+        assert [d.body for d in got] == [b"reply"]
+        assert node.read_for(Mailbox(), time.monotonic()) is True  # the role was let go
+    finally:
+        node._stopping = True
+        node.finish_close()
+
+
+def test_a_reader_that_gives_up_hands_the_reading_role_to_a_blocked_poller():
+    # A poller that found the role taken waits on its mailbox; when the
+    # reader leaves without what it waited for (its deadline passed), that
+    # poller is offered the role, and reads the node's sockets itself.
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    listener = ZmqListener(["inbox"], lambda _: None, lambda *_: 0, None, node.read_for)
+    claims: list[int] = []
+    claimed = [threading.Event(), threading.Event()]
+    blocked = threading.Event()
+    got: list[Any] = []
+
+    def hook(point: str) -> None:
+        if point == "zmq.claimed":
+            claims.append(threading.get_ident())
+            claimed[len(claims) - 1].set()
+        elif point == "zmq.blocked":
+            blocked.set()
+
+    first = Mailbox()
+    try:
+        with handoffs.installed(hook):
+            holder = threading.Thread(target=node.read_for, args=(first, None))
+            holder.start()
+            assert claimed[0].wait(WAIT_MS / 1000)
+            poller = threading.Thread(target=lambda: got.append(listener.poll(30)))
+            poller.start()
+            assert blocked.wait(WAIT_MS / 1000), "the poller never waited on its mailbox"
+            first.close()  # the holder leaves: what it waited for will never come
+            holder.join(WAIT_MS / 1000)
+            assert claimed[1].wait(WAIT_MS / 1000), "the blocked poller was not offered the role"
+            assert claims == [holder.ident, poller.ident]
+            listener.mailbox.put(Delivery(b"reply", "inbox"))  # as the loop would
+            poller.join(WAIT_MS / 1000)
+        assert not poller.is_alive()
+        assert [d.body for d in got] == [b"reply"]
+    finally:
+        listener.mailbox.close()
+        node._stopping = True
         node.finish_close()

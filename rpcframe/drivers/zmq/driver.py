@@ -513,7 +513,13 @@ class ZmqDriver(ZmqRoutes, base.Driver):
         with errors.mapped("opening the ZeroMQ listening socket"):
             endpoint = self._node.listen_endpoint()
         registrations = [(record, member(endpoint, pool)) for record, pool in records]
-        listener = ZmqListener(slots, self._unsubscribe, self._node.hand_over, address)
+        listener = ZmqListener(
+            slots,
+            self._unsubscribe,
+            self._node.hand_over,
+            address,
+            self._node.read_for,
+        )
         with errors.mapped("registering in the name service"):
             self._node.subscribe(listener, registrations)
         with self._lock:

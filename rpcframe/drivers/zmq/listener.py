@@ -3,7 +3,9 @@
 The node's I/O loop puts each message it accepted for a listener into that
 listener's :class:`Mailbox` and only then acknowledges it to the sender: a
 message is the listener's from then on. ``poll`` takes from the mailbox
-(several threads may poll at once: the driver declares ``concurrent_poll``).
+(several threads may poll at once: the driver declares ``concurrent_poll``);
+an empty poll reads the node's sockets itself while no other thread does
+(the reading role of :mod:`.node`), else waits on the mailbox.
 ``requeue`` puts a message back at the front of its listener's mailbox, or
 hands it to another listener of the same subscription in this process.
 Closing a listener hands what it had not returned to another listener of the
@@ -60,6 +62,14 @@ class Mailbox:
         self._items: collections.deque[Delivery] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self.closed = False
+        #: Set while a poller of this mailbox reads the node's sockets itself
+        #: (:meth:`.node.Node.read_for`): that thread's ident, and what wakes
+        #: it after another thread's put or close (it waits on the sockets,
+        #: not on the mailbox). Its own puts wake nobody: it looks next.
+        self.reader: int | None = None
+        self.nudge: Callable[[], None] | None = None
+        self._waiters = 0  # pollers blocked in get
+        self._turn = False  # offered the reading role (offer_turn)
 
     def put(self, item: Delivery, front: bool = False) -> bool:
         """Add ``item``; False when the mailbox is closed (the item is not taken)."""
@@ -72,24 +82,63 @@ class Mailbox:
                 self._items.appendleft(item)
             else:
                 self._items.append(item)
+            if self.reader == threading.get_ident():
+                return True  # the reader takes it, and wakes a poller for the rest
             self._cond.notify()
+        nudge = self.nudge
+        if nudge is not None:
+            nudge()
         return True
 
-    def get(self, timeout: float | None) -> Delivery | None:
+    def take(self) -> Delivery | None:
+        """The first delivery, or None at once; a blocked poller is woken for the next."""
         with self._cond:
-            if not self._items and not self.closed:
-                if timeout is None:
-                    while not self._items and not self.closed:
-                        self._cond.wait()
-                else:
-                    deadline = time.monotonic() + timeout
-                    while not self._items and not self.closed:
-                        left = deadline - time.monotonic()
-                        if left <= 0 or not self._cond.wait(left):
-                            break
+            return self._pop() if self._items else None
+
+    def _pop(self) -> Delivery:
+        # The first delivery; a blocked poller is woken for the next. The lock is held.
+        item = self._items.popleft()
+        if self._items and self._waiters:
+            self._cond.notify()
+        return item
+
+    def offer_turn(self) -> bool:
+        """Wake a blocked poller to read the node's sockets itself; False if none is blocked."""
+        with self._cond:
+            if not self._waiters or self.closed:
+                return False
+            self._turn = True
+            self._cond.notify()
+            return True
+
+    def ready(self) -> bool:
+        """Whether a poll would return now: a delivery is here, or the mailbox is closed."""
+        return self.closed or bool(self._items)
+
+    def get(self, timeout: float | None) -> Delivery | None:
+        """The first delivery, waiting up to ``timeout``; None when closed, timed out or
+        offered the reading role (:meth:`offer_turn`)."""
+        with self._cond:
+            if not self._items and not self.closed and not self._turn:
+                self._waiters += 1
+                if handoffs.hook is not None:
+                    handoffs.hook("zmq.blocked")  # a poller about to wait; the lock is held
+                try:
+                    if timeout is None:
+                        while not self._items and not self.closed and not self._turn:
+                            self._cond.wait()
+                    else:
+                        deadline = time.monotonic() + timeout
+                        while not self._items and not self.closed and not self._turn:
+                            left = deadline - time.monotonic()
+                            if left <= 0 or not self._cond.wait(left):
+                                break
+                finally:
+                    self._waiters -= 1
+            self._turn = False
             if self.closed or not self._items:
                 return None
-            return self._items.popleft()
+            return self._pop()
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -104,6 +153,9 @@ class Mailbox:
             left = list(self._items)
             self._items.clear()
             self._cond.notify_all()
+        nudge = self.nudge
+        if nudge is not None:
+            nudge()
         return left
 
 
@@ -164,7 +216,13 @@ class Subscription:
 
 
 class ZmqListener(Subscription, base.Inbox):
-    """A subscription of one driver to some addresses, served by the process's node."""
+    """A subscription of one driver to some addresses, served by the process's node.
+
+    :param read: the node's :meth:`~.node.Node.read_for`: an empty poll
+        reads the node's sockets itself while no other thread does, instead
+        of waiting for the I/O loop to hand it what it read (None: always
+        wait on the mailbox).
+    """
 
     mailbox: Mailbox
 
@@ -174,11 +232,29 @@ class ZmqListener(Subscription, base.Inbox):
         unsubscribe: Callable[[Any], None],
         hand_over: Callable[[Any, list[Delivery]], int],
         address: base.Address | None = None,
+        read: Callable[[Mailbox, float | None], bool] | None = None,
     ) -> None:
         super().__init__(slots, Mailbox(), unsubscribe, hand_over, address)
+        self._read_node = read
 
     def poll(self, timeout: float | None = None) -> base.IncomingMessage | None:
-        delivery = self.mailbox.get(timeout)
+        mailbox = self.mailbox
+        read = self._read_node
+        delivery = mailbox.take()
+        if delivery is None and read is not None and timeout != 0:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            # Another poller of the mailbox may take what this one read:
+            # then read again, until the deadline.
+            while delivery is None and not mailbox.closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                if read(mailbox, deadline):
+                    delivery = mailbox.take()
+                else:  # another thread reads: it delivers here, or hands this one the role
+                    delivery = mailbox.get(left)
+        elif delivery is None:
+            delivery = mailbox.get(timeout)
         if delivery is not None:
             delivery.listener = self
         return delivery

@@ -21,6 +21,43 @@ timer, the sleeping loop does not know of) wakes the loop through its
 wake-up socket. Other work for the loop goes through a queue and the same
 wake-up socket (:meth:`Node.call_soon`).
 
+The reading role. A thread that waits for its own message (a caller for
+its reply, a server worker for a request) need not wait for the loop to
+read it and hand it over (a wake-up of the loop, then one of the thread:
+most of a call's latency on the loopback). An empty :meth:`.listener.ZmqListener.poll`
+asks for the role (:meth:`Node.read_for`), and while it holds it reads and
+waits on the sockets itself, doing all the loop would (every socket,
+commands, timers). At most one thread holds it; the states and moves:
+
+* **loop reads** (no reader): the loop reads, then waits on the sockets.
+  A poller that asks takes the role: **thread reads**. (The loop may be
+  waiting on the same descriptors meanwhile; when it next wakes it sees a
+  reader and parks without reading.)
+* **thread reads**: a poller that asks now is put among the *candidates*
+  and waits on its mailbox; whatever the reader reads for it is put there
+  and wakes it (a condition). The loop, if it wakes, parks: it waits on a
+  condition, and looks again every ``_LINGER`` (doubling while the same
+  reader holds on, up to ``_PARKED_MAX``).
+* the reader leaves **with a delivery** (it is likely back soon: a worker
+  that handles a request, a caller's next call): the role is free and
+  nobody is told; the reader takes it again when it polls again, or the
+  parked loop takes over at its next look (**loop reads**). A reader that
+  held on for longer than ``_LINGER`` tells the parked loop, whose looks
+  may be far apart by then.
+* the reader leaves **without** (its deadline passed, its mailbox closed):
+  the first candidate still blocked on its mailbox is woken to take the
+  role (:meth:`.listener.Mailbox.offer_turn`); with none, as above.
+* a sender's wake-up (``_wake``) while the role is free and the loop parked
+  brings the loop back at once: commands and a sender's news never wait
+  for a look.
+
+What another thread does to the reader's mailbox (the loop read its message
+while it came back between two readers, a requeue, a close) wakes the
+reader through a descriptor of its own (an eventfd), never through the
+loop's wake-up socket, which the loop may drain itself. In an
+eventlet-patched process nobody takes the role: a hand-over there is a green
+switch, and the hub lets one green thread wait on a descriptor.
+
 What the loop does:
 
 * receiving: a delivery is put into the mailbox of a local listener of its
@@ -36,6 +73,7 @@ for the stress test in ``tests/unit/test_stress.py``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import random
@@ -67,6 +105,10 @@ _ROUNDS = 8
 #: Received ids remembered at most, to drop repeated copies (flat memory).
 _SEEN = 16_384
 _HWM = 100_000
+#: Seconds the parked loop waits before it looks whether the reading role is free.
+_LINGER = 0.002
+#: At most this long between the parked loop's looks.
+_PARKED_MAX = 1.0
 
 
 class Watched:
@@ -126,6 +168,18 @@ class Node:
         self._watched = Watched()
         self._watched.register(self._wake_rx)
         self._sleep_until: float | None = None  # the loop waits until then (None: no bound)
+        # The reading role (see the module documentation): the thread that
+        # reads in the loop's place, and whether the loop waits for it to end.
+        self._role = threading.Condition(threading.Lock())
+        self._reader: int | None = None
+        self._reader_until: float | None = None  # the reader waits until then (None: no bound)
+        self._parked = False
+        self._green = green.patched()
+        self._tenures = 0  # readers so far
+        self._candidates: dict[int, Any] = {}  # mailboxes whose pollers wait for the role
+        # What wakes the reader alone: the loop may be reading, and drain the
+        # wake-up socket, when a message for the reader's mailbox arrives.
+        self._nudge_rx, self._nudge_tx = _pipe()
         self.peers = Peers(settings, self._socket, self._watched, matchmaker, self._deliver_to)
         self._stopping = False
         if settings.curve is not None:
@@ -149,6 +203,9 @@ class Node:
 
     def _wake(self) -> None:
         """Make the loop look at everything again (any thread; never blocks)."""
+        if self._parked and self._reader is None:
+            with self._role:
+                self._role.notify()  # no reader: the parked loop comes back now
         with self._wake_lock:
             if self._closed:
                 raise exceptions.TransportClosed("the ZeroMQ node is closed")
@@ -187,7 +244,8 @@ class Node:
                 frames.readable(sock) for sock in asked if sock is not self._wake_rx
             )
             if not wake:
-                until = self._sleep_until
+                # Whoever reads runs the timers: a reader while there is one.
+                until = self._sleep_until if self._reader is None else self._reader_until
                 for each in outgoing:
                     if not each.done and not each.released:
                         due = min(each.deadline, each.ack_deadline or each.deadline)
@@ -196,6 +254,84 @@ class Node:
             handoffs.hook("zmq.sent")
         if wake:
             self._wake()
+
+    def read_for(self, waiter: Any, deadline: float | None) -> bool:
+        """Read the node's sockets in this thread, in the loop's place, until ``waiter`` is ready.
+
+        ``waiter`` (a mailbox) has ``ready()``, truth (it holds a delivery),
+        ``offer_turn()``, and ``reader`` and ``nudge`` attributes, which this
+        sets while it reads: what another thread does to the waiter calls
+        ``nudge``, which wakes this thread. Returns False at once when
+        another thread holds the reading role (``waiter`` becomes a
+        candidate for it) or the node is stopping: the caller then waits its
+        own way. Else True once the waiter is ready or ``deadline``
+        (monotonic) has passed. See the module documentation.
+        """
+        if self._green:
+            return False  # one thread: a hand-over costs a green switch; the hub allows one reader
+        me = threading.get_ident()
+        with self._role:
+            if self._reader is not None or self._stopping:
+                if not self._stopping:
+                    self._candidates.pop(id(waiter), None)
+                    self._candidates[id(waiter)] = waiter  # offered the role when it is free
+                return False
+            self._reader = me
+            self._reader_until = None
+            self._tenures += 1
+            claimed = time.monotonic()
+        waiter.reader = me
+        waiter.nudge = self._nudge
+        try:
+            if handoffs.hook is not None:
+                handoffs.hook("zmq.claimed")
+            while True:
+                with self._io_lock:
+                    if self._stopping:
+                        return False
+                    idle = self._read_all()
+                    if waiter.ready():
+                        return True
+                    if self._stopping:
+                        return False  # it ran the loop's stop
+                    now = time.monotonic()
+                    timeout = self._next_timeout() if idle else 0.0
+                    if deadline is not None:
+                        if deadline <= now:
+                            return True
+                        if timeout is None or deadline - now < timeout:
+                            timeout = deadline - now
+                    self._reader_until = None if timeout is None else now + timeout
+                    fds = list(self._watched.by_fd)
+                    fds.append(self._nudge_rx)
+                if handoffs.hook is not None:
+                    handoffs.hook("zmq.reader-unlocked")
+                if self._nudge_rx in self._wait(fds, timeout):
+                    _drain(self._nudge_rx)
+        finally:
+            waiter.reader = waiter.nudge = None
+            with self._role:
+                self._reader = None
+                # Leaving with what it waited for, the reader is likely back
+                # soon (a worker that handled a request, a caller's next call):
+                # the parked loop waits _LINGER for it before it reads again.
+                # Else a poller blocked on its mailbox reads next.
+                candidates = None if waiter else self._candidates  # bool: it holds a delivery
+                while candidates:
+                    key = next(iter(candidates))
+                    if candidates.pop(key).offer_turn():
+                        break
+                else:
+                    if self._parked and time.monotonic() - claimed > _LINGER:
+                        self._role.notify()  # the loop may wait longer than _LINGER now
+            if handoffs.hook is not None:
+                handoffs.hook("zmq.released")  # the parked loop may come back meanwhile
+
+    def _nudge(self) -> None:
+        """Wake the reading thread, unless it is this one (it looks before it waits)."""
+        if self._reader != threading.get_ident():
+            with contextlib.suppress(OSError):  # full: a wake-up is pending; closed: closing
+                os.write(self._nudge_tx, b"\x00\x00\x00\x00\x00\x00\x00\x01")
 
     def listen_endpoint(self) -> str:
         """Bind the listening socket if it is not yet (any thread); its endpoint."""
@@ -336,6 +472,8 @@ class Node:
 
         def stop() -> None:
             self._stopping = True
+            with self._role:
+                self._role.notify_all()  # a parked loop ends
             done.set()
 
         try:
@@ -352,6 +490,9 @@ class Node:
         self.matchmaker.close()
         self._wake_tx.close(0)
         self._wake_rx.close(0)
+        os.close(self._nudge_rx)
+        if self._nudge_tx != self._nudge_rx:
+            os.close(self._nudge_tx)
         self._ctx.term()
 
     # -- the I/O loop ---------------------------------------------------------
@@ -368,6 +509,10 @@ class Node:
                 self._shutdown()
 
     def _turn(self) -> None:
+        if self._reader is not None:
+            self._park()
+            if self._stopping:
+                return
         with self._io_lock:
             idle = self._read_all()
             if self._stopping:
@@ -380,6 +525,21 @@ class Node:
         if handoffs.hook is not None:
             handoffs.hook("zmq.unlocked")  # a sender may take the lock before the loop waits
         self._wait(fds, timeout)
+
+    def _park(self) -> None:
+        """Wait while another thread holds the reading role: it reads, and runs the timers."""
+        wait = _LINGER
+        with self._role:
+            while self._reader is not None and not self._stopping:
+                self._parked = True
+                tenure = self._tenures
+                self._role.wait(wait)
+                # The same reader all along: it releases with a notify (it read
+                # longer than _LINGER), so look less often.
+                wait = min(wait * 2, _PARKED_MAX) if self._tenures == tenure else _LINGER
+            self._parked = False
+        if handoffs.hook is not None:
+            handoffs.hook("zmq.resumed")
 
     def _read_all(self) -> bool:
         """Read every socket until none is readable; run commands and timers. Lock held.
@@ -415,14 +575,14 @@ class Node:
         elif sock in self.peers.by_monitor:
             self.peers.on_monitor(self.peers.by_monitor[sock])
 
-    def _wait(self, fds: list[int], timeout: float | None) -> None:
-        """Wait, without the lock, until a descriptor says something may have changed."""
+    def _wait(self, fds: list[int], timeout: float | None) -> list[int]:
+        """Wait, without the lock, until a descriptor says something may have changed; those."""
         if green.patched():
-            green.wait_readable(fds, timeout)  # the hub keeps running meanwhile
-            return
-        zmq.zmq_poll(
+            return green.wait_readable(fds, timeout)  # the hub keeps running meanwhile
+        ready = zmq.zmq_poll(
             [(fd, frames.POLLIN) for fd in fds], -1 if timeout is None else int(timeout * 1000) + 1
         )
+        return [fd for fd, _ in ready]
 
     def _drain_wake(self) -> None:
         wake = self._wake_rx
@@ -529,6 +689,22 @@ class Node:
             self._router.close()
         if self._zap is not None:
             self._zap.close(0)
+
+
+def _pipe() -> tuple[int, int]:
+    """A non-blocking descriptor pair that wakes a poller: one eventfd where there is one."""
+    if hasattr(os, "eventfd"):
+        fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, fd
+    rx, tx = os.pipe()
+    os.set_blocking(rx, False)
+    os.set_blocking(tx, False)
+    return rx, tx
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        os.read(fd, 4096)
 
 
 _registry: dict[tuple[Any, ...], Node] = {}
