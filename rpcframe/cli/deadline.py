@@ -19,13 +19,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rpcframe
 from rpcframe.cli import failures
 
-__all__ = ["CLEANUP_GRACE", "SLACK", "Overdue", "abandon", "settle", "start", "stop", "within"]
+__all__ = [
+    "CLEANUP_GRACE",
+    "SLACK",
+    "Overdue",
+    "abandon",
+    "settle",
+    "start",
+    "stop",
+    "wait",
+    "within",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -37,6 +48,27 @@ SLACK = 2.0
 
 #: Seconds a cleanup step (stopping a listener, closing a transport) may take.
 CLEANUP_GRACE = 5.0
+
+
+#: Seconds the main thread waits at most before it looks for a Ctrl-C again.
+_SIGNAL_CHECK = 0.5
+
+
+def wait(event: threading.Event, seconds: float | None) -> bool:
+    """``event.wait(seconds)``, but a Ctrl-C ends it whichever thread the signal reached.
+
+    The kernel may hand SIGINT to any thread; one that is not the main thread
+    only flags it, and a main thread blocked on a lock without a timeout
+    would not look at the flag until the lock was released. Waiting in
+    slices makes it look at least every :data:`_SIGNAL_CHECK` seconds.
+    """
+    ends = None if seconds is None else time.monotonic() + seconds
+    while True:
+        left = _SIGNAL_CHECK if ends is None else min(_SIGNAL_CHECK, ends - time.monotonic())
+        if event.wait(max(0.0, left)):
+            return True
+        if ends is not None and time.monotonic() >= ends:
+            return False
 
 
 class Overdue(Exception):
@@ -72,7 +104,7 @@ def within(seconds: float, what: str, call: Callable[[], T]) -> T:
 
     thread = threading.Thread(target=run, name=f"rpcframe-cli: {what}", daemon=True)
     thread.start()
-    if not done.wait(seconds):
+    if not wait(done, seconds):
         raise Overdue(what, seconds)
     thread.join()  # it has returned; this only reaps it
     if failure:

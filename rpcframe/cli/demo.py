@@ -126,7 +126,7 @@ def _calls(
     v12 = client.prepare(version="1.2")
     out.write(f"  call at version 1.2           -> {v12.call(ctxt, 'echo', value='ok')}\n")
     client.cast(ctxt, "greet", name="world")
-    if not endpoint.greeted.wait(args.timeout):
+    if not deadline.wait(endpoint.greeted, args.timeout):
         out.write("  cast greet(name='world')      -> not handled in time\n")
         return failures.FAILED
     out.write(f"  cast greet(name='world')      -> server got {endpoint.greetings[0]!r}\n")

@@ -225,7 +225,7 @@ def _listen(args: argparse.Namespace, out: TextIO) -> int:
             )
             # A foreground command: it runs until told to stop (Ctrl-C), for
             # --duration seconds, or until --count notifications were shown.
-            printer.done.wait(None if ends is None else max(0.0, ends - time.monotonic()))
+            deadline.wait(printer.done, None if ends is None else max(0.0, ends - time.monotonic()))
         finally:
             deadline.stop(listener)
     finally:

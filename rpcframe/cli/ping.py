@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rpcframe import exceptions
-from rpcframe.cli import calls, failures, values
+from rpcframe.cli import calls, deadline, failures, values
 from rpcframe.rpc.dispatcher import PING_METHOD
 
 __all__ = ["add_command"]
@@ -113,7 +113,7 @@ def _ping(args: argparse.Namespace, out: TextIO) -> int:
             next_at = time.monotonic()
             for seq in _rounds(args):
                 if args.watch:
-                    pause.wait(max(0.0, next_at - time.monotonic()))
+                    deadline.wait(pause, max(0.0, next_at - time.monotonic()))
                     next_at = time.monotonic() + args.interval
                 pong = _ping_once(session, args)
                 sent += 1

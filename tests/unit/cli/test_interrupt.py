@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -120,3 +122,41 @@ def test_ctrl_c_in_listen_stops_its_listener_and_closes_its_transport(monkeypatc
     status = main(["listen", "--url", "fake://"])
     assert status == 130
     assert recorder.ended == ["stop", "wait", "cleanup"]
+
+
+# The kernel hands a process's SIGINT to any thread that does not block it.
+# Here only a helper thread can take it; the main thread then waits on an event
+# that is never set, as listen does until Ctrl-C.
+_SIGINT_TO_ANOTHER_THREAD = """
+import os, signal, sys, threading
+from rpcframe.cli import deadline
+
+main, waiting, never = threading.get_native_id(), threading.Event(), threading.Event()
+
+def interrupt_the_waiting_main_thread():
+    waiting.wait()
+    # Once the main thread sleeps in its wait (state S), Ctrl-C.
+    while open(f"/proc/self/task/{main}/stat").read().rsplit(")", 1)[1].split()[0] != "S":
+        pass
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_the_waiting_main_thread, daemon=True).start()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+try:
+    waiting.set()
+    deadline.wait(never, None)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_a_ctrl_c_taken_by_another_thread_still_ends_a_wait():
+    # A plain Event.wait() here never returns: the main thread sleeps on the
+    # lock and nothing wakes it to look at the flag the helper thread set.
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGINT_TO_ANOTHER_THREAD],
+        check=False,
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 130, done.stderr.decode()
