@@ -19,6 +19,7 @@ import zmq
 
 from rpcframe import handoffs
 from rpcframe.drivers.zmq import frames
+from rpcframe.drivers.zmq.driver import _Batch
 from rpcframe.drivers.zmq.listener import Delivery, Mailbox, ZmqListener
 from rpcframe.drivers.zmq.matchmaker import StaticMatchmaker
 from rpcframe.drivers.zmq.node import Node, Outgoing, Settings
@@ -187,5 +188,66 @@ def test_a_reader_that_gives_up_hands_the_reading_role_to_a_blocked_poller():
         assert [d.body for d in got] == [b"reply"]
     finally:
         listener.mailbox.close()
+        node._stopping = True
+        node.finish_close()
+
+
+def test_a_sender_reading_for_its_acknowledgements_is_woken_when_another_thread_finishes_them():
+    # A cast's sender waits for its acknowledgement reading the node's
+    # sockets itself; the loop, reading beside it, may take the
+    # acknowledgement and finish the send: the sender must be woken.
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    batch = _Batch(1)
+    waited: list[bool] = []
+    waiting = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "zmq.reader-unlocked":
+            waiting.set()
+
+    try:
+        with handoffs.installed(hook):
+            sender = threading.Thread(target=lambda: waited.append(batch.wait(node, 30)))
+            sender.start()
+            assert waiting.wait(WAIT_MS / 1000), "the sender never waited on the sockets"
+            with node._io_lock:  # the loop, reading beside it, takes the acknowledgement
+                batch.finished(object())
+                node._read_all()
+            sender.join(WAIT_MS / 1000)
+            assert not sender.is_alive(), "the sender was not woken when its send finished"
+        assert waited == [True]
+    finally:
+        node._stopping = True
+        node.finish_close()
+
+
+def test_a_sender_that_finds_the_role_taken_waits_its_own_way_and_is_not_kept():
+    # A sender may not take the role later (it waits on an event), so it
+    # never joins the pollers offered it: a process that casts often while
+    # a listener reads would otherwise keep one entry per cast.
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    holder_mailbox = Mailbox()
+    claimed = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "zmq.claimed":
+            claimed.set()
+
+    try:
+        with handoffs.installed(hook):
+            holder = threading.Thread(target=node.read_for, args=(holder_mailbox, None))
+            holder.start()
+            assert claimed.wait(WAIT_MS / 1000)
+            batch = _Batch(1)
+            finisher = threading.Thread(target=batch.finished, args=(object(),))
+            assert not node.read_for(batch, None, candidate=False)
+            assert node._candidates == {}
+            finisher.start()
+            assert batch.wait(node, 30)  # on its event, the role being taken
+            finisher.join()
+            holder_mailbox.close()
+            holder.join(WAIT_MS / 1000)
+            assert not holder.is_alive()
+    finally:
         node._stopping = True
         node.finish_close()

@@ -58,14 +58,21 @@ _ZMQ_NAMES = frozenset(opt.dest for opt in options.zmq_opts)
 
 
 class _Batch:
-    """The outgoing messages of one ``send``; ``done`` is set when each has an outcome."""
+    """The outgoing messages of one ``send``; ``done`` is set when each has an outcome.
 
-    __slots__ = ("left", "done", "outcomes", "_lock")
+    The sender waits for it reading the node's sockets itself when it can
+    (:meth:`node.Node.read_for`: ``reader``, ``nudge``, :meth:`ready` and
+    truth are what that asks of a waiter), else on ``done``.
+    """
+
+    __slots__ = ("left", "done", "outcomes", "reader", "nudge", "_lock")
 
     def __init__(self, count: int) -> None:
         self.left = count
         self.done = threading.Event()
         self.outcomes: list[node.Outgoing] = []
+        self.reader: int | None = None
+        self.nudge: Any = None
         self._lock = threading.Lock()
 
     def finished(self, outgoing: node.Outgoing) -> None:
@@ -75,6 +82,25 @@ class _Batch:
             last = self.left == 0
         if last:
             self.done.set()
+            nudge = self.nudge
+            if nudge is not None:
+                nudge()  # the sender reads the sockets: wake it (a no-op from its own thread)
+
+    def ready(self) -> bool:
+        return self.done.is_set()
+
+    def __bool__(self) -> bool:
+        # Finished, the sender is likely to send again soon: the node keeps
+        # the reading role free for it a moment rather than hand it on.
+        return self.done.is_set()
+
+    def wait(self, reader: node.Node, seconds: float) -> bool:
+        """Whether every message had its outcome within ``seconds``."""
+        if self.done.is_set():
+            return True
+        deadline = time.monotonic() + seconds
+        reader.read_for(self, deadline, candidate=False)
+        return self.done.wait(max(0.0, deadline - time.monotonic()))
 
 
 class ZmqRoutes:
@@ -472,7 +498,7 @@ class ZmqDriver(ZmqRoutes, base.Driver):
             address, body, groups, record, retry, timeout, confirm, expiry, batch.finished
         )
         self._node.send(outgoing)
-        if not batch.done.wait(timeout + 1.0):
+        if not batch.wait(self._node, timeout + 1.0):
             raise exceptions.MessagingTimeout(
                 f"sending to {address.topic!r} did not finish in {timeout} s", timeout=timeout
             )

@@ -255,7 +255,7 @@ class Node:
         if wake:
             self._wake()
 
-    def read_for(self, waiter: Any, deadline: float | None) -> bool:
+    def read_for(self, waiter: Any, deadline: float | None, *, candidate: bool = True) -> bool:
         """Read the node's sockets in this thread, in the loop's place, until ``waiter`` is ready.
 
         ``waiter`` (a mailbox) has ``ready()``, truth (it holds a delivery),
@@ -265,14 +265,16 @@ class Node:
         another thread holds the reading role (``waiter`` becomes a
         candidate for it) or the node is stopping: the caller then waits its
         own way. Else True once the waiter is ready or ``deadline``
-        (monotonic) has passed. See the module documentation.
+        (monotonic) has passed. A waiter that cannot take the role later
+        (a sender waiting for acknowledgements) passes ``candidate=False``.
+        See the module documentation.
         """
         if self._green:
             return False  # one thread: a hand-over costs a green switch; the hub allows one reader
         me = threading.get_ident()
         with self._role:
             if self._reader is not None or self._stopping:
-                if not self._stopping:
+                if candidate and not self._stopping:
                     self._candidates.pop(id(waiter), None)
                     self._candidates[id(waiter)] = waiter  # offered the role when it is free
                 return False
