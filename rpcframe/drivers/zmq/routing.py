@@ -8,6 +8,7 @@ it lives, ``reply_<id>@tcp://host:port``, so a reply needs no look-up.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from rpcframe.drivers import base
@@ -16,6 +17,9 @@ from rpcframe.drivers.zmq.matchmaker import record_key
 __all__ = ["endpoint_of_inbox", "inbox_name", "record_of", "slot"]
 
 
+# Every message sent and received names its record: kept for the names in use
+# (a process has a few topics and inboxes), so each is encoded once.
+@functools.lru_cache(maxsize=4096)
 def record_of(kind: str, exchange: str, topic: str, server: str | None, fanout: bool) -> str:
     if kind == base.REPLY:
         return record_key("reply", topic)
