@@ -50,6 +50,12 @@ commands, timers). At most one thread holds it; the states and moves:
 * a sender's wake-up (``_wake``) while the role is free and the loop parked
   brings the loop back at once: commands and a sender's news never wait
   for a look.
+* a sender waiting for its acknowledgements (a cast, a notification) asks
+  too, and holds the role as a poller does until its send is finished; but
+  finding it taken, it waits on its own event and is *not* a candidate
+  (``read_for(..., candidate=False)``): it cannot take the role halfway
+  through that wait, and a process casting beside a listener that reads
+  for hours would otherwise keep one candidate per cast.
 
 What another thread does to the reader's mailbox (the loop read its message
 while it came back between two readers, a requeue, a close) wakes the
