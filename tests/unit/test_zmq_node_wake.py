@@ -9,6 +9,7 @@ stays unread. The loop is not started here, so that nothing else reads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from rpcframe.drivers.zmq import frames
 from rpcframe.drivers.zmq.driver import _Batch
 from rpcframe.drivers.zmq.listener import Delivery, Mailbox, ZmqListener
 from rpcframe.drivers.zmq.matchmaker import StaticMatchmaker
-from rpcframe.drivers.zmq.node import Node, Outgoing, Settings
+from rpcframe.drivers.zmq.node import _CANDIDATES, Node, Outgoing, Settings
 
 WAIT_MS = 5000
 
@@ -221,10 +222,9 @@ def test_a_sender_reading_for_its_acknowledgements_is_woken_when_another_thread_
         node.finish_close()
 
 
-def test_a_sender_that_finds_the_role_taken_waits_its_own_way_and_is_not_kept():
-    # A sender may not take the role later (it waits on an event), so it
-    # never joins the pollers offered it: a process that casts often while
-    # a listener reads would otherwise keep one entry per cast.
+@contextlib.contextmanager
+def _role_held() -> Iterator[Node]:
+    """A node whose reading role another thread holds (it reads for a mailbox)."""
     node = _StillNode(_settings(), StaticMatchmaker([]))
     holder_mailbox = Mailbox()
     claimed = threading.Event()
@@ -238,16 +238,39 @@ def test_a_sender_that_finds_the_role_taken_waits_its_own_way_and_is_not_kept():
             holder = threading.Thread(target=node.read_for, args=(holder_mailbox, None))
             holder.start()
             assert claimed.wait(WAIT_MS / 1000)
-            batch = _Batch(1)
-            finisher = threading.Thread(target=batch.finished, args=(object(),))
-            assert not node.read_for(batch, None, candidate=False)
-            assert node._candidates == {}
-            finisher.start()
-            assert batch.wait(node, 30)  # on its event, the role being taken
-            finisher.join()
+            yield node
             holder_mailbox.close()
             holder.join(WAIT_MS / 1000)
             assert not holder.is_alive()
     finally:
         node._stopping = True
         node.finish_close()
+
+
+def test_a_sender_that_finds_the_role_taken_waits_its_own_way_and_is_not_kept():
+    # A sender may not take the role later (it waits on an event), so it
+    # never joins the pollers offered it: a process that casts often while
+    # a listener reads would otherwise keep one entry per cast.
+    with _role_held() as node:
+        batch = _Batch(1)
+        finisher = threading.Thread(target=batch.finished, args=(object(),))
+        assert not node.read_for(batch, None, candidate=False)
+        assert node._candidates == {}
+        finisher.start()
+        assert batch.wait(node, 30)  # on its event, the role being taken
+        finisher.join()
+
+
+def test_the_mailboxes_of_closed_listeners_are_not_kept_as_candidates_for_the_role():
+    # A reader holding the role for long (an idle listener) sees other
+    # listeners come, ask, and close; only a release without a delivery
+    # takes candidates off, so the closed ones are forgotten as they pile up.
+    with _role_held() as node:
+        kept = Mailbox()
+        assert not node.read_for(kept, None)
+        for _ in range(1000):
+            gone = Mailbox()
+            assert not node.read_for(gone, None)
+            gone.close()
+        assert kept in node._candidates.values()
+        assert len(node._candidates) <= 2 * _CANDIDATES + 1

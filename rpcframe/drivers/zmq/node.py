@@ -116,6 +116,9 @@ _LINGER = 0.002
 #: At most this long between the parked loop's looks.
 _PARKED_MAX = 1.0
 
+#: Candidates kept before the closed ones among them are forgotten.
+_CANDIDATES = 64
+
 
 class Watched:
     """The sockets the I/O loop watches, and their ``ZMQ_FD`` descriptors. I/O lock held."""
@@ -183,6 +186,7 @@ class Node:
         self._green = green.patched()
         self._tenures = 0  # readers so far
         self._candidates: dict[int, Any] = {}  # mailboxes whose pollers wait for the role
+        self._prune_at = _CANDIDATES
         # What wakes the reader alone: the loop may be reading, and drain the
         # wake-up socket, when a message for the reader's mailbox arrives.
         self._nudge_rx, self._nudge_tx = _pipe()
@@ -281,8 +285,16 @@ class Node:
         with self._role:
             if self._reader is not None or self._stopping:
                 if candidate and not self._stopping:
-                    self._candidates.pop(id(waiter), None)
-                    self._candidates[id(waiter)] = waiter  # offered the role when it is free
+                    waiting = self._candidates
+                    waiting.pop(id(waiter), None)
+                    waiting[id(waiter)] = waiter  # offered the role when it is free
+                    if len(waiting) > self._prune_at:
+                        # Only a release without a delivery takes candidates
+                        # off: forget the closed ones (listeners stopped since),
+                        # and look again when twice as many remain.
+                        for key in [k for k, each in waiting.items() if each.closed]:
+                            del waiting[key]
+                        self._prune_at = max(_CANDIDATES, 2 * len(waiting))
                 return False
             self._reader = me
             self._reader_until = None
