@@ -116,6 +116,27 @@ def test_a_write_on_a_quiet_connection_leaves_the_loop_asleep(peer):
         node.finish_close()
 
 
+def _woken_reader(node: Node, read: Any, beside: Any, what: str) -> None:
+    """Run ``read()`` (it reads the node's sockets for its waiter) in a thread; once it
+    waits on them, run ``beside()`` as the loop does when it reads beside the reader,
+    and check that the reader was woken (``what``: by what)."""
+    waiting = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "zmq.reader-unlocked":
+            waiting.set()
+
+    with handoffs.installed(hook):
+        thread = threading.Thread(target=read)
+        thread.start()
+        assert waiting.wait(WAIT_MS / 1000), "the reader never waited on the sockets"
+        with node._io_lock:
+            beside()
+            node._read_all()
+        thread.join(WAIT_MS / 1000)
+        assert not thread.is_alive(), f"the reader was not woken by {what}"
+
+
 def test_a_delivery_by_another_thread_wakes_the_thread_reading_in_the_loops_place():
     # A poller that reads the node's sockets itself waits on their
     # descriptors. The loop may be reading beside it (it came back between
@@ -125,26 +146,16 @@ def test_a_delivery_by_another_thread_wakes_the_thread_reading_in_the_loops_plac
     node = _StillNode(_settings(), StaticMatchmaker([]))
     mailbox = Mailbox()
     got: list[Any] = []
-    waiting = threading.Event()
-
-    def hook(point: str) -> None:
-        if point == "zmq.reader-unlocked":
-            waiting.set()
 
     def reader() -> None:
         assert node.read_for(mailbox, time.monotonic() + 30)
         got.append(mailbox.take())
 
+    def deliver() -> None:
+        assert mailbox.put(Delivery(b"reply", "inbox"))
+
     try:
-        with handoffs.installed(hook):
-            thread = threading.Thread(target=reader)
-            thread.start()
-            assert waiting.wait(WAIT_MS / 1000), "the reader never waited on the sockets"
-            with node._io_lock:  # what the loop does when it reads beside the reader
-                assert mailbox.put(Delivery(b"reply", "inbox"))
-                node._read_all()
-            thread.join(WAIT_MS / 1000)
-            assert not thread.is_alive(), "the reader was not woken by the delivery"
+        _woken_reader(node, reader, deliver, "the delivery")
         assert [d.body for d in got] == [b"reply"]
         assert node.read_for(Mailbox(), time.monotonic()) is True  # the role was let go
     finally:
@@ -200,22 +211,13 @@ def test_a_sender_reading_for_its_acknowledgements_is_woken_when_another_thread_
     node = _StillNode(_settings(), StaticMatchmaker([]))
     batch = _Batch(1)
     waited: list[bool] = []
-    waiting = threading.Event()
-
-    def hook(point: str) -> None:
-        if point == "zmq.reader-unlocked":
-            waiting.set()
-
     try:
-        with handoffs.installed(hook):
-            sender = threading.Thread(target=lambda: waited.append(batch.wait(node, 30)))
-            sender.start()
-            assert waiting.wait(WAIT_MS / 1000), "the sender never waited on the sockets"
-            with node._io_lock:  # the loop, reading beside it, takes the acknowledgement
-                batch.finished(object())
-                node._read_all()
-            sender.join(WAIT_MS / 1000)
-            assert not sender.is_alive(), "the sender was not woken when its send finished"
+        _woken_reader(
+            node,
+            lambda: waited.append(batch.wait(node, 30)),
+            lambda: batch.finished(object()),
+            "its send finishing",
+        )
         assert waited == [True]
     finally:
         node._stopping = True

@@ -285,16 +285,7 @@ class Node:
         with self._role:
             if self._reader is not None or self._stopping:
                 if candidate and not self._stopping:
-                    waiting = self._candidates
-                    waiting.pop(id(waiter), None)
-                    waiting[id(waiter)] = waiter  # offered the role when it is free
-                    if len(waiting) > self._prune_at:
-                        # Only a release without a delivery takes candidates
-                        # off: forget the closed ones (listeners stopped since),
-                        # and look again when twice as many remain.
-                        for key in [k for k, each in waiting.items() if each.closed]:
-                            del waiting[key]
-                        self._prune_at = max(_CANDIDATES, 2 * len(waiting))
+                    self._add_candidate(waiter)
                 return False
             self._reader = me
             self._reader_until = None
@@ -346,6 +337,19 @@ class Node:
                         self._role.notify()  # the loop may wait longer than _LINGER now
             if handoffs.hook is not None:
                 handoffs.hook("zmq.released")  # the parked loop may come back meanwhile
+
+    def _add_candidate(self, waiter: Any) -> None:
+        """Offer ``waiter`` the role when it is free (last in line). The role's lock held."""
+        waiting = self._candidates
+        waiting.pop(id(waiter), None)
+        waiting[id(waiter)] = waiter
+        if len(waiting) > self._prune_at:
+            # Only a release without a delivery takes candidates off: forget
+            # the closed ones (listeners stopped since), and look again when
+            # twice as many remain.
+            for key in [k for k, each in waiting.items() if each.closed]:
+                del waiting[key]
+            self._prune_at = max(_CANDIDATES, 2 * len(waiting))
 
     def _nudge(self) -> None:
         """Wake the reading thread, unless it is this one (it looks before it waits)."""
@@ -597,7 +601,7 @@ class Node:
 
     def _wait(self, fds: list[int], timeout: float | None) -> list[int]:
         """Wait, without the lock, until a descriptor says something may have changed; those."""
-        if green.patched():
+        if self._green:
             return green.wait_readable(fds, timeout)  # the hub keeps running meanwhile
         ready = zmq.zmq_poll(
             [(fd, frames.POLLIN) for fd in fds], -1 if timeout is None else int(timeout * 1000) + 1
