@@ -425,6 +425,7 @@ class Transport(TransportCore):
         body: bytes,
         timeout: float,
         attachments: dict[str, Any] | None = None,
+        reply_ref: str | None = None,
     ) -> None:
         """Send an encoded reply (or call-monitor heartbeat) to a caller's inbox.
 
@@ -434,8 +435,12 @@ class Transport(TransportCore):
         retry. Elsewhere it returns once the reply is written (an inbox
         missing there is closed for good). Other failures as
         :meth:`Driver.send`. Waits at most ``timeout``.
+        ``reply_ref`` is the request's :attr:`~rpcframe.drivers.base.IncomingMessage.reply_ref`,
+        given with the reply that ends the call (not with a heartbeat).
         """
         more: dict[str, Any] = {} if attachments is None else {"attachments": attachments}
+        if reply_ref is not None:
+            more["reply_ref"] = reply_ref
         self._driver.send(address, body, timeout=timeout, **self._reply_options, **more)
 
     def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:

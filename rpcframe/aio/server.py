@@ -246,7 +246,9 @@ class AsyncRPCServer:
         except exceptions.MalformedMessage as exc:
             LOG.warning("%s: dropping malformed request: %s", self._name, exc.reason)
             if exc.msg_id and exc.reply_q:
-                await self._reply(exc.reply_q, exc.msg_id, None, _failure_of(exc), None)
+                await self._reply(
+                    exc.reply_q, exc.msg_id, None, _failure_of(exc), None, incoming.reply_ref
+                )
             return
         if self._is_duplicate(request.unique_id):
             LOG.info("%s: dropping duplicate request %s", self._name, request.unique_id)
@@ -304,7 +306,14 @@ class AsyncRPCServer:
             LOG.info("%s: %r (message %s) was cancelled (%s); its reply is dropped",
                      self._name, request.method, request.msg_id, call.cancel_reason)  # fmt: skip
             return
-        await self._reply(request.reply_q, request.msg_id, result, failure, request)  # type: ignore[arg-type]
+        await self._reply(
+            request.reply_q,  # type: ignore[arg-type]
+            request.msg_id,  # type: ignore[arg-type]
+            result,
+            failure,
+            request,
+            incoming.reply_ref,
+        )
 
     async def _heartbeats(self, request: wire.Request) -> None:
         """Call-monitor heartbeats to the caller while its call runs, as the threaded server's.
@@ -470,7 +479,13 @@ class AsyncRPCServer:
                 pass
 
     async def _reply(
-        self, reply_q: str, msg_id: str, result: Any, failure: str | None, request: Any
+        self,
+        reply_q: str,
+        msg_id: str,
+        result: Any,
+        failure: str | None,
+        request: Any,
+        reply_ref: str | None = None,
     ) -> None:
         try:
             body = wire.encode_reply(msg_id, result, failure)
@@ -483,7 +498,7 @@ class AsyncRPCServer:
         if request is not None and request.deadline is not None:
             timeout = max(0.0, min(timeout, request.deadline - time.time()))
         try:
-            await self.transport._send_reply(_reply_address(reply_q), body, timeout)
+            await self.transport._send_reply(_reply_address(reply_q), body, timeout, reply_ref)
         except exceptions.MessagingException as exc:
             LOG.warning("%s: could not send the reply to %s: %s", self._name, msg_id, exc)
 

@@ -174,12 +174,16 @@ class AsyncTransport(msg_transport.TransportCore):
             self._unwatch(msg_id)
             raise
 
-    async def _send_reply(self, address: base.Address, body: bytes, timeout: float) -> None:
+    async def _send_reply(
+        self, address: base.Address, body: bytes, timeout: float, reply_ref: str | None = None
+    ) -> None:
         """Send a reply (or heartbeat, or announcement) to a caller's inbox.
 
-        As the threaded transport's: mandatory where inboxes can come back.
+        As the threaded transport's: mandatory where inboxes can come back;
+        ``reply_ref`` with the reply that ends a call.
         """
-        await self._driver.send(address, body, timeout=timeout, **self._reply_options)
+        more: dict[str, Any] = {} if reply_ref is None else {"reply_ref": reply_ref}
+        await self._driver.send(address, body, timeout=timeout, **self._reply_options, **more)
 
     async def _send_chunk(self, address: base.Address, body: bytes, timeout: float) -> None:
         """A stream's chunk, without waiting for a confirm (see the threaded transport's)."""

@@ -131,6 +131,12 @@ class IncomingMessage(abc.ABC):
 
     __slots__ = ("body", "_settled")
 
+    #: A driver's own reference to this request, or None (most drivers): the
+    #: server passes it back as ``reply_ref`` to :meth:`Driver.send` with the
+    #: reply that ends the call, so the driver may forget what it kept about
+    #: the call on the way (a driver that sets it takes that argument).
+    reply_ref: str | None = None
+
     def __init__(self, body: bytes) -> None:
         self.body = body
         self._settled: str | None = None
@@ -289,7 +295,9 @@ class Driver(abc.ABC):
         acknowledgement; the core asks for it only for call requests, whose
         reply proves delivery, and never together with ``mandatory``.
         Thread-safe. A repeat sends a second copy. A driver with the
-        ``passes_objects`` capability also takes ``attachments``.
+        ``passes_objects`` capability also takes ``attachments``; one whose
+        incoming messages carry :attr:`IncomingMessage.reply_ref` also takes
+        ``reply_ref`` (given with a call's last reply only).
         """
 
     @abc.abstractmethod

@@ -164,7 +164,9 @@ class RPCServer(msg_server.MessageHandlingServer):
         except msg_exceptions.MalformedMessage as exc:
             LOG.warning("%s: dropping malformed request: %s", self._name, exc.reason)
             if exc.msg_id and exc.reply_q:
-                self._reply(exc.reply_q, exc.msg_id, None, _failure_of(exc), None)
+                self._reply(
+                    exc.reply_q, exc.msg_id, None, _failure_of(exc), None, None, incoming.reply_ref
+                )
             return
         if self._is_duplicate(request.unique_id):
             LOG.info("%s: dropping duplicate request %s", self._name, request.unique_id)
@@ -250,7 +252,15 @@ class RPCServer(msg_server.MessageHandlingServer):
             attachments = None
             if passes_objects:
                 attachments = {"exception": error} if error is not None else {"result": result}
-            self._reply(request.reply_q, request.msg_id, result, failure, request, attachments)  # type: ignore[arg-type]
+            self._reply(
+                request.reply_q,  # type: ignore[arg-type]
+                request.msg_id,  # type: ignore[arg-type]
+                result,
+                failure,
+                request,
+                attachments,
+                incoming.reply_ref,
+            )
             LOG.debug(
                 "Replied %s to %r (message %s) after %.3f s",
                 "a failure" if failure is not None else "its result",
@@ -345,6 +355,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         failure: str | None,
         request: Any,
         attachments: dict[str, Any] | None = None,
+        reply_ref: str | None = None,
     ) -> None:
         try:
             body = wire.encode_reply(msg_id, result, failure)
@@ -367,7 +378,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         if request is not None and request.deadline is not None:
             deadline = min(deadline, request.deadline)
         address = base.Address("", reply_q, kind=base.REPLY)
-        self._send_reply(address, msg_id, body, deadline, 0.0, attachments)
+        self._send_reply(address, msg_id, body, deadline, 0.0, attachments, reply_ref)
 
     def _send_reply(
         self,
@@ -377,6 +388,7 @@ class RPCServer(msg_server.MessageHandlingServer):
         deadline: float,
         delay: float,
         attachments: dict[str, Any] | None,
+        reply_ref: str | None = None,
         retrying: bool = False,
     ) -> None:
         """Send a reply; while its inbox is missing, try again later until the deadline.
@@ -393,7 +405,9 @@ class RPCServer(msg_server.MessageHandlingServer):
             self._retry_done(retrying)
             return
         try:
-            self.transport._send_reply(address, body, min(left, _REPLY_RETRY_MAX), attachments)
+            self.transport._send_reply(
+                address, body, min(left, _REPLY_RETRY_MAX), attachments, reply_ref
+            )
         except msg_exceptions.MessageUndeliverable:
             if not retrying and not self._retry_started():
                 LOG.warning(
@@ -408,7 +422,7 @@ class RPCServer(msg_server.MessageHandlingServer):
             timer = self._timers.schedule_io(
                 delay,
                 lambda: self._send_reply(
-                    address, msg_id, body, deadline, delay, attachments, retrying=True
+                    address, msg_id, body, deadline, delay, attachments, reply_ref, retrying=True
                 ),
             )
             if timer.cancelled:  # the server stopped

@@ -235,6 +235,67 @@ def test_a_quiet_delivery_is_acknowledged_only_when_refused(transport, cluster, 
     ]
 
 
+def test_a_reply_names_the_request_it_answers(cluster, topic):
+    # The caller's process keeps a call's request until its reply: the
+    # reply's header says which request it answers, so that it can forget it.
+    cluster.start("a")
+    ctx = zmq.Context()
+    inbox = ctx.socket(zmq.ROUTER)
+    inbox.linger = 0
+    caller = ctx.socket(zmq.DEALER)
+    caller.linger = 0
+    try:
+        port = inbox.bind_to_random_port("tcp://127.0.0.1")
+        reply_q = f"reply_{uuid.uuid4().hex}@tcp://127.0.0.1:{port}"
+        message = {"method": "whoami", "args": {}, "_msg_id": uuid.uuid4().hex, "_reply_q": reply_q}
+        request = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)})
+        call_id = zmq_frames.new_msg_id()
+        header = zmq_frames.Header(call_id, "rpc", "openstack", topic, "a", False, "", True)
+        caller.connect(endpoint_of(topic, "a"))
+        caller.send_multipart([zmq_frames.encode_header(header), request.encode()])
+        assert inbox.poll(10_000), "no reply came"
+        _, reply_header, body = inbox.recv_multipart()
+    finally:
+        inbox.close(0)
+        caller.close(0)
+        ctx.term()
+    reply = zmq_frames.decode_header(reply_header)
+    assert (reply.kind, reply.topic, reply.answers) == ("reply", reply_q, call_id)
+    assert json.loads(json.loads(body)["oslo.message"])["result"] == "a"
+
+
+def test_a_server_leaving_after_its_replies_leaves_its_callers_nothing(cluster, topic, caplog):
+    # Calls answered before their server went are over: nothing is failed
+    # on their behalf, and the loss of an idle server is no warning.
+    caplog.set_level(logging.INFO, logger="rpcframe.drivers.zmq")
+    lost = threading.Event()
+
+    class Lost(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "was lost" in record.getMessage():
+                lost.set()
+
+    watcher = Lost()
+    logging.getLogger("rpcframe.drivers.zmq").addHandler(watcher)
+    conf = cfg.ConfigOpts()
+    conf([])
+    transport = rpcframe.get_rpc_transport(conf, URL)
+    try:
+        cluster.start("a")
+        rpc = client(transport, topic)
+        assert [rpc.call({}, "whoami") for _ in range(20)] == ["a"] * 20
+        cluster.kill("a")
+        assert lost.wait(15), "the loss of the server was not noticed"
+    finally:
+        transport.cleanup()
+        logging.getLogger("rpcframe.drivers.zmq").removeHandler(watcher)
+    losses = [r for r in caplog.records if "was lost" in r.getMessage()]
+    assert [r.levelname for r in losses] == ["INFO"], [r.getMessage() for r in losses]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+    ]
+
+
 class _Echo:
     def echo(self, ctxt: Any, n: int) -> int:
         return n

@@ -318,6 +318,7 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
         retry: int | None = None,
         timeout: float | None = None,
         confirm: bool = True,
+        reply_ref: str | None = None,
         **more: Any,
     ) -> None:
         self._check_send(body)
@@ -340,8 +341,9 @@ class AsyncZmqDriver(ZmqRoutes, asyncbase.AsyncDriver):
             return
         batch = _Batch(len(groups), here.loop)
         outgoing, timeout = self._outgoing(
-            address, body, groups, record, retry, timeout, confirm, expiry, batch.finished
-        )
+            address, body, groups, record, retry, timeout, confirm, expiry, batch.finished,
+            reply_ref,
+        )  # fmt: skip
         here.send(outgoing)
         if batch.left:
             try:

@@ -286,6 +286,7 @@ class ZmqRoutes:
         confirm: bool,
         expiry: float | None,
         on_done: Any,
+        answers: str | None = None,
     ) -> tuple[list[node.Outgoing], float]:
         """The messages to hand the node, one per group, and the time the send may take."""
         opts = self._opts
@@ -305,6 +306,7 @@ class ZmqRoutes:
                     address.fanout,
                     pool,
                     quiet=not confirm,
+                    answers=answers or "",
                 ),
                 body,
                 candidates,
@@ -479,6 +481,7 @@ class ZmqDriver(ZmqRoutes, base.Driver):
         retry: int | None = None,
         timeout: float | None = None,
         confirm: bool = True,
+        reply_ref: str | None = None,
     ) -> None:
         self._check_send(body)
         if self._store is not None and address.kind == base.NOTIFY:
@@ -495,8 +498,9 @@ class ZmqDriver(ZmqRoutes, base.Driver):
             return
         batch = _Batch(len(groups))
         outgoing, timeout = self._outgoing(
-            address, body, groups, record, retry, timeout, confirm, expiry, batch.finished
-        )
+            address, body, groups, record, retry, timeout, confirm, expiry, batch.finished,
+            reply_ref,
+        )  # fmt: skip
         self._node.send(outgoing)
         if not batch.wait(self._node, timeout + 1.0):
             raise exceptions.MessagingTimeout(

@@ -7,8 +7,10 @@ frame. Both are NUL-separated UTF-8 fields after a magic word carrying the
 frame type and framing version:
 
 * ``RPZ1D\\0<msg id>\\0<kind>\\0<exchange>\\0<topic>\\0<server>\\0<fanout>\\0<pool>\\0<quiet>``
-  (a delivery: ``kind`` is ``rpc``, ``notify`` or ``reply``; ``server`` and
-  ``pool`` may be empty; ``fanout`` and ``quiet`` are ``1`` or empty);
+  ``\\0<answers>`` (a delivery: ``kind`` is ``rpc``, ``notify`` or ``reply``; ``server`` and
+  ``pool`` may be empty; ``fanout`` and ``quiet`` are ``1`` or empty;
+  ``answers``, on the reply that ends a call, is the id of the call's
+  request, else empty);
 * ``RPZ1A\\0<msg id>\\0<status>\\0<detail>`` (an acknowledgement: ``ok``,
   ``noroute`` when nothing in that process listens on the address, ``bad``
   when the frames were malformed; ``detail`` says why).
@@ -20,7 +22,9 @@ which remembers recent ids, acknowledges the copy without delivering it.
 A *quiet* delivery (a call request, a stream's chunk: what the sender does
 not wait for) is acknowledged only when it is refused (``noroute``,
 ``bad``); it is never sent again, so the receiver need not remember its id.
-Taken, it costs one message, not two.
+Taken, it costs one message, not two. The caller's process keeps a call's
+request (for the refusal, or to fail the call at once if the server's
+process goes) until the reply that ``answers`` it arrives.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class Header:
     fanout: bool
     pool: str
     quiet: bool = False
+    answers: str = ""  # the request a call's last reply answers (its msg id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,6 +148,7 @@ def encode_header(header: Header) -> bytes:
         "1" if header.fanout else "",
         header.pool,
         "1" if header.quiet else "",
+        header.answers,
     )
     joined = "\0".join(fields)
     if joined.count("\0") != len(fields) - 1:
@@ -164,18 +170,19 @@ def decode_header(frame: bytes) -> Header:
         parts = frame[len(_DELIVERY_PREFIX) :].decode().split("\0")
     except UnicodeDecodeError:
         raise exceptions.MalformedMessage("delivery header is not UTF-8") from None
-    if len(parts) != 8:
-        raise exceptions.MalformedMessage(f"delivery header has {len(parts)} fields, not 8")
-    msg_id, kind, exchange, topic, server, fanout, pool, quiet = parts
+    if len(parts) != 9:
+        raise exceptions.MalformedMessage(f"delivery header has {len(parts)} fields, not 9")
+    msg_id, kind, exchange, topic, server, fanout, pool, quiet, answers = parts
     if (
         len(msg_id) != 32
         or kind not in base.KINDS
         or not topic
         or fanout not in ("", "1")
         or quiet not in ("", "1")
+        or len(answers) not in (0, 32)
     ):
         raise exceptions.MalformedMessage(f"delivery header fields are invalid: {frame[:200]!r}")
-    return Header(msg_id, kind, exchange, topic, server, fanout == "1", pool, quiet == "1")
+    return Header(msg_id, kind, exchange, topic, server, fanout == "1", pool, quiet == "1", answers)
 
 
 def msg_id_of(frame: bytes) -> str | None:

@@ -34,12 +34,13 @@ LOG = logging.getLogger(__name__)
 class Delivery(base.IncomingMessage):
     """One message taken from a listener's mailbox."""
 
-    __slots__ = ("listener", "slot")
+    __slots__ = ("listener", "slot", "reply_ref")
 
-    def __init__(self, body: bytes, slot: str) -> None:
+    def __init__(self, body: bytes, slot: str, reply_ref: str | None = None) -> None:
         super().__init__(body)
         self.slot = slot  # the local subscription it came through
         self.listener: Subscription | None = None
+        self.reply_ref = reply_ref  # a call request's id: its last reply answers it
 
     def _ack(self) -> None:
         # The sender had its acknowledgement when the message reached the
@@ -47,7 +48,7 @@ class Delivery(base.IncomingMessage):
         pass
 
     def _requeue(self) -> None:
-        again = Delivery(self.body, self.slot)
+        again = Delivery(self.body, self.slot, self.reply_ref)
         listener = self.listener
         if listener is not None and listener.mailbox.put(again, front=True):
             return
@@ -184,9 +185,9 @@ class Subscription:
         if address is not None:
             self.address = address
 
-    def deliver(self, body: bytes, slot: str) -> bool:
+    def deliver(self, body: bytes, slot: str, reply_ref: str | None = None) -> bool:
         """Called by the node's I/O loop: take ``body``; False if closed."""
-        return bool(self.mailbox.put(Delivery(body, slot)))
+        return bool(self.mailbox.put(Delivery(body, slot, reply_ref)))
 
     def pending(self) -> bool:
         return bool(self.mailbox)

@@ -462,18 +462,27 @@ class Node:
         """Give ``deliveries`` to other local listeners of their slots; how many were taken."""
         taken = 0
         for delivery in deliveries:
-            if self._deliver_to(delivery.slot, delivery.body, exclude=listener):
+            if self._deliver_to(delivery.slot, delivery.body, listener, delivery.reply_ref):
                 taken += 1
         return taken
 
-    def _deliver_to(self, name: str, body: bytes, exclude: Subscription | None = None) -> bool:
+    def _deliver_to(
+        self,
+        name: str,
+        body: bytes,
+        exclude: Subscription | None = None,
+        reply_ref: str | None = None,
+    ) -> bool:
         with self._lock:
             members = [m for m in self._local.get(name, ()) if m is not exclude]
             if not members:
                 return False
             turn = self._turns[name] = (self._turns.get(name, -1) + 1) % len(members)
             ordered = members[turn:] + members[:turn]
-        return any(member.deliver(body, name) for member in ordered)
+        for member in ordered:
+            if member.deliver(body, name, reply_ref):
+                return True
+        return False
 
     def _deliver_all(self, name: str, body: bytes) -> bool:
         with self._lock:
@@ -645,6 +654,8 @@ class Node:
                 why = exc.reason if hasattr(exc, "reason") else str(exc)
                 self._refuse(identity, first, parts, why)
                 continue
+            if header.answers:  # the call is over: its request need not be kept
+                self.peers.answered(header.answers)
             if header.quiet:  # never sent twice; acknowledged only if refused
                 status = self._accept(header, parts[2])
                 if status != frames.OK:
@@ -671,7 +682,10 @@ class Node:
             )
         if header.fanout:
             return frames.OK if self._deliver_all(record, body) else frames.NOROUTE
-        return frames.OK if self._deliver_to(record, body) else frames.NOROUTE
+        # A call's request (quiet): its reply names it, so its caller's
+        # process forgets it (the ``answers`` field).
+        ref = header.msg_id if header.quiet and header.kind == "rpc" else None
+        return frames.OK if self._deliver_to(record, body, None, ref) else frames.NOROUTE
 
     def _refuse(self, identity: bytes, first: Any, parts: list[bytes], why: str) -> None:
         try:

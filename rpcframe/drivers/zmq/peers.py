@@ -141,6 +141,8 @@ class Peers:
         self.by_endpoint: dict[str, Peer] = {}
         self.by_socket: dict[Any, Peer] = {}
         self.by_monitor: dict[Any, Peer] = {}
+        # The peer of each call request kept (Peer.quiet), until its reply answers it.
+        self._calls: dict[str, Peer] = {}
 
     def start(self, outgoing: Outgoing) -> None:
         """Send ``outgoing`` to its first reachable candidate."""
@@ -188,12 +190,20 @@ class Peers:
             now = time.monotonic()
             keep = peer.quiet
             keep[outgoing.msg_id] = (outgoing, now + (outgoing.expiry or self.settings.ack_timeout))
+            if outgoing.is_call:
+                self._calls[outgoing.msg_id] = peer
             while keep and (len(keep) > _QUIET_KEPT or next(iter(keep.values()))[1] < now):
-                keep.popitem(last=False)
+                self._calls.pop(keep.popitem(last=False)[0], None)
             self._release(outgoing)
         else:
             peer.inflight[outgoing.msg_id] = outgoing
             outgoing.ack_deadline = time.monotonic() + self.settings.ack_timeout
+
+    def answered(self, msg_id: str) -> None:
+        """A reply answered the call request ``msg_id``: it need not be kept any more."""
+        peer = self._calls.pop(msg_id, None)
+        if peer is not None:
+            peer.quiet.pop(msg_id, None)
 
     def _release(self, outgoing: Outgoing) -> None:
         """Let a quiet message's sender go on: it is written (a call's reply proves delivery)."""
@@ -224,6 +234,7 @@ class Peers:
             outgoing = peer.inflight.pop(ack.msg_id, None)
             if outgoing is None:
                 kept = peer.quiet.pop(ack.msg_id, None)
+                self._calls.pop(ack.msg_id, None)
                 if kept is None:
                     continue  # an acknowledgement of a copy sent again, or of one forgotten
                 outgoing = kept[0]
@@ -381,6 +392,7 @@ class Peers:
         """
         now = time.monotonic()
         for outgoing, expires in peer.quiet.values():
+            self._calls.pop(outgoing.msg_id, None)
             if outgoing.is_call and expires >= now:
                 self._answer_call(outgoing.body, f"the server went away during the call: {reason}")
         peer.quiet.clear()
