@@ -116,6 +116,70 @@ def test_a_write_on_a_quiet_connection_leaves_the_loop_asleep(peer):
         node.finish_close()
 
 
+def test_a_connection_whose_news_a_write_took_is_read_on_the_next_turn(peer):
+    # The write took the descriptor's news: the loop's wait will not report
+    # the connection, so the turn after it must ask that socket anyway.
+    router, endpoint = peer
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    try:
+        done: list[Outgoing] = []
+        first = _cast(endpoint, done)
+        sock = _connect(node, endpoint)
+        node.send([first])
+        assert router.poll(WAIT_MS), "the peer got nothing"
+        identity, _, _ = router.recv_multipart()
+        router.send_multipart([identity, frames.encode_ack(first.msg_id, frames.OK)])
+        assert sock.poll(WAIT_MS), "the acknowledgement never arrived"
+        node.send([_cast(endpoint, done)])
+        with node._io_lock:
+            node._read_all([])  # a wait that reported nothing
+        assert [o.status for o in done] == [frames.OK]
+    finally:
+        node.peers.shutdown()
+        node.finish_close()
+
+
+def test_a_turn_asks_only_the_sockets_that_may_hold_news(peer, monkeypatch):
+    # A socket found empty, and not used since, signals its next news through
+    # its descriptor: a turn asks it only when the wait reported it.
+    router, endpoint = peer
+    node = _StillNode(_settings(), StaticMatchmaker([]))
+    try:
+        done: list[Outgoing] = []
+        first = _cast(endpoint, done)
+        sock = _connect(node, endpoint)
+        with node._io_lock:
+            node._read_all(None)  # every socket asked once, and found empty
+        asked: list[Any] = []
+        real = frames.readable
+
+        def counted(each: Any) -> bool:
+            asked.append(each)
+            return real(each)
+
+        monkeypatch.setattr(frames, "readable", counted)
+        with node._io_lock:
+            node._read_all([])
+        assert asked == []
+        node.send([first])  # the write asks the socket it wrote to, which is empty
+        assert asked == [sock]
+        assert router.poll(WAIT_MS), "the peer got nothing"
+        identity, _, _ = router.recv_multipart()
+        router.send_multipart([identity, frames.encode_ack(first.msg_id, frames.OK)])
+        assert sock.poll(WAIT_MS), "the acknowledgement never arrived"
+        asked.clear()
+        with node._io_lock:
+            node._read_all([])  # the wait did not report it: it is not asked
+        assert (asked, done) == ([], [])
+        with node._io_lock:
+            node._read_all([node._watched.by_sock[sock]])
+        assert [o.status for o in done] == [frames.OK]
+        assert set(asked) == {sock}  # read, then found empty
+    finally:
+        node.peers.shutdown()
+        node.finish_close()
+
+
 def _woken_reader(node: Node, read: Any, beside: Any, what: str) -> None:
     """Run ``read()`` (it reads the node's sockets for its waiter) in a thread; once it
     waits on them, run ``beside()`` as the loop does when it reads beside the reader,

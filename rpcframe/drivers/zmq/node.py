@@ -14,12 +14,17 @@ costs a thread wake-up each way, which is most of a call on the loopback).
 The loop takes the lock to read and lets it go to wait, and it waits on the
 sockets' ``ZMQ_FD`` descriptors, not on the sockets (which would be a use
 of them without the lock). Those descriptors only say that something may
-have changed, and any use of a socket may take that news: so the loop
-reads every socket until none is readable before it waits again, and a
-sender that finds, after its write, a socket readable (or a socket, or a
-timer, the sleeping loop does not know of) wakes the loop through its
-wake-up socket. Other work for the loop goes through a queue and the same
-wake-up socket (:meth:`Node.call_soon`).
+have changed, and any use of a socket may take that news. A descriptor
+that said so stays readable until the socket is used; so before it waits
+again the loop asks the sockets that may hold news: those whose
+descriptors its wait reported, and the *dirty* ones (:attr:`Watched.dirty`:
+written to, or read to the end of a batch, since they were last found
+empty), until none is readable. A socket found empty and not used since
+needs no asking: its next news makes its descriptor readable. A sender
+that finds, after its write, a socket readable (or a socket, or a timer,
+the sleeping loop does not know of) leaves it dirty and wakes the loop
+through its wake-up socket. Other work for the loop goes through a queue
+and the same wake-up socket (:meth:`Node.call_soon`).
 
 The reading role. A thread that waits for its own message (a caller for
 its reply, a server worker for a request) need not wait for the loop to
@@ -85,7 +90,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import zmq
@@ -128,17 +133,22 @@ class Watched:
         self.by_sock: dict[Any, int] = {}
         self.sockets: list[Any] = []
         self.version = 0  # changes whenever the set does
+        # The sockets to ask before waiting: used since they were last found
+        # empty, so their news may be taken without their descriptor saying so.
+        self.dirty: set[Any] = set()
 
     def register(self, sock: Any) -> None:
         fd = sock.getsockopt(zmq.FD)
         self.by_fd[fd] = sock
         self.by_sock[sock] = fd
+        self.dirty.add(sock)
         self._changed()
 
     def unregister(self, sock: Any) -> None:
         fd = self.by_sock.pop(sock, None)
         if fd is not None:
             self.by_fd.pop(fd, None)
+        self.dirty.discard(sock)
         self._changed()
 
     def _changed(self) -> None:
@@ -177,6 +187,7 @@ class Node:
         self._watched = Watched()
         self._watched.register(self._wake_rx)
         self._sleep_until: float | None = None  # the loop waits until then (None: no bound)
+        self._ready: list[int] = []  # the descriptors the loop's last wait found readable
         # The reading role (see the module documentation): the thread that
         # reads in the loop's place, and whether the loop waits for it to end.
         self._role = threading.Condition(threading.Lock())
@@ -250,9 +261,14 @@ class Node:
             # but never the wake-up socket, whose pending news the loop must see.
             written = [each.peer.sock for each in outgoing if each.peer is not None]
             asked = written if len(written) == len(outgoing) else watched.sockets
-            wake = watched.version != known or any(
-                frames.readable(sock) for sock in asked if sock is not self._wake_rx
-            )
+            wake = watched.version != known
+            for sock in asked:
+                if sock is self._wake_rx:
+                    continue
+                if frames.readable(sock):
+                    wake = True  # it stays dirty: whoever reads next asks it
+                else:
+                    watched.dirty.discard(sock)  # nothing there, and its descriptor will say
             if not wake:
                 # Whoever reads runs the timers: a reader while there is one.
                 until = self._sleep_until if self._reader is None else self._reader_until
@@ -296,11 +312,12 @@ class Node:
         try:
             if handoffs.hook is not None:
                 handoffs.hook("zmq.claimed")
+            ready: list[int] = []
             while True:
                 with self._io_lock:
                     if self._stopping:
                         return False
-                    idle = self._read_all()
+                    idle = self._read_all(ready)
                     if waiter.ready():
                         return True
                     if self._stopping:
@@ -317,7 +334,8 @@ class Node:
                     fds.append(self._nudge_rx)
                 if handoffs.hook is not None:
                     handoffs.hook("zmq.reader-unlocked")
-                if self._nudge_rx in self._wait(fds, timeout):
+                ready = self._wait(fds, timeout)
+                if self._nudge_rx in ready:
                     _drain(self._nudge_rx)
         finally:
             waiter.reader = waiter.nudge = None
@@ -547,7 +565,7 @@ class Node:
             if self._stopping:
                 return
         with self._io_lock:
-            idle = self._read_all()
+            idle = self._read_all(self._ready)
             if self._stopping:
                 return
             # Not idle: a socket may still be readable, and its descriptor
@@ -557,7 +575,7 @@ class Node:
             fds = list(self._watched.by_fd)
         if handoffs.hook is not None:
             handoffs.hook("zmq.unlocked")  # a sender may take the lock before the loop waits
-        self._wait(fds, timeout)
+        self._ready = self._wait(fds, timeout)
 
     def _park(self) -> None:
         """Wait while another thread holds the reading role: it reads, and runs the timers."""
@@ -574,39 +592,62 @@ class Node:
         if handoffs.hook is not None:
             handoffs.hook("zmq.resumed")
 
-    def _read_all(self) -> bool:
-        """Read every socket until none is readable; run commands and timers. Lock held.
+    def _read_all(self, ready: list[int] | None = None) -> bool:
+        """Read the sockets until none is readable; run commands and timers. Lock held.
 
+        With ``ready`` (the descriptors the last wait found readable), only
+        the sockets that may hold news are asked: those, the dirty ones
+        (:attr:`Watched.dirty`), and the wake-up socket while a wake-up is
+        pending. Any other socket's news is still signalled by its
+        descriptor (nobody used the socket since it was found empty), so the
+        next wait returns at once for it. Without, every socket is asked.
         Returns whether it got there (False: it stopped after :data:`_ROUNDS`).
         """
+        watched = self._watched
+        if ready is not None:
+            for fd in ready:
+                sock = watched.by_fd.get(fd)
+                if sock is not None:
+                    watched.dirty.add(sock)
+            if self._wake_pending:
+                watched.dirty.add(self._wake_rx)
         for _ in range(_ROUNDS):
             busy = False
-            watched = self._watched
-            for sock in watched.sockets:
+            asked: Collection[Any]
+            if ready is None:
+                asked = watched.sockets
+                watched.dirty.clear()
+            else:
+                asked, watched.dirty = watched.dirty, set()
+            for sock in asked:
                 if sock not in watched.by_sock:
                     continue  # closed by what an earlier socket's messages did
-                if frames.readable(sock):
+                if frames.readable(sock) and self._on(sock):
                     busy = True
-                    self._on(sock)
+                    watched.dirty.add(sock)  # it stopped with more to read
             while self._commands:
                 busy = True
                 self._commands.popleft()()
             self.peers.check_timers()
-            if not busy or self._stopping:
+            if self._stopping:
+                return True
+            if not (watched.dirty if ready is not None else busy):
                 return True
         return False
 
-    def _on(self, sock: Any) -> None:
+    def _on(self, sock: Any) -> bool:
+        """Read what ``sock`` holds; whether it may hold more (it stopped at a batch's end)."""
+        if sock is self._router:
+            return self._on_router()
+        if sock in self.peers.by_socket:
+            return self.peers.on_dealer(self.peers.by_socket[sock])
         if sock is self._wake_rx:
             self._drain_wake()
-        elif sock is self._router:
-            self._on_router()
         elif sock is self._zap:
             self._on_zap()
-        elif sock in self.peers.by_socket:
-            self.peers.on_dealer(self.peers.by_socket[sock])
         elif sock in self.peers.by_monitor:
             self.peers.on_monitor(self.peers.by_monitor[sock])
+        return True  # seldom busy: asked once more
 
     def _wait(self, fds: list[int], timeout: float | None) -> list[int]:
         """Wait, without the lock, until a descriptor says something may have changed; those."""
@@ -638,11 +679,11 @@ class Node:
 
     # -- receiving (ROUTER) -----------------------------------------------------
 
-    def _on_router(self) -> None:
+    def _on_router(self) -> bool:
         router = self._router
         for _ in range(_BATCH):
             if not frames.readable(router):
-                return
+                return False
             first, parts = frames.recv_parts(router)
             identity = parts[0]
             if len(parts) != 3:
@@ -666,6 +707,7 @@ class Node:
                 seen = self._accept(header, parts[2])
                 self.seen.add(header.msg_id, seen)
             self._ack(identity, frames.encode_ack(header.msg_id, seen))
+        return True
 
     def _accept(self, header: frames.Header, body: bytes) -> str:
         record = record_of(
@@ -698,6 +740,7 @@ class Node:
             self._ack(identity, frames.encode_ack(msg_id, frames.BAD, why))
 
     def _ack(self, identity: bytes, frame: bytes) -> None:
+        self._watched.dirty.add(self._router)  # a write may take the news of its descriptor
         try:
             frames.send_parts(self._router, [identity, frame])
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the sender is gone; it resends elsewhere

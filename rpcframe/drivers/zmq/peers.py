@@ -178,6 +178,7 @@ class Peers:
         return peer
 
     def _write(self, peer: Peer, outgoing: Outgoing) -> None:
+        self._watched.dirty.add(peer.sock)  # a write may take the news of its descriptor
         try:
             frames.send_parts(peer.sock, [outgoing.header, outgoing.body])
         except zmq.Again:
@@ -212,17 +213,20 @@ class Peers:
             outgoing.status = frames.OK
             outgoing.on_done(outgoing)
 
-    def on_dealer(self, peer: Peer) -> None:
-        self._take_acks(peer, _BATCH)
+    def on_dealer(self, peer: Peer) -> bool:
+        """Read the acknowledgements on ``peer``'s connection; whether more may wait."""
+        more = self._take_acks(peer, _BATCH)
         if peer.waiting and peer.up:
             self._flush(peer)
+        return more
 
-    def _take_acks(self, peer: Peer, most: int) -> None:
-        """Read up to ``most`` acknowledgements the peer's connection holds."""
+    def _take_acks(self, peer: Peer, most: int) -> bool:
+        """Read up to ``most`` acknowledgements the peer's connection holds; whether it
+        stopped at ``most``."""
         sock = peer.sock
         for _ in range(most):
             if not frames.readable(sock):
-                break
+                return False
             frame = sock.recv(frames.NOBLOCK)
             try:
                 ack = frames.decode_ack(frame)
@@ -252,6 +256,7 @@ class Peers:
                         f"the process at {peer.endpoint} refused the message: {ack.detail}"
                     ),
                 )
+        return True
 
     def _flush(self, peer: Peer) -> None:
         waiting, peer.waiting = peer.waiting, collections.deque()
