@@ -77,107 +77,97 @@ def _connect(node: Node, endpoint: str) -> Any:
     return peer.sock
 
 
-def test_a_write_on_a_connection_holding_an_acknowledgement_wakes_the_loop(peer):
+class _Connected:
+    """A node whose loop never runs, connected to the raw peer; a cast ready to send."""
+
+    def __init__(self, router: Any, endpoint: str) -> None:
+        self.router, self.endpoint = router, endpoint
+        self.node = _StillNode(_settings(), StaticMatchmaker([]))
+        self.done: list[Outgoing] = []
+        self.first = _cast(endpoint, self.done)
+        self.sock = _connect(self.node, endpoint)
+
+    def acknowledged(self) -> None:
+        """Send the first cast; the raw peer's acknowledgement arrives on the connection."""
+        self.node.send([self.first])
+        assert self.router.poll(WAIT_MS), "the peer got nothing"
+        identity, _, _ = self.router.recv_multipart()
+        self.router.send_multipart([identity, frames.encode_ack(self.first.msg_id, frames.OK)])
+        assert self.sock.poll(WAIT_MS), "the acknowledgement never arrived"
+
+    def another(self) -> Outgoing:
+        return _cast(self.endpoint, self.done)
+
+
+@pytest.fixture
+def connected(peer) -> Iterator[_Connected]:
     router, endpoint = peer
-    node = _StillNode(_settings(), StaticMatchmaker([]))
+    made = _Connected(router, endpoint)
     try:
-        done: list[Outgoing] = []
-        first = _cast(endpoint, done)
-        sock = _connect(node, endpoint)
-        node.send([first])
-        assert router.poll(WAIT_MS), "the peer got nothing"
-        identity, _, _ = router.recv_multipart()
-        router.send_multipart([identity, frames.encode_ack(first.msg_id, frames.OK)])
-        assert sock.poll(WAIT_MS), "the acknowledgement never arrived"
-        node._sleep_until = time.monotonic() + 1.0  # sooner than any acknowledgement's deadline
-        woken = node.wakes
-        node.send([_cast(endpoint, done)])  # this write may take the acknowledgement's news
-        assert node.wakes == woken + 1
-        node.peers.on_dealer(node.peers.by_socket[sock])  # what the woken loop then does
-        assert [o.status for o in done] == [frames.OK]
+        yield made
     finally:
-        node.peers.shutdown()
-        node.finish_close()
+        made.node.peers.shutdown()
+        made.node.finish_close()
 
 
-def test_a_write_on_a_quiet_connection_leaves_the_loop_asleep(peer):
-    router, endpoint = peer
-    node = _StillNode(_settings(), StaticMatchmaker([]))
-    try:
-        done: list[Outgoing] = []
-        _connect(node, endpoint)
-        node._sleep_until = time.monotonic() + 1.0  # the loop looks again within 1 s
-        woken = node.wakes
-        node.send([_cast(endpoint, done)])  # acknowledged within 10 s: nothing sooner
-        assert router.poll(WAIT_MS)
-        assert node.wakes == woken  # nothing to read, nothing the loop must do sooner
-    finally:
-        node.peers.shutdown()
-        node.finish_close()
+def test_a_write_on_a_connection_holding_an_acknowledgement_wakes_the_loop(connected):
+    node = connected.node
+    connected.acknowledged()
+    node._sleep_until = time.monotonic() + 1.0  # sooner than any acknowledgement's deadline
+    woken = node.wakes
+    node.send([connected.another()])  # this write may take the acknowledgement's news
+    assert node.wakes == woken + 1
+    node.peers.on_dealer(node.peers.by_socket[connected.sock])  # what the woken loop then does
+    assert [o.status for o in connected.done] == [frames.OK]
 
 
-def test_a_connection_whose_news_a_write_took_is_read_on_the_next_turn(peer):
+def test_a_write_on_a_quiet_connection_leaves_the_loop_asleep(connected):
+    node = connected.node
+    node._sleep_until = time.monotonic() + 1.0  # the loop looks again within 1 s
+    woken = node.wakes
+    node.send([connected.another()])  # acknowledged within 10 s: nothing sooner
+    assert connected.router.poll(WAIT_MS)
+    assert node.wakes == woken  # nothing to read, nothing the loop must do sooner
+
+
+def test_a_connection_whose_news_a_write_took_is_read_on_the_next_turn(connected):
     # The write took the descriptor's news: the loop's wait will not report
     # the connection, so the turn after it must ask that socket anyway.
-    router, endpoint = peer
-    node = _StillNode(_settings(), StaticMatchmaker([]))
-    try:
-        done: list[Outgoing] = []
-        first = _cast(endpoint, done)
-        sock = _connect(node, endpoint)
-        node.send([first])
-        assert router.poll(WAIT_MS), "the peer got nothing"
-        identity, _, _ = router.recv_multipart()
-        router.send_multipart([identity, frames.encode_ack(first.msg_id, frames.OK)])
-        assert sock.poll(WAIT_MS), "the acknowledgement never arrived"
-        node.send([_cast(endpoint, done)])
-        with node._io_lock:
-            node._read_all([])  # a wait that reported nothing
-        assert [o.status for o in done] == [frames.OK]
-    finally:
-        node.peers.shutdown()
-        node.finish_close()
+    node = connected.node
+    connected.acknowledged()
+    node.send([connected.another()])
+    with node._io_lock:
+        node._read_all([])  # a wait that reported nothing
+    assert [o.status for o in connected.done] == [frames.OK]
 
 
-def test_a_turn_asks_only_the_sockets_that_may_hold_news(peer, monkeypatch):
+def test_a_turn_asks_only_the_sockets_that_may_hold_news(connected, monkeypatch):
     # A socket found empty, and not used since, signals its next news through
     # its descriptor: a turn asks it only when the wait reported it.
-    router, endpoint = peer
-    node = _StillNode(_settings(), StaticMatchmaker([]))
-    try:
-        done: list[Outgoing] = []
-        first = _cast(endpoint, done)
-        sock = _connect(node, endpoint)
-        with node._io_lock:
-            node._read_all(None)  # every socket asked once, and found empty
-        asked: list[Any] = []
-        real = frames.readable
+    node, sock = connected.node, connected.sock
+    with node._io_lock:
+        node._read_all(None)  # every socket asked once, and found empty
+    asked: list[Any] = []
+    real = frames.readable
 
-        def counted(each: Any) -> bool:
-            asked.append(each)
-            return real(each)
+    def counted(each: Any) -> bool:
+        asked.append(each)
+        return real(each)
 
-        monkeypatch.setattr(frames, "readable", counted)
-        with node._io_lock:
-            node._read_all([])
-        assert asked == []
-        node.send([first])  # the write asks the socket it wrote to, which is empty
-        assert asked == [sock]
-        assert router.poll(WAIT_MS), "the peer got nothing"
-        identity, _, _ = router.recv_multipart()
-        router.send_multipart([identity, frames.encode_ack(first.msg_id, frames.OK)])
-        assert sock.poll(WAIT_MS), "the acknowledgement never arrived"
-        asked.clear()
-        with node._io_lock:
-            node._read_all([])  # the wait did not report it: it is not asked
-        assert (asked, done) == ([], [])
-        with node._io_lock:
-            node._read_all([node._watched.by_sock[sock]])
-        assert [o.status for o in done] == [frames.OK]
-        assert set(asked) == {sock}  # read, then found empty
-    finally:
-        node.peers.shutdown()
-        node.finish_close()
+    monkeypatch.setattr(frames, "readable", counted)
+    with node._io_lock:
+        node._read_all([])
+    assert asked == []
+    connected.acknowledged()  # the write asks the socket it wrote to (empty then)
+    assert asked == [sock]
+    asked.clear()
+    with node._io_lock:
+        node._read_all([])  # the wait did not report it: it is not asked
+    assert (asked, connected.done) == ([], [])
+    with node._io_lock:
+        node._read_all([node._watched.by_sock[sock]])
+    assert [o.status for o in connected.done] == [frames.OK]
+    assert set(asked) == {sock}  # read, then found empty
 
 
 def _woken_reader(node: Node, read: Any, beside: Any, what: str) -> None:
