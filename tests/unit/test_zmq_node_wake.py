@@ -24,6 +24,7 @@ from rpcframe.drivers.zmq.driver import _Batch
 from rpcframe.drivers.zmq.listener import Delivery, Mailbox, ZmqListener
 from rpcframe.drivers.zmq.matchmaker import StaticMatchmaker
 from rpcframe.drivers.zmq.node import _CANDIDATES, Node, Outgoing, Settings
+from rpcframe.drivers.zmq.routing import record_of
 
 WAIT_MS = 5000
 
@@ -330,3 +331,46 @@ def test_the_mailboxes_of_closed_listeners_are_not_kept_as_candidates_for_the_ro
             gone.close()
         assert kept in node._candidates.values()
         assert len(node._candidates) <= 2 * _CANDIDATES + 1
+
+
+def test_the_loop_reads_when_a_reader_that_left_with_a_delivery_does_not_come_back():
+    # A reader that leaves with what it waited for is likely back at once,
+    # and the parked loop leaves the role free for it a moment; a reader
+    # that stays away (a long request) must not leave the process deaf.
+    node = Node(_settings(), StaticMatchmaker([]))
+    endpoint = node.listen_endpoint()
+    slot = record_of("rpc", "openstack", "nobody-polls", None, False)
+    idle = ZmqListener([slot], lambda _: None, lambda *_: 0, None, node.read_for)
+    node.subscribe(idle, [])
+    parked = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "zmq.parked":
+            parked.set()
+
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.DEALER)
+    raw.linger = 0
+    try:
+        with handoffs.installed(hook):
+            mailbox = Mailbox()
+            reader = threading.Thread(target=node.read_for, args=(mailbox, None))
+            reader.start()
+            node.call_soon(lambda: None)  # the loop wakes, finds the role taken, parks
+            assert parked.wait(WAIT_MS / 1000), "the loop never parked"
+            assert mailbox.put(Delivery(b"request", "inbox"))  # the reader leaves with it
+            reader.join(WAIT_MS / 1000)
+            assert not reader.is_alive()
+        header = frames.Header(
+            frames.new_msg_id(), "rpc", "openstack", "nobody-polls", "", False, ""
+        )
+        raw.connect(endpoint)
+        raw.send_multipart([frames.encode_header(header), b"{}"])
+        assert raw.poll(WAIT_MS), "nobody read the node's socket"
+        assert frames.decode_ack(raw.recv()).status == frames.OK
+        assert [d.body for d in [idle.mailbox.take()]] == [b"{}"]
+    finally:
+        raw.close(0)
+        ctx.term()
+        node.unsubscribe(idle, [])
+        node.close()

@@ -41,17 +41,24 @@ commands, timers). At most one thread holds it; the states and moves:
 * **thread reads**: a poller that asks now is put among the *candidates*
   and waits on its mailbox; whatever the reader reads for it is put there
   and wakes it (a condition). The loop, if it wakes, parks: it waits on a
-  condition, and looks again every ``_LINGER`` (doubling while the same
-  reader holds on, up to ``_PARKED_MAX``).
+  condition, and looks again after ``_LINGER``, then less and less often
+  while the role stays taken (the wait doubles: up to ``_PARKED_MAX``
+  while the same reader holds on, up to ``_LOOKS_MAX`` while readers come
+  and go, as a server's worker does between requests: each look is a
+  wake-up of the loop's thread).
 * the reader leaves **with a delivery** (it is likely back soon: a worker
   that handles a request, a caller's next call): the role is free and
   nobody is told; the reader takes it again when it polls again, or the
-  parked loop takes over at its next look (**loop reads**). A reader that
-  held on for longer than ``_LINGER`` tells the parked loop, whose looks
-  may be far apart by then.
+  parked loop, at a look that finds the role free for ``_LINGER`` already,
+  takes over (**loop reads**); a look that finds it free for less waits the
+  rest of ``_LINGER``. So a process whose readers stay away reads again
+  within ``_LOOKS_MAX`` + ``_LINGER``. A reader that held on for longer
+  than ``_LINGER`` tells the parked loop, whose looks may be far apart by
+  then.
 * the reader leaves **without** (its deadline passed, its mailbox closed):
   the first candidate still blocked on its mailbox is woken to take the
-  role (:meth:`.listener.Mailbox.offer_turn`); with none, as above.
+  role (:meth:`.listener.Mailbox.offer_turn`); with none, the parked loop
+  is called back at once.
 * a sender's wake-up (``_wake``) while the role is free and the loop parked
   brings the loop back at once: commands and a sender's news never wait
   for a look.
@@ -120,6 +127,8 @@ _HWM = 100_000
 _LINGER = 0.002
 #: At most this long between the parked loop's looks.
 _PARKED_MAX = 1.0
+#: At most this long between them while readers come and go.
+_LOOKS_MAX = 0.032
 
 #: Candidates kept before the closed ones among them are forgotten.
 _CANDIDATES = 64
@@ -194,6 +203,8 @@ class Node:
         self._reader: int | None = None
         self._reader_until: float | None = None  # the reader waits until then (None: no bound)
         self._parked = False
+        self._called_back = False  # the parked loop must come back now (not after a look)
+        self._freed_at = 0.0  # when a reader last let the role go with a delivery
         self._green = green.patched()
         self._tenures = 0  # readers so far
         self._candidates: dict[int, Any] = {}  # mailboxes whose pollers wait for the role
@@ -226,6 +237,7 @@ class Node:
         """Make the loop look at everything again (any thread; never blocks)."""
         if self._parked and self._reader is None:
             with self._role:
+                self._called_back = True
                 self._role.notify()  # no reader: the parked loop comes back now
         with self._wake_lock:
             if self._closed:
@@ -341,18 +353,26 @@ class Node:
             waiter.reader = waiter.nudge = None
             with self._role:
                 self._reader = None
-                # Leaving with what it waited for, the reader is likely back
-                # soon (a worker that handled a request, a caller's next call):
-                # the parked loop waits _LINGER for it before it reads again.
-                # Else a poller blocked on its mailbox reads next.
-                candidates = None if waiter else self._candidates  # bool: it holds a delivery
-                while candidates:
-                    key = next(iter(candidates))
-                    if candidates.pop(key).offer_turn():
-                        break
+                if waiter:  # bool: it holds a delivery
+                    # Likely back soon (a worker that handled a request, a
+                    # caller's next call): the parked loop leaves the role
+                    # free for it _LINGER before it reads in its place.
+                    self._freed_at = now = time.monotonic()
+                    if self._parked and now - claimed > _LINGER:
+                        self._role.notify()  # its looks may be far apart by now
                 else:
-                    if self._parked and time.monotonic() - claimed > _LINGER:
-                        self._role.notify()  # the loop may wait longer than _LINGER now
+                    # Not back soon: a poller blocked on its mailbox reads
+                    # next, or else the loop, at once.
+                    candidates = self._candidates
+                    while candidates:
+                        key = next(iter(candidates))
+                        if candidates.pop(key).offer_turn():
+                            break
+                    else:
+                        self._freed_at = 0.0
+                        if self._parked:
+                            self._called_back = True
+                            self._role.notify()
             if handoffs.hook is not None:
                 handoffs.hook("zmq.released")  # the parked loop may come back meanwhile
 
@@ -581,13 +601,26 @@ class Node:
         """Wait while another thread holds the reading role: it reads, and runs the timers."""
         wait = _LINGER
         with self._role:
-            while self._reader is not None and not self._stopping:
+            while not (self._stopping or self._called_back):
+                if self._reader is None:
+                    # Let go with a delivery less than _LINGER ago: its reader
+                    # is likely back (a worker between two requests, a caller
+                    # between two calls). Else the loop reads in its place.
+                    free_for = time.monotonic() - self._freed_at
+                    if free_for >= _LINGER:
+                        break
+                    look = _LINGER - free_for
+                else:
+                    look = wait
                 self._parked = True
                 tenure = self._tenures
-                self._role.wait(wait)
+                if handoffs.hook is not None:
+                    handoffs.hook("zmq.parked")
+                self._role.wait(look)
                 # The same reader all along: it releases with a notify (it read
                 # longer than _LINGER), so look less often.
-                wait = min(wait * 2, _PARKED_MAX) if self._tenures == tenure else _LINGER
+                wait = min(wait * 2, _PARKED_MAX if self._tenures == tenure else _LOOKS_MAX)
+            self._called_back = False
             self._parked = False
         if handoffs.hook is not None:
             handoffs.hook("zmq.resumed")
