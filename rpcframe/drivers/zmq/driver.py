@@ -58,21 +58,23 @@ _ZMQ_NAMES = frozenset(opt.dest for opt in options.zmq_opts)
 
 
 class _Batch:
-    """The outgoing messages of one ``send``; ``done`` is set when each has an outcome.
+    """The outgoing messages of one ``send``; done when each has an outcome.
 
     The sender waits for it reading the node's sockets itself when it can
     (:meth:`node.Node.read_for`: ``reader``, ``nudge``, :meth:`ready` and
-    truth are what that asks of a waiter), else on ``done``.
+    truth are what that asks of a waiter), else on an event, made only
+    then: most sends (a call's request, a reply) are done once written.
     """
 
-    __slots__ = ("left", "done", "outcomes", "reader", "nudge", "_lock")
+    __slots__ = ("left", "outcomes", "reader", "nudge", "_done", "_event", "_lock")
 
     def __init__(self, count: int) -> None:
         self.left = count
-        self.done = threading.Event()
         self.outcomes: list[node.Outgoing] = []
         self.reader: int | None = None
         self.nudge: Any = None
+        self._done = False
+        self._event: threading.Event | None = None
         self._lock = threading.Lock()
 
     def finished(self, outgoing: node.Outgoing) -> None:
@@ -80,27 +82,35 @@ class _Batch:
             self.outcomes.append(outgoing)
             self.left -= 1
             last = self.left == 0
+            if last:
+                self._done = True
+                event = self._event
         if last:
-            self.done.set()
+            if event is not None:
+                event.set()
             nudge = self.nudge
             if nudge is not None:
                 nudge()  # the sender reads the sockets: wake it (a no-op from its own thread)
 
     def ready(self) -> bool:
-        return self.done.is_set()
+        return self._done
 
     def __bool__(self) -> bool:
         # Finished, the sender is likely to send again soon: the node keeps
         # the reading role free for it a moment rather than hand it on.
-        return self.done.is_set()
+        return self._done
 
     def wait(self, reader: node.Node, seconds: float) -> bool:
         """Whether every message had its outcome within ``seconds``."""
-        if self.done.is_set():
+        if self._done:
             return True
         deadline = time.monotonic() + seconds
         reader.read_for(self, deadline, candidate=False)
-        return self.done.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            if self._done:
+                return True
+            self._event = event = threading.Event()
+        return event.wait(max(0.0, deadline - time.monotonic()))
 
 
 class ZmqRoutes:
