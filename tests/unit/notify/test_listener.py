@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 
 import pytest
 
 import rpcframe
-from rpcframe import exceptions, wire
+from rpcframe import exceptions, opts, wire
 from rpcframe import transport as msg_transport
 from rpcframe.drivers import base, fake
 from rpcframe.notify import dispatcher, listener
@@ -253,3 +254,45 @@ def test_a_malformed_notification_is_acknowledged_once(transport, body):
     server._process_incoming(incoming)
 
     assert incoming.settled == ["ack"]
+
+
+class _InOrder:
+    def __init__(self, expected: int) -> None:
+        self.seen: list[int] = []
+        self.expected = expected
+        self.done = threading.Event()
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.seen.append(payload["n"])
+        if len(self.seen) == self.expected:
+            self.done.set()
+
+
+def _zmq_url() -> str:
+    pytest.importorskip("zmq")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"zmq://127.0.0.1:{port}/?rpc_zmq_host=127.0.0.1&rpc_zmq_bind_address=127.0.0.1"
+
+
+@pytest.mark.parametrize("url", ["fake://", "zmq"])
+def test_a_listener_with_one_worker_sees_notifications_in_the_order_they_were_sent(conf, url):
+    # Several workers handle notifications side by side (any order); one
+    # worker takes them as they were sent.
+    opts.register_core(conf)
+    conf.set_override("executor_thread_pool_size", 1)
+    transport = rpcframe.get_notification_transport(conf, _zmq_url() if url == "zmq" else url)
+    endpoint = _InOrder(200)
+    server = rpcframe.get_notification_listener(transport, targets("ordered"), [endpoint])
+    server.start()
+    try:
+        notifier = rpcframe.Notifier(transport, driver="messagingv2", topics=["ordered"])
+        for n in range(200):
+            notifier.info({}, "a.b", {"n": n})
+        assert endpoint.done.wait(10)
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+    assert endpoint.seen == list(range(200))
