@@ -237,8 +237,9 @@ class Node:
         """Make the loop look at everything again (any thread; never blocks)."""
         if self._parked and self._reader is None:
             with self._role:
-                self._called_back = True
-                self._role.notify()  # no reader: the parked loop comes back now
+                if self._parked and self._reader is None:  # still, now that the lock is held
+                    self._called_back = True
+                    self._role.notify()  # no reader: the parked loop comes back now
         with self._wake_lock:
             if self._closed:
                 raise exceptions.TransportClosed("the ZeroMQ node is closed")
@@ -655,9 +656,10 @@ class Node:
             for sock in asked:
                 if sock not in watched.by_sock:
                     continue  # closed by what an earlier socket's messages did
-                if frames.readable(sock) and self._on(sock):
+                if frames.readable(sock):
                     busy = True
-                    watched.dirty.add(sock)  # it stopped with more to read
+                    if self._on(sock):
+                        watched.dirty.add(sock)  # it stopped with more to read
             while self._commands:
                 busy = True
                 self._commands.popleft()()
